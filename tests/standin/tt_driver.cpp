@@ -1,0 +1,347 @@
+// Driver for the libtt_metal.so stand-in: opens a mesh, loads application
+// kernels (optionally concurrently with fabric bring-up), exercises the
+// allocator, prints a DRIVER oracle line and ends the way it is told to.
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern "C" {
+struct standin_mesh;
+standin_mesh* standin_open_mesh(int num_devices);
+unsigned long long standin_fabric_configs_started(void);
+long long standin_write_app_kernel(int chip, unsigned long long bytes);
+long long standin_write_program_kernel(standin_mesh* h, int device, unsigned long long bytes);
+unsigned long long standin_alloc_buffer(standin_mesh* h, int device, int buffer_type, unsigned long long size);
+int standin_free_buffer(standin_mesh* h, int device, int buffer_type, unsigned long long address);
+unsigned long long standin_alloc_cb(standin_mesh* h, int device, unsigned long long size);
+int standin_free_cbs(standin_mesh* h, int device);
+int standin_close_mesh(standin_mesh* h);
+}
+
+namespace {
+
+// tt::tt_metal::BufferType values.
+constexpr int kDram = 0;
+constexpr int kL1 = 1;
+
+enum class End { Close, Exit, Sigkill, Abort };
+
+struct Options {
+    unsigned long long devices = 1;
+    unsigned long long app_kernels = 3;
+    unsigned long long app_kernel_bytes = 12288;
+    unsigned long long app_threads = 1;
+    unsigned long long program_kernels = 0;
+    unsigned long long buffers = 0;
+    unsigned long long cbs = 0;
+    End end = End::Close;
+    const char* end_name = "close";
+    std::string wait_file;
+    unsigned long long hold_ms = 0;
+    unsigned long long repeat = 1;
+};
+
+const char kUsage[] =
+    "usage: tt_driver [options]\n"
+    "  --devices N            chips in the mesh (1..64, default 1)\n"
+    "  --app-kernels M        direct application kernels per device (default 3)\n"
+    "  --app-kernel-bytes B   bytes per application kernel, multiple of 4 (default 12288)\n"
+    "  --app-threads T        loader threads; T>1 loads during fabric bring-up (default 1)\n"
+    "  --program-kernels K    extra kernels per device via ProgramImpl (default 0)\n"
+    "  --buffers K            buffers per device, all but the first freed (default 0)\n"
+    "  --cbs K                circular buffers per device, then all freed (default 0)\n"
+    "  --end close|exit|sigkill|abort   how the last run ends (default close)\n"
+    "  --wait-file PATH       wait until PATH exists before starting\n"
+    "  --hold-ms MS           sleep before the end action (default 0)\n"
+    "  --repeat R             open/workload/close cycles (default 1)\n";
+
+[[noreturn]] void usage_error(const char* fmt, const char* arg) {
+    std::fprintf(stderr, "tt_driver: ");
+    std::fprintf(stderr, fmt, arg);
+    std::fprintf(stderr, "\n%s", kUsage);
+    std::exit(2);
+}
+
+[[noreturn]] void fail(const char* what) {
+    std::fprintf(stderr, "tt_driver: %s\n", what);
+    std::exit(1);
+}
+
+unsigned long long parse_number(const char* flag, const char* text, unsigned long long lo, unsigned long long hi) {
+    if (text == nullptr || *text == '\0' || *text == '-' || *text == '+') {
+        usage_error("bad value for %s", flag);
+    }
+    errno = 0;
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi) {
+        usage_error("bad value for %s", flag);
+    }
+    return v;
+}
+
+bool is_known_flag(const std::string& flag) {
+    static const char* const kFlags[] = {
+        "--devices", "--app-kernels", "--app-kernel-bytes", "--app-threads", "--program-kernels", "--buffers",
+        "--cbs",     "--end",         "--wait-file",        "--hold-ms",     "--repeat",
+    };
+    for (const char* known : kFlags) {
+        if (flag == known) {
+            return true;
+        }
+    }
+    return false;
+}
+
+Options parse_args(int argc, char** argv) {
+    Options o;
+    constexpr unsigned long long kMax = 1ull << 32;
+    for (int i = 1; i < argc; ++i) {
+        std::string flag = argv[i];
+        const char* value = nullptr;
+        if (flag == "-h" || flag == "--help") {
+            std::fputs(kUsage, stdout);
+            std::exit(0);
+        }
+        if (!is_known_flag(flag.substr(0, flag.find('=')))) {
+            usage_error("unknown flag %s", argv[i]);
+        }
+        if (const auto eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
+            value = argv[i] + eq + 1;
+            flag.resize(eq);
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        } else {
+            usage_error("missing value for %s", flag.c_str());
+        }
+        const char* f = flag.c_str();
+        if (flag == "--devices") {
+            o.devices = parse_number(f, value, 1, 64);
+        } else if (flag == "--app-kernels") {
+            o.app_kernels = parse_number(f, value, 0, kMax);
+        } else if (flag == "--app-kernel-bytes") {
+            o.app_kernel_bytes = parse_number(f, value, 4, 1ull << 30);
+            if (o.app_kernel_bytes % 4 != 0) {
+                usage_error("%s must be a multiple of 4", f);
+            }
+        } else if (flag == "--app-threads") {
+            o.app_threads = parse_number(f, value, 1, 256);
+        } else if (flag == "--program-kernels") {
+            o.program_kernels = parse_number(f, value, 0, kMax);
+        } else if (flag == "--buffers") {
+            o.buffers = parse_number(f, value, 0, 4096);
+        } else if (flag == "--cbs") {
+            o.cbs = parse_number(f, value, 0, 4096);
+        } else if (flag == "--end") {
+            const std::string v = value;
+            if (v == "close") {
+                o.end = End::Close;
+            } else if (v == "exit") {
+                o.end = End::Exit;
+            } else if (v == "sigkill") {
+                o.end = End::Sigkill;
+            } else if (v == "abort") {
+                o.end = End::Abort;
+            } else {
+                usage_error("bad value for --end: %s", value);
+            }
+            o.end_name = value;
+        } else if (flag == "--wait-file") {
+            if (*value == '\0') {
+                usage_error("empty path for %s", f);
+            }
+            o.wait_file = value;
+        } else if (flag == "--hold-ms") {
+            o.hold_ms = parse_number(f, value, 0, 24ull * 3600 * 1000);
+        } else if (flag == "--repeat") {
+            o.repeat = parse_number(f, value, 1, 1000000);
+        } else {
+            usage_error("unknown flag %s", f);
+        }
+    }
+    return o;
+}
+
+void wait_for_file(const std::string& path) {
+    struct stat st;
+    while (::stat(path.c_str(), &st) != 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+}
+
+// What the driver actually got loaded, per chip id, over all runs.
+struct Tally {
+    explicit Tally(std::size_t devices) : kernels(devices), bytes(devices), program_kernels(devices) {}
+    std::vector<std::atomic<unsigned long long>> kernels;
+    std::vector<std::atomic<unsigned long long>> bytes;
+    std::vector<std::atomic<unsigned long long>> program_kernels;
+};
+
+// Loads job indices [first, first+stride, ...) of the devices*app_kernels jobs.
+bool load_app_kernels(const Options& o, Tally& t, unsigned long long first, unsigned long long stride) {
+    const unsigned long long jobs = o.devices * o.app_kernels;
+    for (unsigned long long j = first; j < jobs; j += stride) {
+        const int chip = static_cast<int>(j / o.app_kernels);
+        const long long written = standin_write_app_kernel(chip, o.app_kernel_bytes);
+        if (written < 0) {
+            return false;
+        }
+        t.kernels[chip] += 1;
+        t.bytes[chip] += static_cast<unsigned long long>(written);
+    }
+    return true;
+}
+
+standin_mesh* open_and_load(const Options& o, Tally& t) {
+    if (o.app_threads == 1) {
+        standin_mesh* mesh = standin_open_mesh(static_cast<int>(o.devices));
+        if (mesh == nullptr) {
+            fail("standin_open_mesh failed");
+        }
+        if (!load_app_kernels(o, t, 0, 1)) {
+            fail("application kernel write refused");
+        }
+        return mesh;
+    }
+
+    // Loader threads are released by the first configure_fabric() of this
+    // open, when every Device already exists, so their writes overlap fabric
+    // bring-up on the library's worker threads.
+    const unsigned long long started_before = standin_fabric_configs_started();
+    std::atomic<bool> give_up{false};
+    std::atomic<bool> failed{false};
+    std::vector<std::thread> loaders;
+    for (unsigned long long i = 0; i < o.app_threads; ++i) {
+        loaders.emplace_back([&, i] {
+            while (standin_fabric_configs_started() == started_before) {
+                if (give_up) {
+                    return;
+                }
+                std::this_thread::sleep_for(std::chrono::microseconds(20));
+            }
+            if (!load_app_kernels(o, t, i, o.app_threads)) {
+                failed = true;
+            }
+        });
+    }
+    standin_mesh* mesh = standin_open_mesh(static_cast<int>(o.devices));
+    give_up = true;
+    for (auto& th : loaders) {
+        th.join();
+    }
+    if (mesh == nullptr) {
+        fail("standin_open_mesh failed");
+    }
+    if (failed) {
+        fail("application kernel write refused");
+    }
+    return mesh;
+}
+
+void run_workload(const Options& o, Tally& t, standin_mesh* mesh) {
+    for (unsigned long long d = 0; d < o.devices; ++d) {
+        const int dev = static_cast<int>(d);
+        for (unsigned long long k = 0; k < o.program_kernels; ++k) {
+            const long long written = standin_write_program_kernel(mesh, dev, o.app_kernel_bytes);
+            if (written < 0) {
+                fail("program kernel write refused");
+            }
+            t.kernels[d] += 1;
+            t.bytes[d] += static_cast<unsigned long long>(written);
+            t.program_kernels[d] += 1;
+        }
+
+        std::vector<unsigned long long> addrs;
+        for (unsigned long long i = 0; i < o.buffers; ++i) {
+            const int type = i % 2 == 0 ? kDram : kL1;
+            const unsigned long long addr = standin_alloc_buffer(mesh, dev, type, 4096 * (i + 1));
+            if (addr == 0) {
+                fail("buffer allocation failed");
+            }
+            addrs.push_back(addr);
+        }
+        // The first buffer (DRAM, 4096 bytes) stays allocated.
+        for (unsigned long long i = 1; i < addrs.size(); ++i) {
+            if (standin_free_buffer(mesh, dev, i % 2 == 0 ? kDram : kL1, addrs[i]) != 0) {
+                fail("buffer free failed");
+            }
+        }
+
+        for (unsigned long long i = 0; i < o.cbs; ++i) {
+            if (standin_alloc_cb(mesh, dev, 2048 * (i + 1)) == 0) {
+                fail("circular buffer allocation failed");
+            }
+        }
+        if (o.cbs > 0 && standin_free_cbs(mesh, dev) != 0) {
+            fail("circular buffer free failed");
+        }
+    }
+}
+
+void print_oracle(const Options& o, const Tally& t) {
+    // Every chip gets the same workload; a mismatch would make the line a lie.
+    for (std::size_t d = 1; d < t.kernels.size(); ++d) {
+        if (t.kernels[d] != t.kernels[0] || t.bytes[d] != t.bytes[0] ||
+            t.program_kernels[d] != t.program_kernels[0]) {
+            fail("per-device tallies differ");
+        }
+    }
+    std::printf(
+        "DRIVER {\"pid\":%ld,\"devices\":%llu,\"app_kernels_per_device\":%llu,\"app_bytes_per_device\":%llu,"
+        "\"program_kernels_per_device\":%llu,\"end\":\"%s\"}\n",
+        static_cast<long>(::getpid()), o.devices, t.kernels[0].load(), t.bytes[0].load(),
+        t.program_kernels[0].load(), o.end_name);
+    std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const Options o = parse_args(argc, argv);
+    if (!o.wait_file.empty()) {
+        wait_for_file(o.wait_file);
+    }
+
+    Tally tally(o.devices);
+    for (unsigned long long r = 0; r < o.repeat; ++r) {
+        standin_mesh* mesh = open_and_load(o, tally);
+        run_workload(o, tally, mesh);
+        if (r + 1 < o.repeat) {
+            if (standin_close_mesh(mesh) != 0) {
+                fail("close failed");
+            }
+            continue;
+        }
+
+        print_oracle(o, tally);
+        if (o.hold_ms > 0) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(o.hold_ms));
+        }
+        switch (o.end) {
+            case End::Close:
+                if (standin_close_mesh(mesh) != 0) {
+                    fail("close failed");
+                }
+                return 0;
+            case End::Exit:
+                return 0;
+            case End::Sigkill:
+                std::raise(SIGKILL);
+                break;
+            case End::Abort:
+                std::abort();
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,49 @@
+//! Per-CPU counters of everything a probe could not record (index into the `COUNTERS` map).
+
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Payload ring full: an event was dropped.
+    PayloadRingFull = 0,
+    /// Lifecycle ring full: an event was dropped.
+    LifecycleRingFull = 1,
+    /// Thread-context map full: a context was not tracked (kernels may be misattributed).
+    ContextMapFull = 2,
+    /// Context stack deeper than supported: a context was not pushed.
+    ContextTooDeep = 3,
+    /// Pending-call map full: a call's return could not be matched with its entry.
+    PendingMapFull = 4,
+    /// A return fired without a recorded entry (entry missed or dropped).
+    ReturnWithoutEntry = 5,
+    /// Process map full: a process is traced but its exit will not be reported.
+    ProcessMapFull = 6,
+    /// Reading user memory for a field failed (field reported as 0).
+    FieldReadFailed = 7,
+}
+
+impl Counter {
+    pub const COUNT: u32 = 8;
+    pub const ALL: [Counter; Self::COUNT as usize] = [
+        Self::PayloadRingFull,
+        Self::LifecycleRingFull,
+        Self::ContextMapFull,
+        Self::ContextTooDeep,
+        Self::PendingMapFull,
+        Self::ReturnWithoutEntry,
+        Self::ProcessMapFull,
+        Self::FieldReadFailed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PayloadRingFull => "payload_ring_full",
+            Self::LifecycleRingFull => "lifecycle_ring_full",
+            Self::ContextMapFull => "context_map_full",
+            Self::ContextTooDeep => "context_too_deep",
+            Self::PendingMapFull => "pending_map_full",
+            Self::ReturnWithoutEntry => "return_without_entry",
+            Self::ProcessMapFull => "process_map_full",
+            Self::FieldReadFailed => "field_read_failed",
+        }
+    }
+}

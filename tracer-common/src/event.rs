@@ -1,0 +1,91 @@
+//! The one event record every probe writes, on either ring buffer.
+
+/// The origin of a kernel binary: the innermost context active on the loading thread.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Origin {
+    /// No context active: user code loading its own kernels.
+    Application = 0,
+    /// Inside `Device::configure_fabric`: fabric (system) kernels.
+    Fabric = 1,
+    /// Inside `Device::configure_command_queue_programs`: dispatch (system) kernels.
+    Dispatch = 2,
+    /// Inside a program's kernel-binary upload: application kernels.
+    Program = 3,
+    /// Inside device initialisation but outside fabric/dispatch (firmware).
+    DeviceInit = 4,
+}
+
+impl Origin {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => Self::Application,
+            1 => Self::Fabric,
+            2 => Self::Dispatch,
+            3 => Self::Program,
+            4 => Self::DeviceInit,
+            _ => return None,
+        })
+    }
+}
+
+/// What an event reports.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A [`crate::RecipeKind::Call`] or `CallWithReturn` attach point was called.
+    Call = 0,
+    /// A context function was entered.
+    ContextEnter = 1,
+    /// A context function returned.
+    ContextExit = 2,
+    /// A traced process's last thread exited (`sched_process_exit`, group dead).
+    ProcessExit = 3,
+}
+
+impl EventKind {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => Self::Call,
+            1 => Self::ContextEnter,
+            2 => Self::ContextExit,
+            3 => Self::ProcessExit,
+            _ => return None,
+        })
+    }
+}
+
+/// One probe hit (88 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) at the probe.
+    pub ts_ns: u64,
+    /// When the tracer first saw this process (CLOCK_MONOTONIC ns): with `tgid`, names one
+    /// process instance, so a reused pid is never merged with its predecessor.
+    pub instance: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    /// Catalog role id (0 for [`EventKind::ProcessExit`]).
+    pub role: u16,
+    /// [`EventKind`].
+    pub kind: u8,
+    /// [`Origin`] of the innermost context on the thread (for contexts: the one entered/left).
+    pub origin: u8,
+    /// Number of contexts active on the thread, after an enter / before an exit.
+    pub depth: u32,
+    /// `this` of the innermost context (e.g. the `Device*` being configured), 0 if none.
+    pub context_this: u64,
+    /// Fields read as the recipe says; for ProcessExit: [exit_code, 0, 0, 0].
+    pub fields: [u64; crate::MAX_FIELDS],
+    /// Return value for `CallWithReturn`, else 0.
+    pub ret: u64,
+    /// Entry timestamp for `CallWithReturn` (ts_ns is the return), else equal to `ts_ns`.
+    pub entry_ts_ns: u64,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain #[repr(C)] integers; any bit pattern is valid.
+    unsafe impl aya::Pod for super::Event {}
+}

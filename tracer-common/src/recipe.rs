@@ -1,0 +1,104 @@
+//! Attach-point recipes: how a generic probe turns registers into event fields.
+//!
+//! User space resolves each catalog role in the library, derives from the demangled parameter
+//! list which register holds which field, and writes one [`Recipe`] per attach point into the
+//! `RECIPES` array. The attach cookie is the recipe's index, so one pair of BPF programs serves
+//! every role and every tt-metal version.
+
+/// Most attach points a single tracer instance configures.
+pub const MAX_RECIPES: u32 = 64;
+/// Most fields a recipe reads per call.
+pub const MAX_FIELDS: usize = 4;
+
+/// What the entry / return programs do at an attach point.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecipeKind {
+    /// Unused slot.
+    None = 0,
+    /// Entry pushes an origin context on the thread's stack, return pops it; both emit.
+    Context = 1,
+    /// Entry reads the fields and emits one event (no return probe).
+    Call = 2,
+    /// Entry reads the fields and keeps them; return adds the return value and emits.
+    CallWithReturn = 3,
+}
+
+/// Which ring buffer the recipe's events go to.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ring {
+    /// Frequent events (kernel binaries, allocations), woken in batches.
+    Payload = 0,
+    /// Rare events that must never be crowded out (device open/close, process exit).
+    Lifecycle = 1,
+}
+
+/// How one field is read.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldOp {
+    /// Field not used.
+    None = 0,
+    /// The argument register itself.
+    Reg = 1,
+    /// A u64 read from user memory at `arg + offset`.
+    Load64 = 2,
+    /// A u32 read from user memory at `arg + offset`.
+    Load32 = 3,
+    /// Length in bytes of a `std::vector` whose begin/end pointers sit at `arg + offset`
+    /// and `arg + offset + 8` (libstdc++ layout).
+    VecBytes = 4,
+}
+
+/// One field: an operation on one System V argument register (0 = rdi … 5 = r9).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldRule {
+    pub op: u8,
+    pub arg: u8,
+    pub _pad: [u8; 2],
+    pub offset: u32,
+}
+
+impl FieldRule {
+    pub const NONE: Self = Self {
+        op: FieldOp::None as u8,
+        arg: 0,
+        _pad: [0; 2],
+        offset: 0,
+    };
+}
+
+/// What the probes do at one attach point.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recipe {
+    /// Catalog role id, copied into every event so user space knows what was called.
+    pub role: u16,
+    /// [`RecipeKind`].
+    pub kind: u8,
+    /// [`Ring`].
+    pub ring: u8,
+    /// For [`RecipeKind::Context`]: the [`crate::Origin`] pushed while the function runs.
+    pub origin: u8,
+    pub _pad: [u8; 3],
+    pub fields: [FieldRule; MAX_FIELDS],
+}
+
+impl Recipe {
+    pub const EMPTY: Self = Self {
+        role: 0,
+        kind: RecipeKind::None as u8,
+        ring: Ring::Payload as u8,
+        origin: 0,
+        _pad: [0; 3],
+        fields: [FieldRule::NONE; MAX_FIELDS],
+    };
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain #[repr(C)] data without padding holes that matter; any bit pattern is valid.
+    unsafe impl aya::Pod for super::Recipe {}
+}

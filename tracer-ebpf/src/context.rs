@@ -1,0 +1,92 @@
+//! Per-thread stack of active contexts (fabric, dispatch, program upload, …).
+//!
+//! A kernel binary's origin is the innermost context on the thread that loads it, so the stack
+//! is per thread (tt-metal 0.81 configures fabric on worker threads while other threads run).
+
+use tracer_common::counters::Counter;
+
+use crate::maps::{count, THREAD_CONTEXT};
+
+pub const MAX_DEPTH: usize = 8;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Frame {
+    pub this: u64,
+    pub origin: u8,
+    pub _pad: [u8; 7],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ThreadContext {
+    pub depth: u32,
+    pub _pad: u32,
+    pub frames: [Frame; MAX_DEPTH],
+}
+
+/// Innermost context of the thread: (origin, this, depth); (0, 0, 0) if none.
+pub fn innermost(pid_tgid: u64) -> (u8, u64, u32) {
+    // SAFETY: read-only view of a map value.
+    let Some(tc) = (unsafe { THREAD_CONTEXT.get(&pid_tgid) }) else {
+        return (0, 0, 0);
+    };
+    // Bounds checked on the value used for the access, and `get` rather than indexing: the
+    // verifier must see the bound on that register and rejects a bounds-check panic path.
+    let depth = tc.depth as usize;
+    if depth == 0 || depth > MAX_DEPTH {
+        return (0, 0, 0);
+    }
+    match tc.frames.get(depth - 1) {
+        Some(f) => (f.origin, f.this, depth as u32),
+        None => (0, 0, 0),
+    }
+}
+
+/// Pushes a context; returns the new depth, or None if it could not be tracked (counted).
+pub fn push(pid_tgid: u64, origin: u8, this: u64) -> Option<u32> {
+    let tc = match THREAD_CONTEXT.get_ptr_mut(&pid_tgid) {
+        Some(tc) => tc,
+        None => {
+            let empty = ThreadContext {
+                depth: 0,
+                _pad: 0,
+                frames: [Frame { this: 0, origin: 0, _pad: [0; 7] }; MAX_DEPTH],
+            };
+            if THREAD_CONTEXT.insert(&pid_tgid, &empty, 0).is_err() {
+                count(Counter::ContextMapFull);
+                return None;
+            }
+            THREAD_CONTEXT.get_ptr_mut(&pid_tgid)?
+        }
+    };
+    // SAFETY: map value owned by this thread's key; only this thread writes it.
+    let tc = unsafe { &mut *tc };
+    let depth = tc.depth as usize;
+    let Some(slot) = tc.frames.get_mut(depth) else {
+        count(Counter::ContextTooDeep);
+        return None;
+    };
+    *slot = Frame { this, origin, _pad: [0; 7] };
+    tc.depth = depth as u32 + 1;
+    Some(tc.depth)
+}
+
+/// Pops the innermost context; returns the depth before the pop (0 if there was none).
+pub fn pop(pid_tgid: u64) -> u32 {
+    let Some(tc) = THREAD_CONTEXT.get_ptr_mut(&pid_tgid) else {
+        return 0;
+    };
+    // SAFETY: as in push.
+    let tc = unsafe { &mut *tc };
+    let depth = tc.depth;
+    if depth == 0 {
+        return 0;
+    }
+    tc.depth = depth - 1;
+    if tc.depth == 0 {
+        // Keep the map small: most threads never run a context again.
+        let _ = THREAD_CONTEXT.remove(&pid_tgid);
+    }
+    depth
+}

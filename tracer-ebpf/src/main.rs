@@ -1,0 +1,23 @@
+//! tt-tracer's eBPF programs.
+//!
+//! - `probes::call`: the generic uprobe / uretprobe pair attached to every tt-metal function the
+//!   catalog resolves; the attach cookie selects the recipe saying what to read.
+//! - `probes::exit`: `sched_process_exit`, which clears a dead thread's context and reports a
+//!   traced process's end.
+#![no_std]
+#![no_main]
+
+mod context;
+mod emit;
+mod maps;
+mod probes;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,71 @@
+//! Every map and global the programs share with user space.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use tracer_common::{counters::Counter, Event, Recipe, MAX_RECIPES};
+
+use crate::context::ThreadContext;
+
+/// Payload events (kernel binaries, allocations). Size overridden by user space.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Lifecycle events (device open/close, process exit): a separate ring so a flood of payload
+/// events can never crowd them out.
+#[map]
+pub static LIFECYCLE: RingBuf = RingBuf::with_byte_size(256 << 10, 0);
+
+/// Attach-point recipes, indexed by the attach cookie. Written by user space before attach.
+#[map]
+pub static RECIPES: Array<Recipe> = Array::with_max_entries(MAX_RECIPES, 0);
+
+/// Active contexts per thread, keyed by pid_tgid; cleared by `sched_process_exit`.
+#[map]
+pub static THREAD_CONTEXT: HashMap<u64, ThreadContext> = HashMap::with_max_entries(16384, 0);
+
+/// Calls waiting for their return value, keyed by (pid_tgid, cookie). LRU: an entry orphaned by
+/// a thread that died inside the call is evicted rather than filling the map.
+#[map]
+pub static PENDING: LruHashMap<PendingKey, Event> = LruHashMap::with_max_entries(16384, 0);
+
+/// Traced processes: tgid → instance (CLOCK_MONOTONIC ns when first seen). Only processes in
+/// here get a process-exit event.
+#[map]
+pub static PROCESSES: HashMap<u32, u64> = HashMap::with_max_entries(8192, 0);
+
+/// What could not be recorded, per CPU, indexed by [`Counter`].
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+
+/// Wake the payload reader once this many bytes wait in the ring (set by user space);
+/// below it the reader's poll timer picks events up, sparing a wake-up per event.
+#[unsafe(no_mangle)]
+pub static WAKEUP_BYTES: u64 = 64 << 10;
+
+/// Byte offset of `task_struct.exit_code` in the running kernel, from its BTF (user space).
+/// u32::MAX: unknown, exit codes are reported as unknown.
+#[unsafe(no_mangle)]
+pub static TASK_EXIT_CODE_OFFSET: u32 = u32::MAX;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PendingKey {
+    pub pid_tgid: u64,
+    pub cookie: u64,
+}
+
+pub fn count(counter: Counter) {
+    if let Some(v) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
+        unsafe { *v += 1 };
+    }
+}
+
+/// Reads a global set by user space at load time (volatile: the verifier sees the map value,
+/// the compiler must not fold the initialiser).
+pub fn global<T: Copy>(g: &'static T) -> T {
+    // SAFETY: a valid static.
+    unsafe { core::ptr::read_volatile(g) }
+}

@@ -1,0 +1,205 @@
+//! The generic tt-metal probes: one uprobe and one uretprobe, attached to every resolved
+//! function with the recipe index as cookie.
+//!
+//! - `Context` recipes push/pop an origin on the thread's context stack (fabric, dispatch, …)
+//!   and emit enter/exit events (phase timing, device being configured).
+//! - `Call` recipes emit the fields at entry (kernel-binary write, device constructor, close).
+//! - `CallWithReturn` recipes keep the entry fields and emit them with the return value
+//!   (allocations: size at entry, address on return).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::{uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext},
+    EbpfContext,
+};
+use tracer_common::{
+    counters::Counter, Event, EventKind, FieldOp, FieldRule, Recipe, RecipeKind, MAX_FIELDS,
+};
+
+use crate::{
+    context,
+    emit::submit,
+    maps::{count, PendingKey, PENDING, PROCESSES, RECIPES},
+};
+
+#[uprobe]
+pub fn tt_entry(ctx: ProbeContext) -> u32 {
+    let _ = try_entry(&ctx);
+    0
+}
+
+#[uretprobe]
+pub fn tt_return(ctx: RetProbeContext) -> u32 {
+    let _ = try_return(&ctx);
+    0
+}
+
+fn cookie(ctx: &impl EbpfContext) -> u64 {
+    // SAFETY: helper available to kprobe-type programs since 5.15.
+    unsafe { aya_ebpf::helpers::generated::bpf_get_attach_cookie(ctx.as_ptr()) }
+}
+
+fn recipe(cookie: u64) -> Option<&'static Recipe> {
+    RECIPES.get(cookie as u32)
+}
+
+/// Instance id of the current process, registering it on first sight.
+fn instance(tgid: u32, now: u64) -> u64 {
+    // SAFETY: read-only view of a map value.
+    if let Some(v) = unsafe { PROCESSES.get(&tgid) } {
+        return *v;
+    }
+    // BPF_NOEXIST: if another thread won the race, read its value back.
+    if PROCESSES.insert(&tgid, &now, 1).is_err() {
+        // SAFETY: as above.
+        return match unsafe { PROCESSES.get(&tgid) } {
+            Some(v) => *v,
+            None => {
+                count(Counter::ProcessMapFull);
+                now
+            }
+        };
+    }
+    now
+}
+
+fn new_event(recipe: &Recipe, kind: EventKind, pid_tgid: u64, now: u64) -> Event {
+    let tgid = (pid_tgid >> 32) as u32;
+    Event {
+        ts_ns: now,
+        instance: instance(tgid, now),
+        tgid,
+        tid: pid_tgid as u32,
+        role: recipe.role,
+        kind: kind as u8,
+        origin: 0,
+        depth: 0,
+        context_this: 0,
+        fields: [0; MAX_FIELDS],
+        ret: 0,
+        entry_ts_ns: now,
+    }
+}
+
+/// The six System V argument registers, read at constant offsets: the verifier refuses a
+/// context access at a variable offset.
+fn arg_registers(ctx: &ProbeContext) -> [u64; 6] {
+    [
+        ctx.arg(0).unwrap_or(0),
+        ctx.arg(1).unwrap_or(0),
+        ctx.arg(2).unwrap_or(0),
+        ctx.arg(3).unwrap_or(0),
+        ctx.arg(4).unwrap_or(0),
+        ctx.arg(5).unwrap_or(0),
+    ]
+}
+
+fn read_field(args: &[u64; 6], rule: &FieldRule) -> u64 {
+    let Some(&reg) = args.get(rule.arg as usize) else {
+        return 0;
+    };
+    let at = reg.wrapping_add(rule.offset as u64);
+    let loaded = match rule.op {
+        x if x == FieldOp::Reg as u8 => return reg,
+        x if x == FieldOp::Load64 as u8 => {
+            // SAFETY: bpf_probe_read_user validates the address.
+            unsafe { bpf_probe_read_user(at as *const u64) }
+        }
+        x if x == FieldOp::Load32 as u8 => {
+            // SAFETY: as above.
+            unsafe { bpf_probe_read_user(at as *const u32) }.map(u64::from)
+        }
+        x if x == FieldOp::VecBytes as u8 => {
+            // SAFETY: as above; begin at +0, end at +8 (libstdc++ std::vector).
+            unsafe { bpf_probe_read_user(at as *const [u64; 2]) }.map(|[b, e]| e.wrapping_sub(b))
+        }
+        _ => return 0,
+    };
+    match loaded {
+        Ok(v) => v,
+        Err(_) => {
+            count(Counter::FieldReadFailed);
+            0
+        }
+    }
+}
+
+fn try_entry(ctx: &ProbeContext) -> Result<(), ()> {
+    let cookie = cookie(ctx);
+    let recipe = recipe(cookie).ok_or(())?;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    if recipe.kind == RecipeKind::Context as u8 {
+        let this = ctx.arg::<u64>(0).unwrap_or(0);
+        let depth = context::push(pid_tgid, recipe.origin, this).ok_or(())?;
+        let mut ev = new_event(recipe, EventKind::ContextEnter, pid_tgid, now);
+        ev.origin = recipe.origin;
+        ev.depth = depth;
+        ev.context_this = this;
+        ev.fields[0] = this;
+        submit(recipe.ring, &ev);
+        return Ok(());
+    }
+
+    let mut ev = new_event(recipe, EventKind::Call, pid_tgid, now);
+    let (origin, this, depth) = context::innermost(pid_tgid);
+    ev.origin = origin;
+    ev.context_this = this;
+    ev.depth = depth;
+    let args = arg_registers(ctx);
+    for (out, rule) in ev.fields.iter_mut().zip(recipe.fields.iter()) {
+        *out = read_field(&args, rule);
+    }
+
+    if recipe.kind == RecipeKind::CallWithReturn as u8 {
+        let key = PendingKey { pid_tgid, cookie };
+        if PENDING.insert(&key, &ev, 0).is_err() {
+            count(Counter::PendingMapFull);
+        }
+    } else if recipe.kind == RecipeKind::Call as u8 {
+        submit(recipe.ring, &ev);
+    }
+    Ok(())
+}
+
+fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
+    let cookie = cookie(ctx);
+    let recipe = recipe(cookie).ok_or(())?;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    if recipe.kind == RecipeKind::Context as u8 {
+        let (origin, this, _) = context::innermost(pid_tgid);
+        let depth = context::pop(pid_tgid);
+        if depth == 0 {
+            count(Counter::ReturnWithoutEntry);
+            return Err(());
+        }
+        let mut ev = new_event(recipe, EventKind::ContextExit, pid_tgid, now);
+        ev.origin = origin;
+        ev.depth = depth;
+        ev.context_this = this;
+        ev.fields[0] = this;
+        submit(recipe.ring, &ev);
+        return Ok(());
+    }
+
+    if recipe.kind == RecipeKind::CallWithReturn as u8 {
+        let key = PendingKey { pid_tgid, cookie };
+        // SAFETY: copied out before the entry is removed.
+        let Some(entry) = (unsafe { PENDING.get(&key) }).copied() else {
+            count(Counter::ReturnWithoutEntry);
+            return Err(());
+        };
+        let _ = PENDING.remove(&key);
+        let mut ev = entry;
+        ev.ret = ctx.ret::<u64>();
+        ev.ts_ns = now;
+        submit(recipe.ring, &ev);
+    }
+    Ok(())
+}

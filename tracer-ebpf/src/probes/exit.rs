@@ -1,0 +1,69 @@
+//! `sched_process_exit`: forget a dead thread's contexts at once, and report the end of a traced
+//! process when its last thread goes (`group_dead`), instead of polling for dead pids.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+use tracer_common::{Event, EventKind, Ring, MAX_FIELDS};
+
+use crate::{
+    emit::submit,
+    maps::{global, PROCESSES, TASK_EXIT_CODE_OFFSET, THREAD_CONTEXT},
+};
+
+/// Exit code when the kernel's task_struct layout is unknown.
+const EXIT_CODE_UNKNOWN: u64 = u64::MAX;
+
+// TP_PROTO(struct task_struct *p, bool group_dead): runs in the exiting task.
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // A thread killed inside a context leaves nothing behind.
+    let _ = THREAD_CONTEXT.remove(&pid_tgid);
+
+    let group_dead: u64 = ctx.arg(1);
+    if group_dead & 0xff == 0 {
+        return 0;
+    }
+    let tgid = (pid_tgid >> 32) as u32;
+    // SAFETY: read-only view of a map value.
+    let Some(instance) = (unsafe { PROCESSES.get(&tgid) }).copied() else {
+        return 0;
+    };
+    let _ = PROCESSES.remove(&tgid);
+
+    let task: u64 = ctx.arg(0);
+    let offset = global(&TASK_EXIT_CODE_OFFSET);
+    let exit_code = if offset == u32::MAX {
+        EXIT_CODE_UNKNOWN
+    } else {
+        // SAFETY: bpf_probe_read_kernel validates the address.
+        match unsafe { bpf_probe_read_kernel((task + offset as u64) as *const i32) } {
+            Ok(code) => code as u32 as u64,
+            Err(_) => EXIT_CODE_UNKNOWN,
+        }
+    };
+
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let mut fields = [0; MAX_FIELDS];
+    fields[0] = exit_code;
+    let ev = Event {
+        ts_ns: now,
+        instance,
+        tgid,
+        tid: pid_tgid as u32,
+        role: 0,
+        kind: EventKind::ProcessExit as u8,
+        origin: 0,
+        depth: 0,
+        context_this: 0,
+        fields,
+        ret: 0,
+        entry_ts_ns: now,
+    };
+    submit(Ring::Lifecycle as u8, &ev);
+    0
+}

@@ -1,0 +1,4 @@
+//! One file per probe family.
+
+pub mod call;
+pub mod exit;

@@ -1,0 +1,239 @@
+//! The probe catalog: version knowledge as data (catalog/tt-metal.toml, embedded; `--catalog`
+//! overrides it). Parsing and validation only; resolution against a library is in `resolve`.
+
+use serde::Deserialize;
+use tracer_common::{Origin, RecipeKind, Ring};
+
+use crate::{
+    errors::{Error, Result},
+    roles::Role,
+};
+
+/// The catalog shipped in the binary.
+pub const BUILTIN: &str = include_str!("../catalog/tt-metal.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    schema: u32,
+    #[serde(rename = "role")]
+    roles: Vec<RawRole>,
+    #[serde(default)]
+    abi: Abi,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRole {
+    id: String,
+    summary: String,
+    kind: String,
+    #[serde(default)]
+    origin: Option<String>,
+    #[serde(default)]
+    ring: Option<String>,
+    required: bool,
+    member: bool,
+    #[serde(default)]
+    returns_by_value: bool,
+    names: Vec<String>,
+    #[serde(default)]
+    fields: Vec<FieldSpec>,
+    #[serde(default)]
+    ret: Option<String>,
+}
+
+/// How to find one field's argument in a demangled parameter list.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    pub name: String,
+    #[serde(default)]
+    pub this: bool,
+    #[serde(default, rename = "type")]
+    pub ty: Option<String>,
+    #[serde(default)]
+    pub nth: Option<usize>,
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub read: Option<String>,
+    #[serde(default)]
+    pub offset: u32,
+    /// Why a struct offset is needed (documentation; required when `offset` is used).
+    #[serde(default)]
+    pub why: Option<String>,
+}
+
+/// By-value class parameters and their register counts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Abi {
+    #[serde(default)]
+    pub by_value: Vec<ByValue>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ByValue {
+    pub prefix: String,
+    pub registers: u8,
+}
+
+/// One validated role entry.
+#[derive(Debug, Clone)]
+pub struct RoleSpec {
+    pub role: Role,
+    pub summary: String,
+    pub kind: RecipeKind,
+    pub origin: Origin,
+    pub ring: Ring,
+    pub required: bool,
+    pub member: bool,
+    pub returns_by_value: bool,
+    pub names: Vec<String>,
+    pub fields: Vec<FieldSpec>,
+    pub ret: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub origin: String,
+    pub roles: Vec<RoleSpec>,
+    pub abi: Abi,
+}
+
+impl Catalog {
+    pub fn builtin() -> Catalog {
+        Catalog::parse(BUILTIN, "(built-in)").expect("built-in catalog is valid")
+    }
+
+    pub fn from_file(path: &std::path::Path) -> Result<Catalog> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Catalog::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Catalog> {
+        let bad = |reason: String| Error::Catalog {
+            origin: origin.to_string(),
+            reason,
+        };
+        let raw: RawCatalog = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        if raw.schema != 1 {
+            return Err(bad(format!("schema {} not supported (expected 1)", raw.schema)));
+        }
+        let mut roles = Vec::new();
+        for r in raw.roles {
+            let role = Role::from_id(&r.id).ok_or_else(|| bad(format!("unknown role `{}`", r.id)))?;
+            if roles.iter().any(|s: &RoleSpec| s.role == role) {
+                return Err(bad(format!("role `{}` listed twice", r.id)));
+            }
+            let kind = match r.kind.as_str() {
+                "context" => RecipeKind::Context,
+                "call" => RecipeKind::Call,
+                "call_with_return" => RecipeKind::CallWithReturn,
+                k => return Err(bad(format!("role `{}`: unknown kind `{k}`", r.id))),
+            };
+            let origin = match r.origin.as_deref() {
+                None | Some("application") => Origin::Application,
+                Some("fabric") => Origin::Fabric,
+                Some("dispatch") => Origin::Dispatch,
+                Some("program") => Origin::Program,
+                Some("device_init") => Origin::DeviceInit,
+                Some(o) => return Err(bad(format!("role `{}`: unknown origin `{o}`", r.id))),
+            };
+            if kind == RecipeKind::Context && r.origin.is_none() {
+                return Err(bad(format!("context role `{}` needs an origin", r.id)));
+            }
+            let ring = match r.ring.as_deref() {
+                None | Some("payload") => Ring::Payload,
+                Some("lifecycle") => Ring::Lifecycle,
+                Some(x) => return Err(bad(format!("role `{}`: unknown ring `{x}`", r.id))),
+            };
+            if r.names.is_empty() {
+                return Err(bad(format!("role `{}` lists no names", r.id)));
+            }
+            for f in &r.fields {
+                if role.field_index(&f.name).is_none() {
+                    return Err(bad(format!(
+                        "role `{}`: field `{}` is not one of {:?}",
+                        r.id,
+                        f.name,
+                        role.fields()
+                    )));
+                }
+                if f.this == f.ty.is_some() {
+                    return Err(bad(format!(
+                        "role `{}` field `{}`: give exactly one of `this = true` or `type`",
+                        r.id, f.name
+                    )));
+                }
+                if f.this && !r.member {
+                    return Err(bad(format!("role `{}` field `{}`: `this` on a non-member", r.id, f.name)));
+                }
+                if f.offset != 0 && f.why.is_none() {
+                    return Err(bad(format!(
+                        "role `{}` field `{}`: a struct offset needs a `why`",
+                        r.id, f.name
+                    )));
+                }
+                if !matches!(f.read.as_deref(), None | Some("reg" | "u64" | "u32" | "vec_bytes")) {
+                    return Err(bad(format!("role `{}` field `{}`: unknown read", r.id, f.name)));
+                }
+            }
+            for need in role.fields() {
+                if !r.fields.iter().any(|f| f.name == *need) {
+                    return Err(bad(format!("role `{}` lacks field `{need}`", r.id)));
+                }
+            }
+            roles.push(RoleSpec {
+                role,
+                summary: r.summary,
+                kind,
+                origin,
+                ring,
+                required: r.required,
+                member: r.member,
+                returns_by_value: r.returns_by_value,
+                names: r.names,
+                fields: r.fields,
+                ret: r.ret,
+            });
+        }
+        Ok(Catalog {
+            origin: origin.to_string(),
+            roles,
+            abi: raw.abi,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_parses_and_covers_every_role() {
+        let c = Catalog::builtin();
+        for r in Role::ALL {
+            assert!(c.roles.iter().any(|s| s.role == r), "{} missing", r.id());
+        }
+    }
+
+    #[test]
+    fn bad_catalogs_are_rejected_with_a_reason() {
+        let cases = [
+            ("schema = 2\nrole = []", "schema 2"),
+            ("schema = 1\n[[role]]\nid = \"x\"\nsummary=\"\"\nkind=\"call\"\nrequired=true\nmember=true\nnames=[\"a\"]", "unknown role"),
+            ("schema = 1\n[[role]]\nid = \"device_close\"\nsummary=\"\"\nkind=\"call\"\nrequired=true\nmember=true\nnames=[\"a\"]", "lacks field"),
+            ("not toml [", "catalog"),
+        ];
+        for (text, want) in cases {
+            let err = Catalog::parse(text, "t").unwrap_err().to_string();
+            assert!(err.contains(want), "{err:?} should mention {want:?}");
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! `tt-tracer attach --pid PID [--lib PATH]`: trace a running process.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use tt_tracer::{process, Error};
+
+use super::{trace, TraceOptions};
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// The process to trace (only this process is traced, even if others use the same library).
+    #[arg(long)]
+    pid: u32,
+    /// Its libtt_metal.so (default: found in /proc/PID/maps).
+    #[arg(long, value_name = "PATH")]
+    lib: Option<PathBuf>,
+    #[command(flatten)]
+    opts: TraceOptions,
+}
+
+pub fn attach(a: AttachArgs) -> anyhow::Result<u8> {
+    let lib = match a.lib.clone() {
+        Some(lib) => lib,
+        None => {
+            let mapped = process::mapped_tt_metal(a.pid)?;
+            let Some(first) = mapped.first() else {
+                return Err(Error::LibraryNotMapped { pid: a.pid }.into());
+            };
+            if mapped.len() > 1 {
+                eprintln!(
+                    "tt-tracer: warning: pid {} maps {} libtt_metal.so files; tracing {} (use --lib to choose)",
+                    a.pid,
+                    mapped.len(),
+                    first.display()
+                );
+            }
+            // Seen from the process's own root, in case it lives in another mount namespace.
+            let in_root = PathBuf::from(format!("/proc/{}/root", a.pid)).join(first.strip_prefix("/").unwrap_or(first));
+            if in_root.exists() { in_root } else { first.clone() }
+        }
+    };
+    if !PathBuf::from(format!("/proc/{}", a.pid)).exists() {
+        return Err(Error::NoSuchProcess { pid: a.pid }.into());
+    }
+    let catalog = trace::catalog(&a.opts)?;
+    let resolution = trace::resolve_library(&lib, &catalog, &a.opts)?;
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let mut session = trace::start(&lib, &resolution, &catalog, a.pid)?;
+        eprintln!("tt-tracer: tracing pid {} ({}); Ctrl-C to stop", a.pid, lib.display());
+        let mut print = trace::printer(a.opts.verbose);
+        let pid = a.pid;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            let stopped = session
+                .run_until(
+                    async {
+                        tokio::select! {
+                            _ = tokio::signal::ctrl_c() => true,
+                            _ = term.recv() => true,
+                            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => false,
+                        }
+                    },
+                    &mut print,
+                )
+                .await;
+            if stopped || session.collector.has_ended(pid) {
+                break;
+            }
+        }
+        trace::finish(&session, &resolution, &a.opts)?;
+        Ok(0)
+    })
+}

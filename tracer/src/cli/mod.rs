@@ -1,0 +1,144 @@
+//! Command-line interface: argument definitions, exit codes, and dispatch to one file per
+//! subcommand.
+
+mod attach;
+mod exec_held;
+mod probes;
+mod run;
+mod trace;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+use tt_tracer::Error;
+
+/// Exit codes, shared by every subcommand (also listed in `--help`).
+pub mod exit {
+    /// Something else went wrong (message on stderr).
+    pub const FAILURE: u8 = 1;
+    /// Bad command line.
+    pub const USAGE: u8 = 2;
+    /// The library is unusable: missing, not an x86-64 ELF, not tt-metal, or a required probe
+    /// role did not resolve.
+    pub const LIBRARY: u8 = 3;
+    /// Not privileged enough to load eBPF programs.
+    pub const PRIVILEGE: u8 = 4;
+    /// The kernel refused to load or attach the probes.
+    pub const KERNEL: u8 = 5;
+    /// The target process does not exist or maps no libtt_metal.so.
+    pub const PROCESS: u8 = 6;
+}
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success (`run`: the traced command's own exit code is returned; 128+N if killed by signal N)
+  1    other failure
+  2    bad command line
+  3    library unusable (missing, not x86-64 ELF, not tt-metal, required probe role unresolved)
+  4    needs root, or CAP_BPF + CAP_PERFMON
+  5    the kernel refused to load or attach the probes
+  6    process not found, or it maps no libtt_metal.so";
+
+/// What is on my Tenstorrent device, who put it there, and is it still there?
+///
+/// tt-tracer attaches eBPF uprobes to tt-metal's own functions in libtt_metal.so — no rebuild,
+/// no environment variable, no server — and reports, per process and per device, the kernel
+/// binaries loaded (system: fabric + dispatch; application), and what was released when a
+/// device closed or the process exited (seen the moment the scheduler reports the exit).
+#[derive(Parser, Debug)]
+#[command(name = "tt-tracer", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a command under the tracer (probes are armed before its first instruction).
+    ///
+    /// Under sudo the command runs as the invoking user (SUDO_UID/SUDO_GID, with that user's
+    /// groups), not as root.
+    ///
+    /// Example: sudo tt-tracer run --lib venv/lib/python3.10/site-packages/ttnn/build/lib/libtt_metal.so -- python model.py
+    #[command(after_help = EXIT_CODES)]
+    Run(run::RunArgs),
+    /// Trace a running process until it exits or you press Ctrl-C.
+    ///
+    /// Example: sudo tt-tracer attach --pid 12345
+    #[command(after_help = EXIT_CODES)]
+    Attach(attach::AttachArgs),
+    /// Show where every probe role resolves in a library, or why it does not (no root needed).
+    ///
+    /// Example: tt-tracer probes --lib /path/to/libtt_metal.so --json
+    #[command(after_help = EXIT_CODES)]
+    Probes(probes::ProbesArgs),
+    #[command(hide = true, name = "__exec-held")]
+    ExecHeld(exec_held::ExecHeldArgs),
+}
+
+/// Options shared by `run` and `attach`.
+#[derive(Args, Debug, Clone)]
+pub struct TraceOptions {
+    /// Print every event as it happens (to stderr).
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Print the final report as JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the final report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report_file: Option<PathBuf>,
+    /// Probe catalog to use instead of the built-in one (TOML, see docs/catalog.md).
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    /// Trace even if a required probe role did not resolve (results may be incomplete).
+    #[arg(long)]
+    pub allow_partial: bool,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let result = match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Attach(a) => attach::attach(a),
+        Command::Probes(a) => probes::probes(a),
+        Command::ExecHeld(a) => exec_held::exec_held(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("tt-tracer: {e:#}");
+            ExitCode::from(code_for(&e))
+        }
+    }
+}
+
+/// Maps an error to its documented exit code.
+fn code_for(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<Error>() {
+        Some(
+            Error::Io { .. }
+            | Error::IsDirectory { .. }
+            | Error::NotElf { .. }
+            | Error::WrongArchitecture { .. }
+            | Error::NoSymbols { .. }
+            | Error::NotTtMetal { .. }
+            | Error::MissingRoles { .. }
+            | Error::Catalog { .. },
+        ) => exit::LIBRARY,
+        Some(Error::NotPrivileged) => exit::PRIVILEGE,
+        Some(Error::Ebpf(_) | Error::Program { .. } | Error::Map { .. } | Error::Attach { .. }) => {
+            exit::KERNEL
+        }
+        Some(Error::NoSuchProcess { .. } | Error::LibraryNotMapped { .. }) => exit::PROCESS,
+        Some(Error::Other(_)) | None => exit::FAILURE,
+    }
+}

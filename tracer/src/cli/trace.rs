@@ -1,0 +1,79 @@
+//! What `run` and `attach` share: resolve, load, attach, read, report.
+
+use std::{io::Write as _, path::Path};
+
+use anyhow::Context as _;
+use tt_tracer::{
+    catalog::Catalog,
+    collector::Record,
+    loader::{LoadOptions, Probes},
+    report::{self, Report},
+    resolve::{self, Resolution},
+    session::Session,
+};
+
+use super::TraceOptions;
+
+pub fn catalog(opts: &TraceOptions) -> tt_tracer::Result<Catalog> {
+    match &opts.catalog {
+        Some(path) => Catalog::from_file(path),
+        None => Ok(Catalog::builtin()),
+    }
+}
+
+/// Resolves the roles in `lib`; refuses an incomplete resolution unless --allow-partial.
+pub fn resolve_library(lib: &Path, catalog: &Catalog, opts: &TraceOptions) -> anyhow::Result<Resolution> {
+    let resolution = resolve::resolve_file(lib, catalog)?;
+    match resolution.ensure_complete() {
+        Ok(()) => {}
+        Err(e) if opts.allow_partial => eprintln!("tt-tracer: warning: {e}"),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(resolution)
+}
+
+/// Loads the probes and attaches them to `lib` for `pid`.
+pub fn start(lib: &Path, resolution: &Resolution, catalog: &Catalog, pid: u32) -> anyhow::Result<Session> {
+    let (mut probes, rings) = Probes::load(&LoadOptions::default())?;
+    if !probes.exit_codes {
+        eprintln!("tt-tracer: warning: task_struct layout unknown (no kernel BTF?): exit codes not reported");
+    }
+    let n = probes.attach_library(lib, resolution, catalog, Some(pid))?;
+    log::info!("{n} probes attached to {} for pid {pid}", lib.display());
+    probes.track_process(pid, tt_tracer::kernel::monotonic_ns())?;
+    Ok(Session::new(probes, rings)?)
+}
+
+/// Prints records as they come when verbose.
+pub fn printer(verbose: bool) -> impl FnMut(&Record) {
+    move |r: &Record| {
+        if verbose {
+            eprintln!("tt-tracer: {}", report::record_line(r));
+        } else if let Record::ProcessExited(c) = r {
+            eprintln!("tt-tracer: {}", report::cleanup_line(c));
+        }
+    }
+}
+
+/// Prints the final report (text on stderr, or JSON on stdout) and writes --report-file.
+pub fn finish(session: &Session, resolution: &Resolution, opts: &TraceOptions) -> anyhow::Result<()> {
+    let lost = session.probes.counters()?;
+    let report = Report::new(
+        &session.collector,
+        resolution.library.display().to_string(),
+        resolution.build_id.clone(),
+        lost,
+        session.malformed,
+    );
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(report.to_text().as_bytes());
+    }
+    if let Some(path) = &opts.report_file {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("writing report to {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,491 @@
+//! The collector: turns decoded probe events into a per-process × per-device ledger.
+//!
+//! Pure: no I/O, no clocks, no kernel. Events go in through [`Collector::apply`], records for
+//! the live stream come out, and [`Collector::report`] is the final state. Processes are keyed by
+//! (pid, instance) so a reused pid is never merged with a process that ended.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use tracer_common::{Event, EventKind, Origin};
+
+use crate::roles::Role;
+
+/// A process instance: pid plus when the tracer first saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ProcKey {
+    pub pid: u32,
+    pub instance: u64,
+}
+
+/// Count and bytes of kernel binaries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, bytes: u64) {
+        self.count += 1;
+        self.bytes += bytes;
+    }
+    fn merge(&mut self, o: &Tally) {
+        self.count += o.count;
+        self.bytes += o.bytes;
+    }
+}
+
+/// Kernel binaries by origin. Fabric and dispatch are the system kernels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Kernels {
+    pub fabric: Tally,
+    pub dispatch: Tally,
+    /// Written during device initialisation outside fabric/dispatch bring-up.
+    pub init: Tally,
+    pub application: Tally,
+}
+
+impl Kernels {
+    pub fn system(&self) -> Tally {
+        let mut t = self.fabric;
+        t.merge(&self.dispatch);
+        t.merge(&self.init);
+        t
+    }
+    pub fn total(&self) -> Tally {
+        let mut t = self.system();
+        t.merge(&self.application);
+        t
+    }
+    pub fn is_empty(&self) -> bool {
+        self.total().count == 0
+    }
+    fn slot(&mut self, class: KernelClass) -> &mut Tally {
+        match class {
+            KernelClass::Fabric => &mut self.fabric,
+            KernelClass::Dispatch => &mut self.dispatch,
+            KernelClass::Init => &mut self.init,
+            KernelClass::Application => &mut self.application,
+        }
+    }
+    fn merge(&mut self, o: &Kernels) {
+        self.fabric.merge(&o.fabric);
+        self.dispatch.merge(&o.dispatch);
+        self.init.merge(&o.init);
+        self.application.merge(&o.application);
+    }
+}
+
+/// What a kernel binary is, from the context active on its thread when it was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelClass {
+    Fabric,
+    Dispatch,
+    Init,
+    Application,
+}
+
+impl KernelClass {
+    pub fn of(origin: Option<Origin>) -> KernelClass {
+        match origin {
+            Some(Origin::Fabric) => KernelClass::Fabric,
+            Some(Origin::Dispatch) => KernelClass::Dispatch,
+            Some(Origin::DeviceInit) => KernelClass::Init,
+            Some(Origin::Application | Origin::Program) | None => KernelClass::Application,
+        }
+    }
+    pub fn is_system(self) -> bool {
+        self != KernelClass::Application
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DeviceLedger {
+    pub chip: i64,
+    pub opened_ns: Option<u64>,
+    pub closed_ns: Option<u64>,
+    /// Every kernel binary written to the device while traced.
+    pub loaded: Kernels,
+    /// Kernels still on the device (released at device close or process exit).
+    pub resident: Kernels,
+    pub first_load_ns: Option<u64>,
+    pub last_load_ns: Option<u64>,
+}
+
+/// How a process ended, from the kernel's wait status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+    Unknown,
+}
+
+impl ExitStatus {
+    /// From `task_struct.exit_code` (a wait status); u64::MAX when unknown.
+    pub fn from_raw(raw: u64) -> ExitStatus {
+        if raw > u32::MAX as u64 {
+            return ExitStatus::Unknown;
+        }
+        let raw = raw as i32;
+        match raw & 0x7f {
+            0 => ExitStatus::Code((raw >> 8) & 0xff),
+            sig => ExitStatus::Signal(sig),
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "code {c}"),
+            ExitStatus::Signal(s) => write!(f, "signal {s}"),
+            ExitStatus::Unknown => f.write_str("status unknown"),
+        }
+    }
+}
+
+/// What was still on a process's devices when it exited, and is now released.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cleanup {
+    pub pid: u32,
+    pub exit_ns: u64,
+    pub status: ExitStatus,
+    pub released: Kernels,
+    pub devices: Vec<i64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProcessLedger {
+    pub pid: u32,
+    pub instance: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub devices: BTreeMap<i64, DeviceLedger>,
+    pub exit: Option<Cleanup>,
+    /// Events that referred to something unknown (e.g. closing a device never opened).
+    pub unmatched: u64,
+    #[serde(skip)]
+    device_ptrs: HashMap<u64, i64>,
+}
+
+impl ProcessLedger {
+    fn new(key: ProcKey, ts: u64) -> Self {
+        ProcessLedger {
+            pid: key.pid,
+            instance: key.instance,
+            first_ns: ts,
+            last_ns: ts,
+            devices: BTreeMap::new(),
+            exit: None,
+            unmatched: 0,
+            device_ptrs: HashMap::new(),
+        }
+    }
+    fn device(&mut self, chip: i64) -> &mut DeviceLedger {
+        self.devices.entry(chip).or_insert_with(|| DeviceLedger {
+            chip,
+            ..Default::default()
+        })
+    }
+    pub fn loaded(&self) -> Kernels {
+        let mut k = Kernels::default();
+        for d in self.devices.values() {
+            k.merge(&d.loaded);
+        }
+        k
+    }
+}
+
+/// One thing worth telling the user as it happens.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum Record {
+    DeviceOpened { pid: u32, ts_ns: u64, chip: i64 },
+    ContextEntered { pid: u32, tid: u32, ts_ns: u64, role: Role, chip: Option<i64> },
+    ContextExited { pid: u32, tid: u32, ts_ns: u64, role: Role, chip: Option<i64>, duration_ns: Option<u64> },
+    KernelLoaded { pid: u32, tid: u32, ts_ns: u64, chip: i64, class: KernelClass, bytes: u64, address: u64 },
+    DeviceClosed { pid: u32, ts_ns: u64, chip: i64, released: Kernels },
+    MeshClosed { pid: u32, ts_ns: u64 },
+    ProcessExited(Cleanup),
+}
+
+#[derive(Default)]
+pub struct Collector {
+    live: BTreeMap<ProcKey, ProcessLedger>,
+    ended: Vec<ProcessLedger>,
+    /// Context entry times per (thread, role), for durations.
+    context_starts: HashMap<(u32, u16), u64>,
+    pub events: u64,
+    /// Events naming a role this build does not know (a newer catalog).
+    pub unknown_events: u64,
+}
+
+impl Collector {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one event; returns what to tell the user.
+    pub fn apply(&mut self, ev: &Event) -> Option<Record> {
+        self.events += 1;
+        let key = ProcKey { pid: ev.tgid, instance: ev.instance };
+        let kind = EventKind::from_u8(ev.kind);
+        if kind == Some(EventKind::ProcessExit) {
+            return self.process_exit(key, ev);
+        }
+        let (Some(kind), Some(role)) = (kind, Role::from_u16(ev.role)) else {
+            self.unknown_events += 1;
+            return None;
+        };
+        let proc = self
+            .live
+            .entry(key)
+            .or_insert_with(|| ProcessLedger::new(key, ev.ts_ns));
+        proc.last_ns = proc.last_ns.max(ev.ts_ns);
+        let field = |name: &str| role.field_index(name).map(|i| ev.fields[i]).unwrap_or(0);
+
+        match kind {
+            EventKind::ContextEnter => {
+                self.context_starts.insert((ev.tid, ev.role), ev.ts_ns);
+                let chip = proc.device_ptrs.get(&ev.context_this).copied();
+                Some(Record::ContextEntered { pid: key.pid, tid: ev.tid, ts_ns: ev.ts_ns, role, chip })
+            }
+            EventKind::ContextExit => {
+                let start = self.context_starts.remove(&(ev.tid, ev.role));
+                let chip = proc.device_ptrs.get(&ev.context_this).copied();
+                Some(Record::ContextExited {
+                    pid: key.pid,
+                    tid: ev.tid,
+                    ts_ns: ev.ts_ns,
+                    role,
+                    chip,
+                    duration_ns: start.map(|s| ev.ts_ns.saturating_sub(s)),
+                })
+            }
+            EventKind::Call => match role {
+                Role::DeviceOpen => {
+                    let chip = field("chip") as u32 as i32 as i64;
+                    proc.device_ptrs.insert(field("device"), chip);
+                    let d = proc.device(chip);
+                    d.opened_ns = Some(ev.ts_ns);
+                    d.closed_ns = None;
+                    Some(Record::DeviceOpened { pid: key.pid, ts_ns: ev.ts_ns, chip })
+                }
+                Role::KernelBinaryWrite => {
+                    let chip = field("chip") as u32 as i32 as i64;
+                    let bytes = field("bytes");
+                    let class = KernelClass::of(Origin::from_u8(ev.origin));
+                    let d = proc.device(chip);
+                    d.loaded.slot(class).add(bytes);
+                    d.resident.slot(class).add(bytes);
+                    d.first_load_ns.get_or_insert(ev.ts_ns);
+                    d.last_load_ns = Some(ev.ts_ns);
+                    Some(Record::KernelLoaded {
+                        pid: key.pid,
+                        tid: ev.tid,
+                        ts_ns: ev.ts_ns,
+                        chip,
+                        class,
+                        bytes,
+                        address: field("address"),
+                    })
+                }
+                Role::DeviceClose => {
+                    let Some(&chip) = proc.device_ptrs.get(&field("device")) else {
+                        proc.unmatched += 1;
+                        return None;
+                    };
+                    let d = proc.device(chip);
+                    d.closed_ns = Some(ev.ts_ns);
+                    let released = std::mem::take(&mut d.resident);
+                    Some(Record::DeviceClosed { pid: key.pid, ts_ns: ev.ts_ns, chip, released })
+                }
+                Role::MeshClose => Some(Record::MeshClosed { pid: key.pid, ts_ns: ev.ts_ns }),
+                Role::DeviceInit | Role::FabricContext | Role::DispatchContext | Role::ProgramBinaries => None,
+            },
+            EventKind::ProcessExit => unreachable!("handled above"),
+        }
+    }
+
+    fn process_exit(&mut self, key: ProcKey, ev: &Event) -> Option<Record> {
+        let mut proc = self
+            .live
+            .remove(&key)
+            .unwrap_or_else(|| ProcessLedger::new(key, ev.ts_ns));
+        let mut released = Kernels::default();
+        let mut devices = Vec::new();
+        for d in proc.devices.values_mut() {
+            if !d.resident.is_empty() {
+                devices.push(d.chip);
+            }
+            released.merge(&std::mem::take(&mut d.resident));
+        }
+        let cleanup = Cleanup {
+            pid: key.pid,
+            exit_ns: ev.ts_ns,
+            status: ExitStatus::from_raw(ev.fields[0]),
+            released,
+            devices,
+        };
+        proc.last_ns = proc.last_ns.max(ev.ts_ns);
+        proc.exit = Some(cleanup.clone());
+        self.context_starts.retain(|(tid, _), _| *tid != key.pid);
+        self.ended.push(proc);
+        Some(Record::ProcessExited(cleanup))
+    }
+
+    /// Every process seen, ended ones first (in the order they ended), then live ones.
+    pub fn processes(&self) -> impl Iterator<Item = &ProcessLedger> {
+        self.ended.iter().chain(self.live.values())
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Whether the process `pid` (any instance) has ended and none of that pid is live.
+    pub fn has_ended(&self, pid: u32) -> bool {
+        self.ended.iter().any(|p| p.pid == pid) && !self.live.keys().any(|k| k.pid == pid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::MAX_FIELDS;
+
+    use super::*;
+
+    const FABRIC: u64 = 56 * 1024;
+    const DISPATCH: u64 = 46 * 1024;
+
+    fn ev(pid: u32, kind: EventKind, role: Option<Role>, origin: Origin, fields: &[u64]) -> Event {
+        let mut f = [0; MAX_FIELDS];
+        f[..fields.len()].copy_from_slice(fields);
+        Event {
+            ts_ns: 1000,
+            instance: 7,
+            tgid: pid,
+            tid: pid,
+            role: role.map(|r| r as u16).unwrap_or(0),
+            kind: kind as u8,
+            origin: origin as u8,
+            depth: 0,
+            context_this: 0,
+            fields: f,
+            ret: 0,
+            entry_ts_ns: 1000,
+        }
+    }
+
+    fn open(pid: u32, dev: u64, chip: u64) -> Event {
+        ev(pid, EventKind::Call, Some(Role::DeviceOpen), Origin::Application, &[dev, chip])
+    }
+    fn write(pid: u32, origin: Origin, chip: u64, bytes: u64) -> Event {
+        ev(pid, EventKind::Call, Some(Role::KernelBinaryWrite), origin, &[bytes, chip, 0x4000])
+    }
+    fn healthy_device(c: &mut Collector, pid: u32, dev: u64, chip: u64) {
+        c.apply(&open(pid, dev, chip));
+        for _ in 0..2 {
+            c.apply(&write(pid, Origin::Fabric, chip, FABRIC));
+            c.apply(&write(pid, Origin::Dispatch, chip, DISPATCH));
+        }
+    }
+
+    #[test]
+    fn system_kernels_of_a_healthy_device_are_204_kib() {
+        let mut c = Collector::new();
+        healthy_device(&mut c, 10, 0xd0, 0);
+        c.apply(&write(10, Origin::Application, 0, 4096));
+        c.apply(&write(10, Origin::Program, 0, 8192));
+        let p = c.processes().next().unwrap();
+        let d = &p.devices[&0];
+        assert_eq!(d.loaded.fabric, Tally { count: 2, bytes: 2 * FABRIC });
+        assert_eq!(d.loaded.dispatch, Tally { count: 2, bytes: 2 * DISPATCH });
+        assert_eq!(d.loaded.system(), Tally { count: 4, bytes: 204 * 1024 });
+        assert_eq!(d.loaded.application, Tally { count: 2, bytes: 12288 });
+        assert_eq!(d.loaded.total().count, 6);
+    }
+
+    #[test]
+    fn kernels_go_to_the_chip_named_by_the_write() {
+        let mut c = Collector::new();
+        healthy_device(&mut c, 10, 0xd0, 0);
+        healthy_device(&mut c, 10, 0xd1, 1);
+        c.apply(&write(10, Origin::Application, 1, 100));
+        let p = c.processes().next().unwrap();
+        assert_eq!(p.devices[&0].loaded.application.count, 0);
+        assert_eq!(p.devices[&1].loaded.application, Tally { count: 1, bytes: 100 });
+    }
+
+    #[test]
+    fn device_close_releases_that_device_only() {
+        let mut c = Collector::new();
+        healthy_device(&mut c, 10, 0xd0, 0);
+        healthy_device(&mut c, 10, 0xd1, 1);
+        let r = c.apply(&ev(10, EventKind::Call, Some(Role::DeviceClose), Origin::Application, &[0xd1]));
+        match r {
+            Some(Record::DeviceClosed { chip: 1, released, .. }) => assert_eq!(released.system().bytes, 204 * 1024),
+            other => panic!("{other:?}"),
+        }
+        let p = c.processes().next().unwrap();
+        assert!(p.devices[&1].resident.is_empty());
+        assert_eq!(p.devices[&1].loaded.system().count, 4, "history is kept");
+        assert_eq!(p.devices[&0].resident.system().count, 4);
+        // Closing an unknown device is counted, not guessed.
+        c.apply(&ev(10, EventKind::Call, Some(Role::DeviceClose), Origin::Application, &[0xee]));
+        assert_eq!(c.processes().next().unwrap().unmatched, 1);
+    }
+
+    #[test]
+    fn process_exit_releases_everything_and_reports_the_signal() {
+        let mut c = Collector::new();
+        healthy_device(&mut c, 12345, 0xd0, 0);
+        c.apply(&write(12345, Origin::Application, 0, 3000));
+        let r = c.apply(&ev(12345, EventKind::ProcessExit, None, Origin::Application, &[9]));
+        let Some(Record::ProcessExited(cl)) = r else { panic!("{r:?}") };
+        assert_eq!(cl.status, ExitStatus::Signal(9));
+        assert_eq!(cl.released.fabric, Tally { count: 2, bytes: 2 * FABRIC });
+        assert_eq!(cl.released.dispatch, Tally { count: 2, bytes: 2 * DISPATCH });
+        assert_eq!(cl.released.application.bytes, 3000);
+        assert_eq!(cl.devices, vec![0]);
+        assert_eq!(c.live_count(), 0);
+        assert!(c.has_ended(12345));
+    }
+
+    #[test]
+    fn a_reused_pid_is_a_new_process() {
+        let mut c = Collector::new();
+        healthy_device(&mut c, 5, 0xd0, 0);
+        c.apply(&ev(5, EventKind::ProcessExit, None, Origin::Application, &[0]));
+        let mut again = write(5, Origin::Application, 0, 10);
+        again.instance = 99;
+        c.apply(&again);
+        let all: Vec<_> = c.processes().collect();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].instance, 99);
+        assert_eq!(all[1].devices[&0].loaded.total(), Tally { count: 1, bytes: 10 });
+        assert!(!c.has_ended(5));
+    }
+
+    #[test]
+    fn exit_status_decoding() {
+        assert_eq!(ExitStatus::from_raw(0), ExitStatus::Code(0));
+        assert_eq!(ExitStatus::from_raw(3 << 8), ExitStatus::Code(3));
+        assert_eq!(ExitStatus::from_raw(6), ExitStatus::Signal(6));
+        assert_eq!(ExitStatus::from_raw(0x80 | 6), ExitStatus::Signal(6)); // core dumped
+        assert_eq!(ExitStatus::from_raw(u64::MAX), ExitStatus::Unknown);
+    }
+
+    #[test]
+    fn unknown_roles_are_counted_not_applied() {
+        let mut c = Collector::new();
+        let mut e = write(1, Origin::Application, 0, 1);
+        e.role = 999;
+        assert!(c.apply(&e).is_none());
+        assert_eq!(c.unknown_events, 1);
+        assert_eq!(c.processes().count(), 0);
+    }
+}

@@ -1,0 +1,58 @@
+//! Errors of the tt-tracer library (the binary wraps them with anyhow).
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: is a directory, not a library (give the path of libtt_metal.so)")]
+    IsDirectory { path: PathBuf },
+    #[error("{path}: not an ELF file ({reason})")]
+    NotElf { path: PathBuf, reason: String },
+    #[error("{path}: {arch} ELF; tt-tracer traces x86-64 libraries only")]
+    WrongArchitecture { path: PathBuf, arch: String },
+    #[error("{path}: no symbols at all (fully stripped); tt-tracer needs .dynsym or .symtab")]
+    NoSymbols { path: PathBuf },
+    #[error("{path}: no tt-metal symbols found (is this libtt_metal.so?)")]
+    NotTtMetal { path: PathBuf },
+    #[error("catalog {origin}: {reason}")]
+    Catalog { origin: String, reason: String },
+    #[error("required probe roles did not resolve in {path}: {roles} (see `tt-tracer probes --lib {path}`; --allow-partial traces anyway)")]
+    MissingRoles { path: PathBuf, roles: String },
+    #[error("no libtt_metal.so mapped by process {pid} (is it a tt-metal process? give --lib)")]
+    LibraryNotMapped { pid: u32 },
+    #[error("process {pid} not found")]
+    NoSuchProcess { pid: u32 },
+    #[error(
+        "tracing needs root or CAP_BPF + CAP_PERFMON (run with sudo, or `setcap cap_bpf,cap_perfmon+ep` on the binary)"
+    )]
+    NotPrivileged,
+    #[error("loading eBPF programs: {0}")]
+    Ebpf(#[from] aya::EbpfError),
+    #[error("eBPF program {program}: {source}")]
+    Program {
+        program: String,
+        source: aya::programs::ProgramError,
+    },
+    #[error("eBPF map {map}: {source}")]
+    Map {
+        map: String,
+        source: aya::maps::MapError,
+    },
+    #[error("attaching {role} at {symbol} (+{offset:#x}) in {path}: {source}")]
+    Attach {
+        role: String,
+        symbol: String,
+        offset: u64,
+        path: PathBuf,
+        source: aya::programs::ProgramError,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

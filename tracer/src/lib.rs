@@ -1,0 +1,18 @@
+//! tt-tracer: a zero-code-change eBPF tracer for the tt-metal runtime (`libtt_metal.so`).
+//!
+//! Data path, one direction only: probes (`tracer-ebpf`) → ring buffers → [`session`] (decode,
+//! order) → [`collector`] (pure ledger) → [`report`]. Version knowledge lives in the catalog
+//! (`catalog/tt-metal.toml`, parsed by [`catalog`], resolved against a library by [`resolve`]).
+
+pub mod catalog;
+pub mod collector;
+pub mod errors;
+pub mod kernel;
+pub mod loader;
+pub mod process;
+pub mod report;
+pub mod resolve;
+pub mod roles;
+pub mod session;
+
+pub use errors::{Error, Result};

@@ -1,0 +1,225 @@
+//! Loading the eBPF object and attaching it: recipes into `RECIPES`, one uprobe + uretprobe
+//! per resolved function (cookie = recipe index), the `sched_process_exit` tracepoint.
+
+use std::{collections::BTreeMap, num::NonZeroU32, path::Path};
+
+use aya::{
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+        BtfTracePoint, UProbe,
+    },
+    Btf, Ebpf, EbpfLoader,
+};
+use tracer_common::{counters::Counter, Recipe, RecipeKind, MAX_RECIPES};
+
+use crate::{
+    catalog::Catalog,
+    errors::{Error, Result},
+    kernel,
+    resolve::{self, Resolution},
+};
+
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+/// Sizes and thresholds of the data path.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub payload_ring_bytes: u32,
+    pub lifecycle_ring_bytes: u32,
+    /// Wake the reader when this many payload bytes wait (else the poll timer picks them up).
+    pub wakeup_bytes: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            payload_ring_bytes: 8 << 20,
+            lifecycle_ring_bytes: 256 << 10,
+            wakeup_bytes: 256 << 10,
+        }
+    }
+}
+
+/// One function a probe is attached to.
+#[derive(Clone, Debug)]
+pub struct Attached {
+    pub role: &'static str,
+    pub symbol: String,
+    pub file_offset: u64,
+    pub cookie: u64,
+}
+
+/// The loaded programs and their maps.
+pub struct Probes {
+    ebpf: Ebpf,
+    next_cookie: u32,
+    pub attached: Vec<Attached>,
+    /// Whether exit codes can be read (task_struct layout known from BTF).
+    pub exit_codes: bool,
+}
+
+/// The two ring buffers, taken out of the object for the reader.
+pub struct Rings {
+    pub payload: RingBuf<MapData>,
+    pub lifecycle: RingBuf<MapData>,
+}
+
+impl Probes {
+    /// Loads the programs and attaches the process-exit tracepoint. Needs privileges.
+    pub fn load(opts: &LoadOptions) -> Result<(Probes, Rings)> {
+        kernel::check_privileges()?;
+        let exit_offset = kernel::task_exit_code_offset();
+        let exit_offset_value = exit_offset.unwrap_or(u32::MAX);
+        let mut ebpf = EbpfLoader::new()
+            .override_global("WAKEUP_BYTES", &opts.wakeup_bytes, true)
+            .override_global("TASK_EXIT_CODE_OFFSET", &exit_offset_value, true)
+            .map_max_entries("EVENTS", opts.payload_ring_bytes)
+            .map_max_entries("LIFECYCLE", opts.lifecycle_ring_bytes)
+            .load(EBPF_OBJECT)?;
+
+        let btf = Btf::from_sys_fs().map_err(|e| Error::Other(format!("kernel BTF: {e}")))?;
+        let exit: &mut BtfTracePoint = program(&mut ebpf, "sched_process_exit")?;
+        exit.load("sched_process_exit", &btf)
+            .map_err(|source| prog_err("sched_process_exit", source))?;
+        exit.attach()
+            .map_err(|source| prog_err("sched_process_exit", source))?;
+        for name in ["tt_entry", "tt_return"] {
+            let p: &mut UProbe = program(&mut ebpf, name)?;
+            p.load().map_err(|source| prog_err(name, source))?;
+        }
+
+        let payload = take_ring(&mut ebpf, "EVENTS")?;
+        let lifecycle = take_ring(&mut ebpf, "LIFECYCLE")?;
+        Ok((
+            Probes {
+                ebpf,
+                next_cookie: 0,
+                attached: Vec::new(),
+                exit_codes: exit_offset.is_some(),
+            },
+            Rings { payload, lifecycle },
+        ))
+    }
+
+    /// Attaches every resolved function of `resolution` (the library at `path`), for process
+    /// `pid` only, or for every process that maps the library when `pid` is None.
+    pub fn attach_library(
+        &mut self,
+        path: &Path,
+        resolution: &Resolution,
+        catalog: &Catalog,
+        pid: Option<u32>,
+    ) -> Result<usize> {
+        let scope = match pid.and_then(NonZeroU32::new) {
+            Some(pid) => UProbeScope::OneProcess(pid),
+            None => UProbeScope::AllProcesses,
+        };
+        let mut n = 0;
+        for spec in &catalog.roles {
+            let Some(rr) = resolution.role(spec.role) else { continue };
+            for point in &rr.attach {
+                if self.next_cookie >= MAX_RECIPES {
+                    return Err(Error::Other(format!(
+                        "more than {MAX_RECIPES} attach points; raise MAX_RECIPES"
+                    )));
+                }
+                let cookie = self.next_cookie as u64;
+                let recipe: Recipe = resolve::recipe(spec, point);
+                let mut recipes: Array<_, Recipe> = Array::try_from(
+                    self.ebpf.map_mut("RECIPES").ok_or_else(|| missing("RECIPES"))?,
+                )
+                .map_err(|source| map_err("RECIPES", source))?;
+                recipes
+                    .set(cookie as u32, recipe, 0)
+                    .map_err(|source| map_err("RECIPES", source))?;
+                self.next_cookie += 1;
+
+                let mut programs = vec!["tt_entry"];
+                if matches!(spec.kind, RecipeKind::Context | RecipeKind::CallWithReturn) {
+                    programs.push("tt_return");
+                }
+                for name in programs {
+                    let p: &mut UProbe = program(&mut self.ebpf, name)?;
+                    let at = UProbeAttachPoint {
+                        location: UProbeAttachLocation::AbsoluteOffset(point.file_offset),
+                        cookie: Some(cookie),
+                    };
+                    p.attach(at, path, scope).map_err(|source| Error::Attach {
+                        role: spec.role.id().into(),
+                        symbol: point.demangled.clone(),
+                        offset: point.file_offset,
+                        path: path.into(),
+                        source,
+                    })?;
+                    n += 1;
+                }
+                self.attached.push(Attached {
+                    role: spec.role.id(),
+                    symbol: point.demangled.clone(),
+                    file_offset: point.file_offset,
+                    cookie,
+                });
+            }
+        }
+        Ok(n)
+    }
+
+    /// Registers `pid` as traced, so its exit is reported even if it never hits a probe.
+    pub fn track_process(&mut self, pid: u32, instance: u64) -> Result<()> {
+        let mut procs: HashMap<_, u32, u64> =
+            HashMap::try_from(self.ebpf.map_mut("PROCESSES").ok_or_else(|| missing("PROCESSES"))?)
+                .map_err(|source| map_err("PROCESSES", source))?;
+        procs
+            .insert(pid, instance, 0)
+            .map_err(|source| map_err("PROCESSES", source))
+    }
+
+    /// Loss counters summed over CPUs, by name.
+    pub fn counters(&self) -> Result<BTreeMap<&'static str, u64>> {
+        let arr: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map("COUNTERS").ok_or_else(|| missing("COUNTERS"))?)
+                .map_err(|source| map_err("COUNTERS", source))?;
+        let mut out = BTreeMap::new();
+        for c in Counter::ALL {
+            let v = arr
+                .get(&(c as u32), 0)
+                .map_err(|source| map_err("COUNTERS", source))?;
+            out.insert(c.name(), v.iter().sum());
+        }
+        Ok(out)
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let p = ebpf
+        .program_mut(name)
+        .ok_or_else(|| Error::Other(format!("eBPF program {name} missing from the object")))?;
+    p.try_into().map_err(|source| prog_err(name, source))
+}
+
+fn take_ring(ebpf: &mut Ebpf, name: &str) -> Result<RingBuf<MapData>> {
+    let map = ebpf.take_map(name).ok_or_else(|| missing(name))?;
+    RingBuf::try_from(map).map_err(|source| map_err(name, source))
+}
+
+fn missing(name: &str) -> Error {
+    Error::Other(format!("eBPF map {name} missing from the object"))
+}
+
+fn prog_err(name: &str, source: aya::programs::ProgramError) -> Error {
+    Error::Program {
+        program: name.into(),
+        source,
+    }
+}
+
+fn map_err(name: &str, source: aya::maps::MapError) -> Error {
+    Error::Map {
+        map: name.into(),
+        source,
+    }
+}
