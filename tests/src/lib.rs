@@ -1,1 +1,235 @@
+//! Harness for tt-tracer's root-only integration tests: builds the stand-in libtt_metal.so and
+//! its driver, runs `tt-tracer` as a real user would, and hands back what it printed.
+//!
+//! These tests load real eBPF programs into the running kernel. They need root and fail (never
+//! skip) with a message naming what is missing. `cargo xtask test` runs them.
 
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The tt-tracer binary under test: $TT_TRACER_BIN, else target/debug/tt-tracer.
+pub fn tracer_bin() -> PathBuf {
+    let p = std::env::var_os("TT_TRACER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/debug/tt-tracer"));
+    assert!(
+        p.exists(),
+        "tt-tracer binary not found at {} (build it: `cargo build -p tt-tracer`, or run `cargo xtask test`)",
+        p.display()
+    );
+    p
+}
+
+/// Fails the test unless running as root: loading eBPF programs needs it.
+pub fn require_root() {
+    // SAFETY: no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "this test loads eBPF programs and must run as root (run `sudo cargo xtask test`)");
+}
+
+pub struct Standin {
+    pub lib: PathBuf,
+    pub driver: PathBuf,
+}
+
+/// Builds tests/standin once per test process into target/standin.
+pub fn standin() -> &'static Standin {
+    static S: OnceLock<Standin> = OnceLock::new();
+    S.get_or_init(|| {
+        let root = workspace_root();
+        let out = root.join("target/standin");
+        let st = Command::new("bash")
+            .arg(root.join("tests/standin/build.sh"))
+            .arg(&out)
+            .status()
+            .expect("running tests/standin/build.sh (needs bash and g++)");
+        assert!(st.success(), "building the stand-in libtt_metal.so failed: {st}");
+        Standin {
+            lib: out.join("libtt_metal.so"),
+            driver: out.join("tt_driver"),
+        }
+    })
+}
+
+/// CLOCK_MONOTONIC in ns (the probes' clock).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A finished tracer run.
+#[derive(Debug)]
+pub struct Traced {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub report: Value,
+    pub events: Vec<Value>,
+}
+
+impl Traced {
+    /// The driver's oracle line (`DRIVER {...}` on its stdout).
+    pub fn driver(&self) -> Value {
+        driver_line(&self.stdout).unwrap_or_else(|| panic!("no DRIVER line in stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+
+    pub fn process(&self, pid: u64) -> &Value {
+        self.report["processes"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["pid"] == pid))
+            .unwrap_or_else(|| panic!("pid {pid} not in report:\n{}", self.report))
+    }
+
+    /// Asserts every loss counter is 0.
+    pub fn assert_nothing_lost(&self) {
+        let lost = self.report["lost"].as_object().expect("lost counters in report");
+        assert!(!lost.is_empty(), "report has no loss counters");
+        for (k, v) in lost {
+            assert_eq!(v, 0, "lost counter {k} = {v}");
+        }
+        assert_eq!(self.report["malformed_records"], 0);
+    }
+}
+
+pub fn driver_line(stdout: &str) -> Option<Value> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("DRIVER "))
+        .and_then(|j| serde_json::from_str(j).ok())
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = workspace_root().join("target/it-scratch");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{name}-{}-{}", std::process::id(), monotonic_ns()))
+}
+
+/// `tt-tracer <subcommand args> --report-file R --events-file E`, waited for.
+pub fn trace(args: &[&str], envs: &[(&str, &str)]) -> Result<Traced> {
+    let child = spawn_trace(args, envs)?;
+    child.wait()
+}
+
+pub struct TraceChild {
+    pub child: Child,
+    report: PathBuf,
+    events: PathBuf,
+}
+
+pub fn spawn_trace(args: &[&str], envs: &[(&str, &str)]) -> Result<TraceChild> {
+    let report = scratch("report.json");
+    let events = scratch("events.jsonl");
+    let (sub, rest) = args.split_first().ok_or_else(|| anyhow!("no subcommand"))?;
+    let mut cmd = Command::new(tracer_bin());
+    cmd.arg(sub)
+        .arg("--report-file")
+        .arg(&report)
+        .arg("--events-file")
+        .arg(&events)
+        .args(rest)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().context("spawning tt-tracer")?;
+    Ok(TraceChild { child, report, events })
+}
+
+impl TraceChild {
+    pub fn wait(self) -> Result<Traced> {
+        let out = self.child.wait_with_output()?;
+        finish(out.status, String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into(), &self.report, &self.events)
+    }
+
+    /// Reads stdout lines until one satisfies `pred` (returns it), within `timeout`.
+    pub fn wait_stdout_line(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<(String, String)> {
+        let stdout = self.child.stdout.take().ok_or_else(|| anyhow!("stdout taken"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut all = String::new();
+            loop {
+                let mut line = String::new();
+                match r.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        all.push_str(&line);
+                        if tx.send((line, all.clone())).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (line, all) = rx.recv_timeout(left).map_err(|_| anyhow!("no matching stdout line within {timeout:?}"))?;
+            if pred(&line) {
+                return Ok((line, all));
+            }
+        }
+    }
+
+    /// Polls the events file until a record satisfies `pred`, within `timeout`.
+    pub fn wait_event(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&self.events) {
+                if let Some(v) = text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| pred(v)) {
+                    return Ok(v);
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!("no matching event within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    pub fn wait_with(mut self, stdout_so_far: String) -> Result<Traced> {
+        let status = self.child.wait()?;
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut err)?;
+        }
+        finish(status, stdout_so_far, err, &self.report, &self.events)
+    }
+}
+
+fn finish(status: ExitStatus, stdout: String, stderr: String, report: &Path, events: &Path) -> Result<Traced> {
+    let report_v = std::fs::read_to_string(report)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    let events_v = std::fs::read_to_string(events)
+        .map(|t| t.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .unwrap_or_default();
+    let _ = std::fs::remove_file(report);
+    let _ = std::fs::remove_file(events);
+    Ok(Traced { status, stdout, stderr, report: report_v, events: events_v })
+}
+
+/// KiB helper for readable assertions.
+pub const KIB: u64 = 1024;
+
+/// Median of a slice of figures.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}

@@ -297,11 +297,19 @@ void print_oracle(const Options& o, const Tally& t) {
             fail("per-device tallies differ");
         }
     }
+    // Who we run as: `tt-tracer run` under sudo must hand the command to the invoking user.
+    gid_t groups[256];
+    const int ngroups = ::getgroups(256, groups);
+    std::string group_list;
+    for (int i = 0; i < ngroups; ++i) {
+        group_list += (i ? "," : "") + std::to_string(groups[i]);
+    }
     std::printf(
         "DRIVER {\"pid\":%ld,\"devices\":%llu,\"app_kernels_per_device\":%llu,\"app_bytes_per_device\":%llu,"
-        "\"program_kernels_per_device\":%llu,\"end\":\"%s\"}\n",
+        "\"program_kernels_per_device\":%llu,\"end\":\"%s\",\"uid\":%u,\"gid\":%u,\"groups\":[%s]}\n",
         static_cast<long>(::getpid()), o.devices, t.kernels[0].load(), t.bytes[0].load(),
-        t.program_kernels[0].load(), o.end_name);
+        t.program_kernels[0].load(), o.end_name, static_cast<unsigned>(::getuid()),
+        static_cast<unsigned>(::getgid()), group_list.c_str());
     std::fflush(stdout);
 }
 

@@ -59,10 +59,11 @@ impl<'a> Report<'a> {
                 let _ = writeln!(s, "  no device opened");
             }
             for d in p.devices.values() {
-                let state = match (d.opened_ns, d.closed_ns) {
-                    (_, Some(c)) => format!("closed at +{}", secs(c.saturating_sub(p.first_ns))),
-                    (Some(_), None) => "open".to_string(),
-                    (None, None) => "open (opened before tracing)".to_string(),
+                let state = match (d.opened_ns, d.closed_ns, &p.exit) {
+                    (_, Some(c), _) => format!("closed at +{}", secs(c.saturating_sub(p.first_ns))),
+                    (_, None, Some(_)) => "never closed: released when the process exited".to_string(),
+                    (Some(_), None, None) => "open".to_string(),
+                    (None, None, None) => "open (opened before tracing)".to_string(),
                 };
                 let _ = writeln!(s, "  device {}: {state}", d.chip);
                 kernel_lines(&mut s, "    ", &d.loaded);

@@ -50,7 +50,7 @@ pub fn attach(a: AttachArgs) -> anyhow::Result<u8> {
     rt.block_on(async move {
         let mut session = trace::start(&lib, &resolution, &catalog, a.pid)?;
         eprintln!("tt-tracer: tracing pid {} ({}); Ctrl-C to stop", a.pid, lib.display());
-        let mut print = trace::printer(a.opts.verbose);
+        let mut print = trace::printer(&a.opts)?;
         let pid = a.pid;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {

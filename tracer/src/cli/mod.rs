@@ -88,6 +88,9 @@ pub struct TraceOptions {
     /// Also write the final report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub report_file: Option<PathBuf>,
+    /// Stream every event as one JSON object per line to this file (docs/report.md).
+    #[arg(long, value_name = "FILE")]
+    pub events_file: Option<PathBuf>,
     /// Probe catalog to use instead of the built-in one (TOML, see docs/catalog.md).
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<PathBuf>,

@@ -65,7 +65,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         }
         drop(hold_write);
 
-        let mut print = trace::printer(a.opts.verbose);
+        let mut print = trace::printer(&a.opts)?;
         let status = session
             .run_until(
                 async {

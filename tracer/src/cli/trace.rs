@@ -44,15 +44,29 @@ pub fn start(lib: &Path, resolution: &Resolution, catalog: &Catalog, pid: u32) -
     Ok(Session::new(probes, rings)?)
 }
 
-/// Prints records as they come when verbose.
-pub fn printer(verbose: bool) -> impl FnMut(&Record) {
-    move |r: &Record| {
+/// Where live records go: stderr lines (all with -v, else cleanups only) and --events-file.
+pub fn printer(opts: &TraceOptions) -> anyhow::Result<impl FnMut(&Record)> {
+    let verbose = opts.verbose;
+    let mut events = match &opts.events_file {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
+    Ok(move |r: &Record| {
         if verbose {
             eprintln!("tt-tracer: {}", report::record_line(r));
         } else if let Record::ProcessExited(c) = r {
             eprintln!("tt-tracer: {}", report::cleanup_line(c));
         }
-    }
+        if let Some(w) = events.as_mut() {
+            let ok = serde_json::to_writer(&mut *w, r).is_ok() && w.write_all(b"\n").is_ok();
+            // Lifecycle records are flushed at once: a reader may be waiting for them.
+            if !ok || matches!(r, Record::ProcessExited(_) | Record::DeviceClosed { .. }) {
+                let _ = w.flush();
+            }
+        }
+    })
 }
 
 /// Prints the final report (text on stderr, or JSON on stdout) and writes --report-file.

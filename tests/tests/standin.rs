@@ -1,0 +1,305 @@
+//! End-to-end on the stand-in libtt_metal.so (real 0.81.1 symbol names and call structure):
+//! real eBPF programs in this kernel, real uprobes, the real `tt-tracer` binary.
+
+use std::{process::Command, time::Duration};
+
+use integration_tests::*;
+use serde_json::Value;
+
+const FABRIC_BYTES: u64 = 56 * KIB;
+const DISPATCH_BYTES: u64 = 46 * KIB;
+
+fn tally(v: &Value) -> (u64, u64) {
+    (v["count"].as_u64().unwrap(), v["bytes"].as_u64().unwrap())
+}
+
+/// Every device of `proc` carries exactly the seed's system kernels and the driver's
+/// application kernels.
+fn assert_ledger(t: &Traced, proc: &Value, driver: &Value) {
+    let devices = driver["devices"].as_u64().unwrap();
+    let ds = proc["devices"].as_object().expect("devices");
+    assert_eq!(ds.len() as u64, devices, "devices in report: {}", t.report);
+    for chip in 0..devices {
+        let d = &ds[&chip.to_string()];
+        let loaded = &d["loaded"];
+        assert_eq!(tally(&loaded["fabric"]), (2, 2 * FABRIC_BYTES), "device {chip} fabric");
+        assert_eq!(tally(&loaded["dispatch"]), (2, 2 * DISPATCH_BYTES), "device {chip} dispatch");
+        assert_eq!(tally(&loaded["init"]), (0, 0), "device {chip} init");
+        assert_eq!(
+            tally(&loaded["application"]),
+            (
+                driver["app_kernels_per_device"].as_u64().unwrap(),
+                driver["app_bytes_per_device"].as_u64().unwrap()
+            ),
+            "device {chip} application kernels vs the driver's own count"
+        );
+        assert!(d["opened_ns"].is_u64(), "device {chip} open seen");
+    }
+}
+
+fn run_driver(driver_args: &[&str]) -> Traced {
+    require_root();
+    let s = standin();
+    let lib = s.lib.to_str().unwrap();
+    let drv = s.driver.to_str().unwrap();
+    let mut args = vec!["run", "--lib", lib, "--", drv];
+    args.extend_from_slice(driver_args);
+    trace(&args, &[]).expect("tt-tracer run")
+}
+
+#[test]
+fn system_and_application_kernels_on_1_2_and_8_devices() {
+    for n in ["1", "2", "8"] {
+        let t = run_driver(&["--devices", n, "--app-kernels", "5", "--program-kernels", "2", "--app-threads", "3"]);
+        assert!(t.status.success(), "devices={n}: {:?}\n{}", t.status, t.stderr);
+        let driver = t.driver();
+        let p = t.process(driver["pid"].as_u64().unwrap());
+        assert_ledger(&t, p, &driver);
+        // Closed normally: every device closed, nothing left behind.
+        for (chip, d) in p["devices"].as_object().unwrap() {
+            assert!(d["closed_ns"].is_u64(), "device {chip} close seen");
+            assert_eq!(tally(&d["resident"]["application"]), (0, 0));
+            assert_eq!(tally(&d["resident"]["fabric"]), (0, 0));
+        }
+        assert_eq!(p["exit"]["status"]["code"], 0, "{}", p["exit"]);
+        t.assert_nothing_lost();
+        assert!(t.stderr.contains("System kernels:"), "text report on stderr:\n{}", t.stderr);
+    }
+}
+
+/// configure_fabric runs on worker threads while other threads load application kernels:
+/// each kernel is classified by the context of ITS thread.
+#[test]
+fn concurrent_application_loads_during_fabric_bring_up_stay_application() {
+    let t = run_driver(&["--devices", "4", "--app-kernels", "6", "--app-threads", "4"]);
+    assert!(t.status.success(), "{}", t.stderr);
+    let driver = t.driver();
+    assert_ledger(&t, t.process(driver["pid"].as_u64().unwrap()), &driver);
+    t.assert_nothing_lost();
+
+    // The overlap really happened: an application kernel was loaded on one thread while a
+    // fabric context was open on another.
+    let mut open: Vec<(u64, u64, u64)> = Vec::new(); // (tid, enter, exit)
+    let mut enters = std::collections::HashMap::new();
+    for e in &t.events {
+        if e["role"] == "fabric_context" {
+            let tid = e["tid"].as_u64().unwrap();
+            match e["record"].as_str() {
+                Some("context_entered") => {
+                    enters.insert(tid, e["ts_ns"].as_u64().unwrap());
+                }
+                Some("context_exited") => open.push((tid, enters[&tid], e["ts_ns"].as_u64().unwrap())),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(open.len(), 4, "one fabric context per device");
+    assert!(open.iter().all(|(tid, _, _)| *tid != driver["pid"].as_u64().unwrap()), "fabric ran on worker threads");
+    let overlapped = t
+        .events
+        .iter()
+        .filter(|e| e["record"] == "kernel_loaded" && e["class"] == "application")
+        .filter(|e| {
+            let (ts, tid) = (e["ts_ns"].as_u64().unwrap(), e["tid"].as_u64().unwrap());
+            open.iter().any(|(ftid, a, b)| *ftid != tid && *a < ts && ts < *b)
+        })
+        .count();
+    assert!(overlapped > 0, "no application kernel was loaded during fabric bring-up; the test proves nothing");
+    println!("{overlapped} application kernels loaded while fabric was being configured on another thread");
+}
+
+#[test]
+fn sigkill_before_close_is_cleaned_up_at_once() {
+    require_root();
+    let s = standin();
+    let mut latencies = Vec::new();
+    for _ in 0..5 {
+        let mut child = spawn_trace(
+            &["run", "--lib", s.lib.to_str().unwrap(), "--", s.driver.to_str().unwrap(), "--devices", "2", "--app-kernels", "3", "--hold-ms", "60000"],
+            &[],
+        )
+        .unwrap();
+        let (line, stdout) = child.wait_stdout_line(Duration::from_secs(30), |l| l.starts_with("DRIVER ")).unwrap();
+        let driver = driver_line(&line).unwrap();
+        let pid = driver["pid"].as_i64().unwrap() as i32;
+        let t0 = monotonic_ns();
+        // SAFETY: signalling the driver we started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        child
+            .wait_event(Duration::from_secs(10), |e| e["record"] == "process_exited" && e["pid"] == pid as u64)
+            .expect("cleanup record after SIGKILL");
+        latencies.push((monotonic_ns() - t0) as f64 / 1e6);
+        let t = child.wait_with(stdout).unwrap();
+        assert_eq!(t.status.code(), Some(128 + 9), "run returns 128+signal: {}", t.stderr);
+        let p = t.process(pid as u64);
+        assert_ledger(&t, p, &driver);
+        let exit = &p["exit"];
+        assert_eq!(exit["status"]["signal"], 9);
+        let released = &exit["released"];
+        assert_eq!(tally(&released["fabric"]), (4, 4 * FABRIC_BYTES));
+        assert_eq!(tally(&released["dispatch"]), (4, 4 * DISPATCH_BYTES));
+        assert_eq!(tally(&released["application"]), (6, 6 * 12288));
+        assert!(
+            t.stderr.contains(&format!(
+                "pid {pid} exited (signal 9): released 8 system kernels, 408.0 KiB — 4 fabric 224.0 KiB, 4 dispatch 184.0 KiB; 6 application kernels, 72.0 KiB"
+            )),
+            "cleanup line:\n{}",
+            t.stderr
+        );
+        t.assert_nothing_lost();
+    }
+    let m = median(&mut latencies);
+    println!("kill → cleanup record: median {m:.2} ms over {} runs ({latencies:?})", latencies.len());
+}
+
+#[test]
+fn abort_before_close_reports_signal_6() {
+    let t = run_driver(&["--devices", "1", "--end", "abort"]);
+    assert_eq!(t.status.code(), Some(128 + 6), "{}", t.stderr);
+    let driver = t.driver();
+    let p = t.process(driver["pid"].as_u64().unwrap());
+    assert_eq!(p["exit"]["status"]["signal"], 6);
+    assert_eq!(tally(&p["exit"]["released"]["fabric"]), (2, 2 * FABRIC_BYTES));
+    t.assert_nothing_lost();
+}
+
+#[test]
+fn attach_sees_only_its_pid_while_another_process_uses_the_library() {
+    require_root();
+    let s = standin();
+    let dir = workspace_root().join("target/it-scratch");
+    std::fs::create_dir_all(&dir).unwrap();
+    let go = dir.join(format!("go-{}", std::process::id()));
+    let _ = std::fs::remove_file(&go);
+    let spawn = |devices: &str| {
+        Command::new(&s.driver)
+            .args(["--devices", devices, "--app-kernels", "2", "--wait-file", go.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let target = spawn("2");
+    let other = spawn("3");
+    let pid = target.id().to_string();
+    // No --lib: found in /proc/PID/maps.
+    let mut tracer = spawn_trace(&["attach", "--pid", &pid], &[]).unwrap();
+    // Wait until armed: the tracer says so on stderr; give it the time to attach.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut armed = false;
+    let stderr = tracer.child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            if line.contains("tracing pid") {
+                let _ = tx.send(None);
+            }
+        }
+        let _ = tx.send(Some(all));
+    });
+    while std::time::Instant::now() < deadline {
+        if let Ok(None) = rx.recv_timeout(Duration::from_millis(100)) {
+            armed = true;
+            break;
+        }
+    }
+    assert!(armed, "tt-tracer attach did not report being armed");
+    std::fs::write(&go, b"").unwrap();
+    let target_out = target.wait_with_output().unwrap();
+    let other_out = other.wait_with_output().unwrap();
+    assert!(target_out.status.success() && other_out.status.success());
+    let t = tracer.wait_with(String::new()).unwrap();
+    let stderr_text = loop {
+        if let Ok(Some(all)) = rx.recv_timeout(Duration::from_secs(5)) {
+            break all;
+        }
+    };
+    assert!(t.status.success(), "attach exit {:?}\n{stderr_text}", t.status);
+    let driver = driver_line(&String::from_utf8_lossy(&target_out.stdout)).unwrap();
+    let procs = t.report["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 1, "only the attached pid is traced: {}", t.report);
+    assert_ledger(&t, &procs[0], &driver);
+    assert_eq!(procs[0]["pid"].as_u64(), Some(target_out_pid(&driver)));
+    t.assert_nothing_lost();
+    let _ = std::fs::remove_file(&go);
+}
+
+fn target_out_pid(driver: &Value) -> u64 {
+    driver["pid"].as_u64().unwrap()
+}
+
+/// `sudo tt-tracer run -- cmd`: the command runs as the invoking user with that user's groups,
+/// and is traced from its first instruction (it is exec'd only after the probes are armed).
+#[test]
+fn run_under_sudo_drops_to_the_invoking_user() {
+    let t = {
+        require_root();
+        let s = standin();
+        trace(
+            &["run", "--lib", s.lib.to_str().unwrap(), "--", s.driver.to_str().unwrap(), "--devices", "1"],
+            &[("SUDO_UID", "65534"), ("SUDO_GID", "65534"), ("SUDO_USER", "nobody")],
+        )
+        .unwrap()
+    };
+    assert!(t.status.success(), "{}", t.stderr);
+    let driver = t.driver();
+    assert_eq!(driver["uid"], 65534, "child uid");
+    assert_eq!(driver["gid"], 65534, "child gid");
+    // The user's groups from the group database (nogroup for nobody), never root's.
+    let groups: Vec<u64> = driver["groups"].as_array().unwrap().iter().map(|g| g.as_u64().unwrap()).collect();
+    assert!(!groups.contains(&0), "root group leaked: {groups:?}");
+    assert_eq!(expected_groups("nobody", 65534), groups, "supplementary groups");
+    // Armed before the first instruction: the very first probe hit (the device constructor)
+    // and every kernel are there.
+    assert_ledger(&t, t.process(driver["pid"].as_u64().unwrap()), &driver);
+    t.assert_nothing_lost();
+}
+
+/// What initgroups(3) gives `user` with primary group `gid`, from `id -G` run as that user.
+fn expected_groups(user: &str, gid: u32) -> Vec<u64> {
+    let out = Command::new("id").arg("-G").arg(user).output().expect("id -G");
+    let mut g: Vec<u64> = String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    if !g.contains(&(gid as u64)) {
+        g.insert(0, gid as u64);
+    }
+    g.sort();
+    g.dedup();
+    g
+}
+
+#[test]
+fn refuses_clearly_without_privileges() {
+    use std::os::unix::process::CommandExt;
+    let s = standin();
+    require_root(); // to become someone else
+    let out = Command::new(tracer_bin())
+        .args(["attach", "--pid", "1", "--lib", s.lib.to_str().unwrap()])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "exit code for missing privileges: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("CAP_BPF") && err.contains("root"), "{err}");
+}
+
+#[test]
+fn run_without_lib_says_what_is_needed() {
+    let out = Command::new(tracer_bin()).args(["run", "--", "true"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--lib") && err.contains("libtt_metal.so"), "{err}");
+}
+
+#[test]
+fn a_command_that_cannot_be_run_is_reported() {
+    require_root();
+    let s = standin();
+    let t = trace(&["run", "--lib", s.lib.to_str().unwrap(), "--", "/nonexistent/command"], &[]).unwrap();
+    assert!(!t.status.success());
+    assert!(t.stderr.contains("/nonexistent/command"), "{}", t.stderr);
+}
