@@ -16,7 +16,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The tt-tracer binary under test: $TT_TRACER_BIN, else target/debug/tt-tracer.
@@ -36,7 +39,10 @@ pub fn tracer_bin() -> PathBuf {
 pub fn require_root() {
     // SAFETY: no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "this test loads eBPF programs and must run as root (run `sudo cargo xtask test`)");
+    assert_eq!(
+        euid, 0,
+        "this test loads eBPF programs and must run as root (run `sudo cargo xtask test`)"
+    );
 }
 
 pub struct Standin {
@@ -55,7 +61,10 @@ pub fn standin() -> &'static Standin {
             .arg(&out)
             .status()
             .expect("running tests/standin/build.sh (needs bash and g++)");
-        assert!(st.success(), "building the stand-in libtt_metal.so failed: {st}");
+        assert!(
+            st.success(),
+            "building the stand-in libtt_metal.so failed: {st}"
+        );
         Standin {
             lib: out.join("libtt_metal.so"),
             driver: out.join("tt_driver"),
@@ -65,7 +74,10 @@ pub fn standin() -> &'static Standin {
 
 /// CLOCK_MONOTONIC in ns (the probes' clock).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -84,7 +96,12 @@ pub struct Traced {
 impl Traced {
     /// The driver's oracle line (`DRIVER {...}` on its stdout).
     pub fn driver(&self) -> Value {
-        driver_line(&self.stdout).unwrap_or_else(|| panic!("no DRIVER line in stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        driver_line(&self.stdout).unwrap_or_else(|| {
+            panic!(
+                "no DRIVER line in stdout:\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     pub fn process(&self, pid: u64) -> &Value {
@@ -96,7 +113,9 @@ impl Traced {
 
     /// Asserts every loss counter is 0.
     pub fn assert_nothing_lost(&self) {
-        let lost = self.report["lost"].as_object().expect("lost counters in report");
+        let lost = self.report["lost"]
+            .as_object()
+            .expect("lost counters in report");
         assert!(!lost.is_empty(), "report has no loss counters");
         for (k, v) in lost {
             assert_eq!(v, 0, "lost counter {k} = {v}");
@@ -146,18 +165,36 @@ pub fn spawn_trace(args: &[&str], envs: &[(&str, &str)]) -> Result<TraceChild> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child = cmd.spawn().context("spawning tt-tracer")?;
-    Ok(TraceChild { child, report, events })
+    Ok(TraceChild {
+        child,
+        report,
+        events,
+    })
 }
 
 impl TraceChild {
     pub fn wait(self) -> Result<Traced> {
         let out = self.child.wait_with_output()?;
-        finish(out.status, String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into(), &self.report, &self.events)
+        finish(
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+            &self.report,
+            &self.events,
+        )
     }
 
     /// Reads stdout lines until one satisfies `pred` (returns it), within `timeout`.
-    pub fn wait_stdout_line(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<(String, String)> {
-        let stdout = self.child.stdout.take().ok_or_else(|| anyhow!("stdout taken"))?;
+    pub fn wait_stdout_line(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<(String, String)> {
+        let stdout = self
+            .child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("stdout taken"))?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut r = BufReader::new(stdout);
@@ -178,7 +215,9 @@ impl TraceChild {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let (line, all) = rx.recv_timeout(left).map_err(|_| anyhow!("no matching stdout line within {timeout:?}"))?;
+            let (line, all) = rx
+                .recv_timeout(left)
+                .map_err(|_| anyhow!("no matching stdout line within {timeout:?}"))?;
             if pred(&line) {
                 return Ok((line, all));
             }
@@ -190,7 +229,11 @@ impl TraceChild {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(text) = std::fs::read_to_string(&self.events) {
-                if let Some(v) = text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| pred(v)) {
+                if let Some(v) = text
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .find(|v| pred(v))
+                {
                     return Ok(v);
                 }
             }
@@ -211,17 +254,33 @@ impl TraceChild {
     }
 }
 
-fn finish(status: ExitStatus, stdout: String, stderr: String, report: &Path, events: &Path) -> Result<Traced> {
+fn finish(
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    report: &Path,
+    events: &Path,
+) -> Result<Traced> {
     let report_v = std::fs::read_to_string(report)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(Value::Null);
     let events_v = std::fs::read_to_string(events)
-        .map(|t| t.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
         .unwrap_or_default();
     let _ = std::fs::remove_file(report);
     let _ = std::fs::remove_file(events);
-    Ok(Traced { status, stdout, stderr, report: report_v, events: events_v })
+    Ok(Traced {
+        status,
+        stdout,
+        stderr,
+        report: report_v,
+        events: events_v,
+    })
 }
 
 /// KiB helper for readable assertions.
@@ -231,5 +290,9 @@ pub const KIB: u64 = 1024;
 pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }

@@ -22,8 +22,16 @@ fn assert_ledger(t: &Traced, proc: &Value, driver: &Value) {
     for chip in 0..devices {
         let d = &ds[&chip.to_string()];
         let loaded = &d["loaded"];
-        assert_eq!(tally(&loaded["fabric"]), (2, 2 * FABRIC_BYTES), "device {chip} fabric");
-        assert_eq!(tally(&loaded["dispatch"]), (2, 2 * DISPATCH_BYTES), "device {chip} dispatch");
+        assert_eq!(
+            tally(&loaded["fabric"]),
+            (2, 2 * FABRIC_BYTES),
+            "device {chip} fabric"
+        );
+        assert_eq!(
+            tally(&loaded["dispatch"]),
+            (2, 2 * DISPATCH_BYTES),
+            "device {chip} dispatch"
+        );
         assert_eq!(tally(&loaded["init"]), (0, 0), "device {chip} init");
         assert_eq!(
             tally(&loaded["application"]),
@@ -50,8 +58,22 @@ fn run_driver(driver_args: &[&str]) -> Traced {
 #[test]
 fn system_and_application_kernels_on_1_2_and_8_devices() {
     for n in ["1", "2", "8"] {
-        let t = run_driver(&["--devices", n, "--app-kernels", "5", "--program-kernels", "2", "--app-threads", "3"]);
-        assert!(t.status.success(), "devices={n}: {:?}\n{}", t.status, t.stderr);
+        let t = run_driver(&[
+            "--devices",
+            n,
+            "--app-kernels",
+            "5",
+            "--program-kernels",
+            "2",
+            "--app-threads",
+            "3",
+        ]);
+        assert!(
+            t.status.success(),
+            "devices={n}: {:?}\n{}",
+            t.status,
+            t.stderr
+        );
         let driver = t.driver();
         let p = t.process(driver["pid"].as_u64().unwrap());
         assert_ledger(&t, p, &driver);
@@ -63,7 +85,11 @@ fn system_and_application_kernels_on_1_2_and_8_devices() {
         }
         assert_eq!(p["exit"]["status"]["code"], 0, "{}", p["exit"]);
         t.assert_nothing_lost();
-        assert!(t.stderr.contains("System kernels:"), "text report on stderr:\n{}", t.stderr);
+        assert!(
+            t.stderr.contains("System kernels:"),
+            "text report on stderr:\n{}",
+            t.stderr
+        );
     }
 }
 
@@ -88,23 +114,33 @@ fn concurrent_application_loads_during_fabric_bring_up_stay_application() {
                 Some("context_entered") => {
                     enters.insert(tid, e["ts_ns"].as_u64().unwrap());
                 }
-                Some("context_exited") => open.push((tid, enters[&tid], e["ts_ns"].as_u64().unwrap())),
+                Some("context_exited") => {
+                    open.push((tid, enters[&tid], e["ts_ns"].as_u64().unwrap()))
+                }
                 _ => {}
             }
         }
     }
     assert_eq!(open.len(), 4, "one fabric context per device");
-    assert!(open.iter().all(|(tid, _, _)| *tid != driver["pid"].as_u64().unwrap()), "fabric ran on worker threads");
+    assert!(
+        open.iter()
+            .all(|(tid, _, _)| *tid != driver["pid"].as_u64().unwrap()),
+        "fabric ran on worker threads"
+    );
     let overlapped = t
         .events
         .iter()
         .filter(|e| e["record"] == "kernel_loaded" && e["class"] == "application")
         .filter(|e| {
             let (ts, tid) = (e["ts_ns"].as_u64().unwrap(), e["tid"].as_u64().unwrap());
-            open.iter().any(|(ftid, a, b)| *ftid != tid && *a < ts && ts < *b)
+            open.iter()
+                .any(|(ftid, a, b)| *ftid != tid && *a < ts && ts < *b)
         })
         .count();
-    assert!(overlapped > 0, "no application kernel was loaded during fabric bring-up; the test proves nothing");
+    assert!(
+        overlapped > 0,
+        "no application kernel was loaded during fabric bring-up; the test proves nothing"
+    );
     println!("{overlapped} application kernels loaded while fabric was being configured on another thread");
 }
 
@@ -115,22 +151,43 @@ fn sigkill_before_close_is_cleaned_up_at_once() {
     let mut latencies = Vec::new();
     for _ in 0..5 {
         let mut child = spawn_trace(
-            &["run", "--lib", s.lib.to_str().unwrap(), "--", s.driver.to_str().unwrap(), "--devices", "2", "--app-kernels", "3", "--hold-ms", "60000"],
+            &[
+                "run",
+                "--lib",
+                s.lib.to_str().unwrap(),
+                "--",
+                s.driver.to_str().unwrap(),
+                "--devices",
+                "2",
+                "--app-kernels",
+                "3",
+                "--hold-ms",
+                "60000",
+            ],
             &[],
         )
         .unwrap();
-        let (line, stdout) = child.wait_stdout_line(Duration::from_secs(30), |l| l.starts_with("DRIVER ")).unwrap();
+        let (line, stdout) = child
+            .wait_stdout_line(Duration::from_secs(30), |l| l.starts_with("DRIVER "))
+            .unwrap();
         let driver = driver_line(&line).unwrap();
         let pid = driver["pid"].as_i64().unwrap() as i32;
         let t0 = monotonic_ns();
         // SAFETY: signalling the driver we started.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
         child
-            .wait_event(Duration::from_secs(10), |e| e["record"] == "process_exited" && e["pid"] == pid as u64)
+            .wait_event(Duration::from_secs(10), |e| {
+                e["record"] == "process_exited" && e["pid"] == pid as u64
+            })
             .expect("cleanup record after SIGKILL");
         latencies.push((monotonic_ns() - t0) as f64 / 1e6);
         let t = child.wait_with(stdout).unwrap();
-        assert_eq!(t.status.code(), Some(128 + 9), "run returns 128+signal: {}", t.stderr);
+        assert_eq!(
+            t.status.code(),
+            Some(128 + 9),
+            "run returns 128+signal: {}",
+            t.stderr
+        );
         let p = t.process(pid as u64);
         assert_ledger(&t, p, &driver);
         let exit = &p["exit"];
@@ -149,7 +206,10 @@ fn sigkill_before_close_is_cleaned_up_at_once() {
         t.assert_nothing_lost();
     }
     let m = median(&mut latencies);
-    println!("kill → cleanup record: median {m:.2} ms over {} runs ({latencies:?})", latencies.len());
+    println!(
+        "kill → cleanup record: median {m:.2} ms over {} runs ({latencies:?})",
+        latencies.len()
+    );
 }
 
 #[test]
@@ -159,7 +219,10 @@ fn abort_before_close_reports_signal_6() {
     let driver = t.driver();
     let p = t.process(driver["pid"].as_u64().unwrap());
     assert_eq!(p["exit"]["status"]["signal"], 6);
-    assert_eq!(tally(&p["exit"]["released"]["fabric"]), (2, 2 * FABRIC_BYTES));
+    assert_eq!(
+        tally(&p["exit"]["released"]["fabric"]),
+        (2, 2 * FABRIC_BYTES)
+    );
     t.assert_nothing_lost();
 }
 
@@ -173,7 +236,14 @@ fn attach_sees_only_its_pid_while_another_process_uses_the_library() {
     let _ = std::fs::remove_file(&go);
     let spawn = |devices: &str| {
         Command::new(&s.driver)
-            .args(["--devices", devices, "--app-kernels", "2", "--wait-file", go.to_str().unwrap()])
+            .args([
+                "--devices",
+                devices,
+                "--app-kernels",
+                "2",
+                "--wait-file",
+                go.to_str().unwrap(),
+            ])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap()
@@ -191,7 +261,10 @@ fn attach_sees_only_its_pid_while_another_process_uses_the_library() {
     std::thread::spawn(move || {
         use std::io::BufRead;
         let mut all = String::new();
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             all.push_str(&line);
             all.push('\n');
             if line.contains("tracing pid") {
@@ -217,10 +290,19 @@ fn attach_sees_only_its_pid_while_another_process_uses_the_library() {
             break all;
         }
     };
-    assert!(t.status.success(), "attach exit {:?}\n{stderr_text}", t.status);
+    assert!(
+        t.status.success(),
+        "attach exit {:?}\n{stderr_text}",
+        t.status
+    );
     let driver = driver_line(&String::from_utf8_lossy(&target_out.stdout)).unwrap();
     let procs = t.report["processes"].as_array().unwrap();
-    assert_eq!(procs.len(), 1, "only the attached pid is traced: {}", t.report);
+    assert_eq!(
+        procs.len(),
+        1,
+        "only the attached pid is traced: {}",
+        t.report
+    );
     assert_ledger(&t, &procs[0], &driver);
     assert_eq!(procs[0]["pid"].as_u64(), Some(target_out_pid(&driver)));
     t.assert_nothing_lost();
@@ -239,8 +321,20 @@ fn run_under_sudo_drops_to_the_invoking_user() {
         require_root();
         let s = standin();
         trace(
-            &["run", "--lib", s.lib.to_str().unwrap(), "--", s.driver.to_str().unwrap(), "--devices", "1"],
-            &[("SUDO_UID", "65534"), ("SUDO_GID", "65534"), ("SUDO_USER", "nobody")],
+            &[
+                "run",
+                "--lib",
+                s.lib.to_str().unwrap(),
+                "--",
+                s.driver.to_str().unwrap(),
+                "--devices",
+                "1",
+            ],
+            &[
+                ("SUDO_UID", "65534"),
+                ("SUDO_GID", "65534"),
+                ("SUDO_USER", "nobody"),
+            ],
         )
         .unwrap()
     };
@@ -249,9 +343,18 @@ fn run_under_sudo_drops_to_the_invoking_user() {
     assert_eq!(driver["uid"], 65534, "child uid");
     assert_eq!(driver["gid"], 65534, "child gid");
     // The user's groups from the group database (nogroup for nobody), never root's.
-    let groups: Vec<u64> = driver["groups"].as_array().unwrap().iter().map(|g| g.as_u64().unwrap()).collect();
+    let groups: Vec<u64> = driver["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_u64().unwrap())
+        .collect();
     assert!(!groups.contains(&0), "root group leaked: {groups:?}");
-    assert_eq!(expected_groups("nobody", 65534), groups, "supplementary groups");
+    assert_eq!(
+        expected_groups("nobody", 65534),
+        groups,
+        "supplementary groups"
+    );
     // Armed before the first instruction: the very first probe hit (the device constructor)
     // and every kernel are there.
     assert_ledger(&t, t.process(driver["pid"].as_u64().unwrap()), &driver);
@@ -260,8 +363,15 @@ fn run_under_sudo_drops_to_the_invoking_user() {
 
 /// What initgroups(3) gives `user` with primary group `gid`, from `id -G` run as that user.
 fn expected_groups(user: &str, gid: u32) -> Vec<u64> {
-    let out = Command::new("id").arg("-G").arg(user).output().expect("id -G");
-    let mut g: Vec<u64> = String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let out = Command::new("id")
+        .arg("-G")
+        .arg(user)
+        .output()
+        .expect("id -G");
+    let mut g: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
     if !g.contains(&(gid as u64)) {
         g.insert(0, gid as u64);
     }
@@ -282,24 +392,44 @@ fn refuses_clearly_without_privileges() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "exit code for missing privileges: {err}");
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "exit code for missing privileges: {err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert!(err.contains("CAP_BPF") && err.contains("root"), "{err}");
 }
 
 #[test]
 fn run_without_lib_says_what_is_needed() {
-    let out = Command::new(tracer_bin()).args(["run", "--", "true"]).output().unwrap();
+    let out = Command::new(tracer_bin())
+        .args(["run", "--", "true"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("--lib") && err.contains("libtt_metal.so"), "{err}");
+    assert!(
+        err.contains("--lib") && err.contains("libtt_metal.so"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_command_that_cannot_be_run_is_reported() {
     require_root();
     let s = standin();
-    let t = trace(&["run", "--lib", s.lib.to_str().unwrap(), "--", "/nonexistent/command"], &[]).unwrap();
+    let t = trace(
+        &[
+            "run",
+            "--lib",
+            s.lib.to_str().unwrap(),
+            "--",
+            "/nonexistent/command",
+        ],
+        &[],
+    )
+    .unwrap();
     assert!(!t.status.success());
     assert!(t.stderr.contains("/nonexistent/command"), "{}", t.stderr);
 }

@@ -28,7 +28,7 @@ pub struct ThreadContext {
 /// Innermost context of the thread: (origin, this, depth); (0, 0, 0) if none.
 pub fn innermost(pid_tgid: u64) -> (u8, u64, u32) {
     // SAFETY: read-only view of a map value.
-    let Some(tc) = (unsafe { THREAD_CONTEXT.get(&pid_tgid) }) else {
+    let Some(tc) = (unsafe { THREAD_CONTEXT.get(pid_tgid) }) else {
         return (0, 0, 0);
     };
     // Bounds checked on the value used for the access, and `get` rather than indexing: the
@@ -45,19 +45,23 @@ pub fn innermost(pid_tgid: u64) -> (u8, u64, u32) {
 
 /// Pushes a context; returns the new depth, or None if it could not be tracked (counted).
 pub fn push(pid_tgid: u64, origin: u8, this: u64) -> Option<u32> {
-    let tc = match THREAD_CONTEXT.get_ptr_mut(&pid_tgid) {
+    let tc = match THREAD_CONTEXT.get_ptr_mut(pid_tgid) {
         Some(tc) => tc,
         None => {
             let empty = ThreadContext {
                 depth: 0,
                 _pad: 0,
-                frames: [Frame { this: 0, origin: 0, _pad: [0; 7] }; MAX_DEPTH],
+                frames: [Frame {
+                    this: 0,
+                    origin: 0,
+                    _pad: [0; 7],
+                }; MAX_DEPTH],
             };
-            if THREAD_CONTEXT.insert(&pid_tgid, &empty, 0).is_err() {
+            if THREAD_CONTEXT.insert(pid_tgid, empty, 0).is_err() {
                 count(Counter::ContextMapFull);
                 return None;
             }
-            THREAD_CONTEXT.get_ptr_mut(&pid_tgid)?
+            THREAD_CONTEXT.get_ptr_mut(pid_tgid)?
         }
     };
     // SAFETY: map value owned by this thread's key; only this thread writes it.
@@ -67,14 +71,18 @@ pub fn push(pid_tgid: u64, origin: u8, this: u64) -> Option<u32> {
         count(Counter::ContextTooDeep);
         return None;
     };
-    *slot = Frame { this, origin, _pad: [0; 7] };
+    *slot = Frame {
+        this,
+        origin,
+        _pad: [0; 7],
+    };
     tc.depth = depth as u32 + 1;
     Some(tc.depth)
 }
 
 /// Pops the innermost context; returns the depth before the pop (0 if there was none).
 pub fn pop(pid_tgid: u64) -> u32 {
-    let Some(tc) = THREAD_CONTEXT.get_ptr_mut(&pid_tgid) else {
+    let Some(tc) = THREAD_CONTEXT.get_ptr_mut(pid_tgid) else {
         return 0;
     };
     // SAFETY: as in push.
@@ -86,7 +94,7 @@ pub fn pop(pid_tgid: u64) -> u32 {
     tc.depth = depth - 1;
     if tc.depth == 0 {
         // Keep the map small: most threads never run a context again.
-        let _ = THREAD_CONTEXT.remove(&pid_tgid);
+        let _ = THREAD_CONTEXT.remove(pid_tgid);
     }
     depth
 }

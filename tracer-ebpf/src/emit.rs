@@ -10,7 +10,11 @@ use crate::maps::{count, global, EVENTS, LIFECYCLE, WAKEUP_BYTES};
 /// wake it.
 pub fn submit(ring: u8, event: &Event) {
     let (rb, flags, lost) = if ring == Ring::Lifecycle as u8 {
-        (&LIFECYCLE, BPF_RB_FORCE_WAKEUP as u64, Counter::LifecycleRingFull)
+        (
+            &LIFECYCLE,
+            BPF_RB_FORCE_WAKEUP as u64,
+            Counter::LifecycleRingFull,
+        )
     } else {
         let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
         let flags = if waiting >= global(&WAKEUP_BYTES) {

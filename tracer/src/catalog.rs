@@ -123,11 +123,15 @@ impl Catalog {
         };
         let raw: RawCatalog = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
         if raw.schema != 1 {
-            return Err(bad(format!("schema {} not supported (expected 1)", raw.schema)));
+            return Err(bad(format!(
+                "schema {} not supported (expected 1)",
+                raw.schema
+            )));
         }
         let mut roles = Vec::new();
         for r in raw.roles {
-            let role = Role::from_id(&r.id).ok_or_else(|| bad(format!("unknown role `{}`", r.id)))?;
+            let role =
+                Role::from_id(&r.id).ok_or_else(|| bad(format!("unknown role `{}`", r.id)))?;
             if roles.iter().any(|s: &RoleSpec| s.role == role) {
                 return Err(bad(format!("role `{}` listed twice", r.id)));
             }
@@ -172,7 +176,10 @@ impl Catalog {
                     )));
                 }
                 if f.this && !r.member {
-                    return Err(bad(format!("role `{}` field `{}`: `this` on a non-member", r.id, f.name)));
+                    return Err(bad(format!(
+                        "role `{}` field `{}`: `this` on a non-member",
+                        r.id, f.name
+                    )));
                 }
                 if f.offset != 0 && f.why.is_none() {
                     return Err(bad(format!(
@@ -180,8 +187,14 @@ impl Catalog {
                         r.id, f.name
                     )));
                 }
-                if !matches!(f.read.as_deref(), None | Some("reg" | "u64" | "u32" | "vec_bytes")) {
-                    return Err(bad(format!("role `{}` field `{}`: unknown read", r.id, f.name)));
+                if !matches!(
+                    f.read.as_deref(),
+                    None | Some("reg" | "u64" | "u32" | "vec_bytes")
+                ) {
+                    return Err(bad(format!(
+                        "role `{}` field `{}`: unknown read",
+                        r.id, f.name
+                    )));
                 }
             }
             for need in role.fields() {

@@ -203,12 +203,45 @@ impl ProcessLedger {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
 pub enum Record {
-    DeviceOpened { pid: u32, ts_ns: u64, chip: i64 },
-    ContextEntered { pid: u32, tid: u32, ts_ns: u64, role: Role, chip: Option<i64> },
-    ContextExited { pid: u32, tid: u32, ts_ns: u64, role: Role, chip: Option<i64>, duration_ns: Option<u64> },
-    KernelLoaded { pid: u32, tid: u32, ts_ns: u64, chip: i64, class: KernelClass, bytes: u64, address: u64 },
-    DeviceClosed { pid: u32, ts_ns: u64, chip: i64, released: Kernels },
-    MeshClosed { pid: u32, ts_ns: u64 },
+    DeviceOpened {
+        pid: u32,
+        ts_ns: u64,
+        chip: i64,
+    },
+    ContextEntered {
+        pid: u32,
+        tid: u32,
+        ts_ns: u64,
+        role: Role,
+        chip: Option<i64>,
+    },
+    ContextExited {
+        pid: u32,
+        tid: u32,
+        ts_ns: u64,
+        role: Role,
+        chip: Option<i64>,
+        duration_ns: Option<u64>,
+    },
+    KernelLoaded {
+        pid: u32,
+        tid: u32,
+        ts_ns: u64,
+        chip: i64,
+        class: KernelClass,
+        bytes: u64,
+        address: u64,
+    },
+    DeviceClosed {
+        pid: u32,
+        ts_ns: u64,
+        chip: i64,
+        released: Kernels,
+    },
+    MeshClosed {
+        pid: u32,
+        ts_ns: u64,
+    },
     ProcessExited(Cleanup),
 }
 
@@ -231,7 +264,10 @@ impl Collector {
     /// Applies one event; returns what to tell the user.
     pub fn apply(&mut self, ev: &Event) -> Option<Record> {
         self.events += 1;
-        let key = ProcKey { pid: ev.tgid, instance: ev.instance };
+        let key = ProcKey {
+            pid: ev.tgid,
+            instance: ev.instance,
+        };
         let kind = EventKind::from_u8(ev.kind);
         if kind == Some(EventKind::ProcessExit) {
             return self.process_exit(key, ev);
@@ -251,7 +287,13 @@ impl Collector {
             EventKind::ContextEnter => {
                 self.context_starts.insert((ev.tid, ev.role), ev.ts_ns);
                 let chip = proc.device_ptrs.get(&ev.context_this).copied();
-                Some(Record::ContextEntered { pid: key.pid, tid: ev.tid, ts_ns: ev.ts_ns, role, chip })
+                Some(Record::ContextEntered {
+                    pid: key.pid,
+                    tid: ev.tid,
+                    ts_ns: ev.ts_ns,
+                    role,
+                    chip,
+                })
             }
             EventKind::ContextExit => {
                 let start = self.context_starts.remove(&(ev.tid, ev.role));
@@ -272,7 +314,11 @@ impl Collector {
                     let d = proc.device(chip);
                     d.opened_ns = Some(ev.ts_ns);
                     d.closed_ns = None;
-                    Some(Record::DeviceOpened { pid: key.pid, ts_ns: ev.ts_ns, chip })
+                    Some(Record::DeviceOpened {
+                        pid: key.pid,
+                        ts_ns: ev.ts_ns,
+                        chip,
+                    })
                 }
                 Role::KernelBinaryWrite => {
                     let chip = field("chip") as u32 as i32 as i64;
@@ -301,10 +347,21 @@ impl Collector {
                     let d = proc.device(chip);
                     d.closed_ns = Some(ev.ts_ns);
                     let released = std::mem::take(&mut d.resident);
-                    Some(Record::DeviceClosed { pid: key.pid, ts_ns: ev.ts_ns, chip, released })
+                    Some(Record::DeviceClosed {
+                        pid: key.pid,
+                        ts_ns: ev.ts_ns,
+                        chip,
+                        released,
+                    })
                 }
-                Role::MeshClose => Some(Record::MeshClosed { pid: key.pid, ts_ns: ev.ts_ns }),
-                Role::DeviceInit | Role::FabricContext | Role::DispatchContext | Role::ProgramBinaries => None,
+                Role::MeshClose => Some(Record::MeshClosed {
+                    pid: key.pid,
+                    ts_ns: ev.ts_ns,
+                }),
+                Role::DeviceInit
+                | Role::FabricContext
+                | Role::DispatchContext
+                | Role::ProgramBinaries => None,
             },
             EventKind::ProcessExit => unreachable!("handled above"),
         }
@@ -381,10 +438,22 @@ mod tests {
     }
 
     fn open(pid: u32, dev: u64, chip: u64) -> Event {
-        ev(pid, EventKind::Call, Some(Role::DeviceOpen), Origin::Application, &[dev, chip])
+        ev(
+            pid,
+            EventKind::Call,
+            Some(Role::DeviceOpen),
+            Origin::Application,
+            &[dev, chip],
+        )
     }
     fn write(pid: u32, origin: Origin, chip: u64, bytes: u64) -> Event {
-        ev(pid, EventKind::Call, Some(Role::KernelBinaryWrite), origin, &[bytes, chip, 0x4000])
+        ev(
+            pid,
+            EventKind::Call,
+            Some(Role::KernelBinaryWrite),
+            origin,
+            &[bytes, chip, 0x4000],
+        )
     }
     fn healthy_device(c: &mut Collector, pid: u32, dev: u64, chip: u64) {
         c.apply(&open(pid, dev, chip));
@@ -402,10 +471,34 @@ mod tests {
         c.apply(&write(10, Origin::Program, 0, 8192));
         let p = c.processes().next().unwrap();
         let d = &p.devices[&0];
-        assert_eq!(d.loaded.fabric, Tally { count: 2, bytes: 2 * FABRIC });
-        assert_eq!(d.loaded.dispatch, Tally { count: 2, bytes: 2 * DISPATCH });
-        assert_eq!(d.loaded.system(), Tally { count: 4, bytes: 204 * 1024 });
-        assert_eq!(d.loaded.application, Tally { count: 2, bytes: 12288 });
+        assert_eq!(
+            d.loaded.fabric,
+            Tally {
+                count: 2,
+                bytes: 2 * FABRIC
+            }
+        );
+        assert_eq!(
+            d.loaded.dispatch,
+            Tally {
+                count: 2,
+                bytes: 2 * DISPATCH
+            }
+        );
+        assert_eq!(
+            d.loaded.system(),
+            Tally {
+                count: 4,
+                bytes: 204 * 1024
+            }
+        );
+        assert_eq!(
+            d.loaded.application,
+            Tally {
+                count: 2,
+                bytes: 12288
+            }
+        );
         assert_eq!(d.loaded.total().count, 6);
     }
 
@@ -417,7 +510,13 @@ mod tests {
         c.apply(&write(10, Origin::Application, 1, 100));
         let p = c.processes().next().unwrap();
         assert_eq!(p.devices[&0].loaded.application.count, 0);
-        assert_eq!(p.devices[&1].loaded.application, Tally { count: 1, bytes: 100 });
+        assert_eq!(
+            p.devices[&1].loaded.application,
+            Tally {
+                count: 1,
+                bytes: 100
+            }
+        );
     }
 
     #[test]
@@ -425,9 +524,17 @@ mod tests {
         let mut c = Collector::new();
         healthy_device(&mut c, 10, 0xd0, 0);
         healthy_device(&mut c, 10, 0xd1, 1);
-        let r = c.apply(&ev(10, EventKind::Call, Some(Role::DeviceClose), Origin::Application, &[0xd1]));
+        let r = c.apply(&ev(
+            10,
+            EventKind::Call,
+            Some(Role::DeviceClose),
+            Origin::Application,
+            &[0xd1],
+        ));
         match r {
-            Some(Record::DeviceClosed { chip: 1, released, .. }) => assert_eq!(released.system().bytes, 204 * 1024),
+            Some(Record::DeviceClosed {
+                chip: 1, released, ..
+            }) => assert_eq!(released.system().bytes, 204 * 1024),
             other => panic!("{other:?}"),
         }
         let p = c.processes().next().unwrap();
@@ -435,7 +542,13 @@ mod tests {
         assert_eq!(p.devices[&1].loaded.system().count, 4, "history is kept");
         assert_eq!(p.devices[&0].resident.system().count, 4);
         // Closing an unknown device is counted, not guessed.
-        c.apply(&ev(10, EventKind::Call, Some(Role::DeviceClose), Origin::Application, &[0xee]));
+        c.apply(&ev(
+            10,
+            EventKind::Call,
+            Some(Role::DeviceClose),
+            Origin::Application,
+            &[0xee],
+        ));
         assert_eq!(c.processes().next().unwrap().unmatched, 1);
     }
 
@@ -444,11 +557,31 @@ mod tests {
         let mut c = Collector::new();
         healthy_device(&mut c, 12345, 0xd0, 0);
         c.apply(&write(12345, Origin::Application, 0, 3000));
-        let r = c.apply(&ev(12345, EventKind::ProcessExit, None, Origin::Application, &[9]));
-        let Some(Record::ProcessExited(cl)) = r else { panic!("{r:?}") };
+        let r = c.apply(&ev(
+            12345,
+            EventKind::ProcessExit,
+            None,
+            Origin::Application,
+            &[9],
+        ));
+        let Some(Record::ProcessExited(cl)) = r else {
+            panic!("{r:?}")
+        };
         assert_eq!(cl.status, ExitStatus::Signal(9));
-        assert_eq!(cl.released.fabric, Tally { count: 2, bytes: 2 * FABRIC });
-        assert_eq!(cl.released.dispatch, Tally { count: 2, bytes: 2 * DISPATCH });
+        assert_eq!(
+            cl.released.fabric,
+            Tally {
+                count: 2,
+                bytes: 2 * FABRIC
+            }
+        );
+        assert_eq!(
+            cl.released.dispatch,
+            Tally {
+                count: 2,
+                bytes: 2 * DISPATCH
+            }
+        );
         assert_eq!(cl.released.application.bytes, 3000);
         assert_eq!(cl.devices, vec![0]);
         assert_eq!(c.live_count(), 0);
@@ -459,14 +592,26 @@ mod tests {
     fn a_reused_pid_is_a_new_process() {
         let mut c = Collector::new();
         healthy_device(&mut c, 5, 0xd0, 0);
-        c.apply(&ev(5, EventKind::ProcessExit, None, Origin::Application, &[0]));
+        c.apply(&ev(
+            5,
+            EventKind::ProcessExit,
+            None,
+            Origin::Application,
+            &[0],
+        ));
         let mut again = write(5, Origin::Application, 0, 10);
         again.instance = 99;
         c.apply(&again);
         let all: Vec<_> = c.processes().collect();
         assert_eq!(all.len(), 2);
         assert_eq!(all[1].instance, 99);
-        assert_eq!(all[1].devices[&0].loaded.total(), Tally { count: 1, bytes: 10 });
+        assert_eq!(
+            all[1].devices[&0].loaded.total(),
+            Tally {
+                count: 1,
+                bytes: 10
+            }
+        );
         assert!(!c.has_ended(5));
     }
 

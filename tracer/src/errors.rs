@@ -31,17 +31,18 @@ pub enum Error {
         "tracing needs root or CAP_BPF + CAP_PERFMON (run with sudo, or `setcap cap_bpf,cap_perfmon+ep` on the binary)"
     )]
     NotPrivileged,
+    // aya's errors are large; boxed so every Result stays small.
     #[error("loading eBPF programs: {0}")]
-    Ebpf(#[from] aya::EbpfError),
+    Ebpf(Box<aya::EbpfError>),
     #[error("eBPF program {program}: {source}")]
     Program {
         program: String,
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("eBPF map {map}: {source}")]
     Map {
         map: String,
-        source: aya::maps::MapError,
+        source: Box<aya::maps::MapError>,
     },
     #[error("attaching {role} at {symbol} (+{offset:#x}) in {path}: {source}")]
     Attach {
@@ -49,10 +50,16 @@ pub enum Error {
         symbol: String,
         offset: u64,
         path: PathBuf,
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("{0}")]
     Other(String),
+}
+
+impl From<aya::EbpfError> for Error {
+    fn from(e: aya::EbpfError) -> Self {
+        Error::Ebpf(Box::new(e))
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

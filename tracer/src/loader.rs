@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, num::NonZeroU32, path::Path};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
-        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeScope},
         BtfTracePoint, UProbe,
     },
     Btf, Ebpf, EbpfLoader,
@@ -52,6 +52,8 @@ pub struct Attached {
 
 /// The loaded programs and their maps.
 pub struct Probes {
+    /// Owned so they can be detached in parallel (see Drop).
+    links: Vec<UProbeLink>,
     ebpf: Ebpf,
     next_cookie: u32,
     pub attached: Vec<Attached>,
@@ -93,6 +95,7 @@ impl Probes {
         let lifecycle = take_ring(&mut ebpf, "LIFECYCLE")?;
         Ok((
             Probes {
+                links: Vec::new(),
                 ebpf,
                 next_cookie: 0,
                 attached: Vec::new(),
@@ -117,7 +120,9 @@ impl Probes {
         };
         let mut n = 0;
         for spec in &catalog.roles {
-            let Some(rr) = resolution.role(spec.role) else { continue };
+            let Some(rr) = resolution.role(spec.role) else {
+                continue;
+            };
             for point in &rr.attach {
                 if self.next_cookie >= MAX_RECIPES {
                     return Err(Error::Other(format!(
@@ -127,7 +132,9 @@ impl Probes {
                 let cookie = self.next_cookie as u64;
                 let recipe: Recipe = resolve::recipe(spec, point);
                 let mut recipes: Array<_, Recipe> = Array::try_from(
-                    self.ebpf.map_mut("RECIPES").ok_or_else(|| missing("RECIPES"))?,
+                    self.ebpf
+                        .map_mut("RECIPES")
+                        .ok_or_else(|| missing("RECIPES"))?,
                 )
                 .map_err(|source| map_err("RECIPES", source))?;
                 recipes
@@ -145,13 +152,15 @@ impl Probes {
                         location: UProbeAttachLocation::AbsoluteOffset(point.file_offset),
                         cookie: Some(cookie),
                     };
-                    p.attach(at, path, scope).map_err(|source| Error::Attach {
+                    let attach_err = |source| Error::Attach {
                         role: spec.role.id().into(),
                         symbol: point.demangled.clone(),
                         offset: point.file_offset,
                         path: path.into(),
-                        source,
-                    })?;
+                        source: Box::new(source),
+                    };
+                    let id = p.attach(at, path, scope).map_err(attach_err)?;
+                    self.links.push(p.take_link(id).map_err(attach_err)?);
                     n += 1;
                 }
                 self.attached.push(Attached {
@@ -167,9 +176,12 @@ impl Probes {
 
     /// Registers `pid` as traced, so its exit is reported even if it never hits a probe.
     pub fn track_process(&mut self, pid: u32, instance: u64) -> Result<()> {
-        let mut procs: HashMap<_, u32, u64> =
-            HashMap::try_from(self.ebpf.map_mut("PROCESSES").ok_or_else(|| missing("PROCESSES"))?)
-                .map_err(|source| map_err("PROCESSES", source))?;
+        let mut procs: HashMap<_, u32, u64> = HashMap::try_from(
+            self.ebpf
+                .map_mut("PROCESSES")
+                .ok_or_else(|| missing("PROCESSES"))?,
+        )
+        .map_err(|source| map_err("PROCESSES", source))?;
         procs
             .insert(pid, instance, 0)
             .map_err(|source| map_err("PROCESSES", source))
@@ -177,9 +189,12 @@ impl Probes {
 
     /// Loss counters summed over CPUs, by name.
     pub fn counters(&self) -> Result<BTreeMap<&'static str, u64>> {
-        let arr: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(self.ebpf.map("COUNTERS").ok_or_else(|| missing("COUNTERS"))?)
-                .map_err(|source| map_err("COUNTERS", source))?;
+        let arr: PerCpuArray<_, u64> = PerCpuArray::try_from(
+            self.ebpf
+                .map("COUNTERS")
+                .ok_or_else(|| missing("COUNTERS"))?,
+        )
+        .map_err(|source| map_err("COUNTERS", source))?;
         let mut out = BTreeMap::new();
         for c in Counter::ALL {
             let v = arr
@@ -188,6 +203,19 @@ impl Probes {
             out.insert(c.name(), v.iter().sum());
         }
         Ok(out)
+    }
+}
+
+impl Drop for Probes {
+    /// Detaching a uprobe waits for a grace period (~0.1 s here); one at a time that is seconds
+    /// for a full catalog, in parallel the waits overlap.
+    fn drop(&mut self) {
+        let links = std::mem::take(&mut self.links);
+        std::thread::scope(|s| {
+            for link in links {
+                s.spawn(move || drop(link));
+            }
+        });
     }
 }
 
@@ -213,13 +241,13 @@ fn missing(name: &str) -> Error {
 fn prog_err(name: &str, source: aya::programs::ProgramError) -> Error {
     Error::Program {
         program: name.into(),
-        source,
+        source: Box::new(source),
     }
 }
 
 fn map_err(name: &str, source: aya::maps::MapError) -> Error {
     Error::Map {
         map: name.into(),
-        source,
+        source: Box::new(source),
     }
 }

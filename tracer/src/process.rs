@@ -61,21 +61,29 @@ pub fn sudo_invoker(env: impl Fn(&str) -> Option<String>, euid: u32) -> Option<C
 /// The hidden helper the `run` child starts as: it blocks reading `hold_fd` until the tracer
 /// has armed the probes (one byte) or gave up (EOF), then drops to `creds` and execs `argv`.
 /// Same pid throughout, so pid-scoped probes attached while it waits cover the command.
-pub fn exec_held(hold_fd: RawFd, creds: Option<Credentials>, argv: &[OsString]) -> Result<std::convert::Infallible> {
+pub fn exec_held(
+    hold_fd: RawFd,
+    creds: Option<Credentials>,
+    argv: &[OsString],
+) -> Result<std::convert::Infallible> {
     let mut b = [0u8; 1];
     // SAFETY: reading one byte into a valid buffer.
     let n = unsafe { libc::read(hold_fd, b.as_mut_ptr().cast(), 1) };
     // SAFETY: closing our own fd.
     unsafe { libc::close(hold_fd) };
     if n != 1 {
-        return Err(Error::Other("tracer went away before the probes were armed; not starting".into()));
+        return Err(Error::Other(
+            "tracer went away before the probes were armed; not starting".into(),
+        ));
     }
     if let Some(c) = creds {
         drop_privileges(c)?;
     }
     let cargs: Vec<CString> = argv
         .iter()
-        .map(|a| CString::new(a.as_bytes()).map_err(|_| Error::Other("argument contains NUL".into())))
+        .map(|a| {
+            CString::new(a.as_bytes()).map_err(|_| Error::Other("argument contains NUL".into()))
+        })
         .collect::<Result<_>>()?;
     let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
     ptrs.push(std::ptr::null());
@@ -101,7 +109,12 @@ fn drop_privileges(c: Credentials) -> Result<()> {
         }
     } else {
         // SAFETY: pw is valid; pw_name a C string.
-        let (name, dir) = unsafe { ((*pw).pw_name, std::ffi::CStr::from_ptr((*pw).pw_dir).to_owned()) };
+        let (name, dir) = unsafe {
+            (
+                (*pw).pw_name,
+                std::ffi::CStr::from_ptr((*pw).pw_dir).to_owned(),
+            )
+        };
         // SAFETY: valid C string and gid.
         if unsafe { libc::initgroups(name, c.gid as libc::gid_t) } != 0 {
             return Err(os("initgroups"));
@@ -124,7 +137,10 @@ fn drop_privileges(c: Credentials) -> Result<()> {
         return Err(os("setuid"));
     }
     // SAFETY: as above.
-    if unsafe { libc::getuid() } != c.uid || unsafe { libc::geteuid() } != c.uid || unsafe { libc::setuid(0) } == 0 {
+    if unsafe { libc::getuid() } != c.uid
+        || unsafe { libc::geteuid() } != c.uid
+        || unsafe { libc::setuid(0) } == 0
+    {
         return Err(Error::Other("could not drop root privileges".into()));
     }
     Ok(())
@@ -159,7 +175,13 @@ mod tests {
             "SUDO_GID" => Some("65533".to_string()),
             _ => None,
         };
-        assert_eq!(sudo_invoker(env, 0), Some(Credentials { uid: 65534, gid: 65533 }));
+        assert_eq!(
+            sudo_invoker(env, 0),
+            Some(Credentials {
+                uid: 65534,
+                gid: 65533
+            })
+        );
         assert_eq!(sudo_invoker(env, 1000), None);
         assert_eq!(sudo_invoker(|_| None, 0), None);
         let root = |k: &str| (k.starts_with("SUDO_")).then(|| "0".to_string());

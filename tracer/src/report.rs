@@ -61,7 +61,9 @@ impl<'a> Report<'a> {
             for d in p.devices.values() {
                 let state = match (d.opened_ns, d.closed_ns, &p.exit) {
                     (_, Some(c), _) => format!("closed at +{}", secs(c.saturating_sub(p.first_ns))),
-                    (_, None, Some(_)) => "never closed: released when the process exited".to_string(),
+                    (_, None, Some(_)) => {
+                        "never closed: released when the process exited".to_string()
+                    }
                     (Some(_), None, None) => "open".to_string(),
                     (None, None, None) => "open (opened before tracing)".to_string(),
                 };
@@ -71,7 +73,12 @@ impl<'a> Report<'a> {
                 if r.count == 0 {
                     let _ = writeln!(s, "    Still loaded:        none");
                 } else {
-                    let _ = writeln!(s, "    Still loaded:        {:>3}  {}", r.count, kib(r.bytes));
+                    let _ = writeln!(
+                        s,
+                        "    Still loaded:        {:>3}  {}",
+                        r.count,
+                        kib(r.bytes)
+                    );
                 }
             }
             if let Some(c) = &p.exit {
@@ -107,7 +114,12 @@ fn kernel_lines(s: &mut String, indent: &str, k: &Kernels) {
     if k.init.count > 0 {
         let _ = write!(detail, ", init {}: {}", k.init.count, kib(k.init.bytes));
     }
-    let _ = writeln!(s, "{indent}System kernels:      {:>3}  {:>11}  ({detail})", sys.count, kib(sys.bytes));
+    let _ = writeln!(
+        s,
+        "{indent}System kernels:      {:>3}  {:>11}  ({detail})",
+        sys.count,
+        kib(sys.bytes)
+    );
     let _ = writeln!(
         s,
         "{indent}Application kernels: {:>3}  {:>11}",
@@ -115,7 +127,12 @@ fn kernel_lines(s: &mut String, indent: &str, k: &Kernels) {
         kib(k.application.bytes)
     );
     let t = k.total();
-    let _ = writeln!(s, "{indent}Total:               {:>3}  {:>11}", t.count, kib(t.bytes));
+    let _ = writeln!(
+        s,
+        "{indent}Total:               {:>3}  {:>11}",
+        t.count,
+        kib(t.bytes)
+    );
 }
 
 pub fn kib(bytes: u64) -> String {
@@ -135,7 +152,10 @@ fn tally(t: &Tally, what: &str) -> String {
 pub fn cleanup_line(c: &Cleanup) -> String {
     let r = &c.released;
     if r.is_empty() {
-        return format!("pid {} exited ({}): nothing left on its devices", c.pid, c.status);
+        return format!(
+            "pid {} exited ({}): nothing left on its devices",
+            c.pid, c.status
+        );
     }
     let sys = r.system();
     let mut parts = vec![tally(&r.fabric, "fabric"), tally(&r.dispatch, "dispatch")];
@@ -158,23 +178,58 @@ pub fn cleanup_line(c: &Cleanup) -> String {
 pub fn record_line(r: &Record) -> String {
     match r {
         Record::DeviceOpened { pid, chip, .. } => format!("[{pid}] device {chip} opened"),
-        Record::ContextEntered { pid, tid, role, chip, .. } => {
+        Record::ContextEntered {
+            pid,
+            tid,
+            role,
+            chip,
+            ..
+        } => {
             format!("[{pid}/{tid}] enter {}{}", role.id(), on_chip(chip))
         }
-        Record::ContextExited { pid, tid, role, chip, duration_ns, .. } => format!(
+        Record::ContextExited {
+            pid,
+            tid,
+            role,
+            chip,
+            duration_ns,
+            ..
+        } => format!(
             "[{pid}/{tid}] leave {}{}{}",
             role.id(),
             on_chip(chip),
-            duration_ns.map(|d| format!(" after {:.3} ms", d as f64 / 1e6)).unwrap_or_default()
+            duration_ns
+                .map(|d| format!(" after {:.3} ms", d as f64 / 1e6))
+                .unwrap_or_default()
         ),
-        Record::KernelLoaded { pid, tid, chip, class, bytes, address, .. } => format!(
+        Record::KernelLoaded {
+            pid,
+            tid,
+            chip,
+            class,
+            bytes,
+            address,
+            ..
+        } => format!(
             "[{pid}/{tid}] kernel {} {} → device {chip} L1 {address:#x}",
-            serde_json::to_value(class).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            serde_json::to_value(class)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
             kib(*bytes)
         ),
-        Record::DeviceClosed { pid, chip, released, .. } => {
+        Record::DeviceClosed {
+            pid,
+            chip,
+            released,
+            ..
+        } => {
             let t = released.total();
-            format!("[{pid}] device {chip} closed: released {} kernels, {}", t.count, kib(t.bytes))
+            format!(
+                "[{pid}] device {chip} closed: released {} kernels, {}",
+                t.count,
+                kib(t.bytes)
+            )
         }
         Record::MeshClosed { pid, .. } => format!("[{pid}] mesh closed"),
         Record::ProcessExited(c) => cleanup_line(c),

@@ -1,14 +1,15 @@
 //! Resolving catalog roles in a library on disk: ELF symbols (.dynsym and .symtab), demangled
-//! with cpp_demangle, matched by qualified name, arguments placed from the demangled parameter
-//! list by the System V ABI, virtual addresses turned into file offsets for uprobes.
+//! with cpp_demangle into the text `c++filt` prints, matched by qualified name, arguments placed
+//! from the demangled parameter list by the System V ABI, virtual addresses turned into file
+//! offsets for uprobes. Resolution is per file: nothing is cached between libraries.
 
 use std::{
-    collections::BTreeMap,
+    collections::HashSet,
     path::{Path, PathBuf},
 };
 
 use cpp_demangle::{DemangleOptions, Symbol as Mangled};
-use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
+use object::{Object, ObjectSegment, ObjectSymbol, SegmentFlags, SymbolKind};
 use serde::Serialize;
 use tracer_common::{FieldOp, FieldRule, Recipe, RecipeKind, MAX_FIELDS};
 
@@ -21,12 +22,20 @@ use crate::{
 /// System V integer argument registers, in order.
 pub const ARG_REGISTERS: [&str; 6] = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
 
-/// Where a role lives in one library.
+/// Where every role lives in one library.
 #[derive(Debug, Clone, Serialize)]
 pub struct Resolution {
     pub library: PathBuf,
     pub build_id: Option<String>,
+    /// Symbols read, both tables together.
     pub symbols_scanned: usize,
+    /// Symbols in .dynsym (what `strip --strip-all` keeps) and in .symtab.
+    pub dynsym_symbols: usize,
+    pub symtab_symbols: usize,
+    /// False for a file whose executable segments have no bytes (a separate debug file made by
+    /// `objcopy --only-keep-debug`): names and registers resolve, but there is nothing to attach
+    /// to and `AttachPoint::file_offset` is meaningless.
+    pub has_code: bool,
     pub roles: Vec<RoleResolution>,
 }
 
@@ -35,6 +44,7 @@ pub struct RoleResolution {
     pub role: Role,
     pub summary: String,
     pub required: bool,
+    /// The catalog's spelling: context | call | call_with_return.
     pub kind: String,
     /// Every function the probes attach to for this role (overloads; aliases folded).
     pub attach: Vec<AttachPoint>,
@@ -46,11 +56,14 @@ pub struct RoleResolution {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AttachPoint {
+    /// As `nm -C` / `c++filt` prints it.
     pub demangled: String,
     pub mangled: String,
     /// Other symbols at the same address (C1/C2 constructors, folded code).
     pub aliases: Vec<String>,
     pub address: u64,
+    /// Where the function's first instruction is in the file: the uprobe offset. Only
+    /// meaningful when `Resolution::has_code` (0 otherwise).
     pub file_offset: u64,
     pub fields: Vec<ResolvedField>,
 }
@@ -71,12 +84,85 @@ pub struct ResolvedField {
 #[derive(Debug, Clone, Serialize)]
 pub struct Rejected {
     pub demangled: String,
+    pub mangled: String,
+    pub aliases: Vec<String>,
+    pub address: u64,
     pub reason: String,
 }
+
+/// Something the tracer reports, and the roles it depends on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Feature {
+    pub id: &'static str,
+    pub summary: &'static str,
+    pub needs: Vec<Role>,
+    /// Roles in `needs` that did not resolve.
+    pub missing: Vec<Role>,
+    pub available: bool,
+    /// What the user gets instead, when not available.
+    pub degraded: Option<&'static str>,
+}
+
+/// (id, what it gives, roles it needs, what happens without them).
+const FEATURES: [(&str, &str, &[Role], &str); 8] = [
+    (
+        "kernel_binaries",
+        "every kernel binary written to a device: bytes, chip, L1 address",
+        &[Role::KernelBinaryWrite],
+        "no kernel binary is seen: no kernel accounting at all",
+    ),
+    (
+        "fabric_kernels",
+        "fabric (system) kernels told apart from application kernels",
+        &[Role::FabricContext],
+        "fabric kernels are counted as application kernels (or as bring-up kernels when written on the bring-up thread)",
+    ),
+    (
+        "dispatch_kernels",
+        "dispatch (system) kernels told apart from application kernels",
+        &[Role::DispatchContext],
+        "dispatch kernels are counted as application kernels (or as bring-up kernels when written on the bring-up thread)",
+    ),
+    (
+        "bring_up",
+        "device bring-up timed; other kernels written during it counted as system (init) kernels",
+        &[Role::DeviceInit],
+        "no bring-up timing; kernels written during bring-up outside fabric and dispatch setup are counted as application kernels",
+    ),
+    (
+        "program_uploads",
+        "application kernels uploaded by a program (fast dispatch) marked as program uploads",
+        &[Role::ProgramBinaries],
+        "application kernels in fast dispatch are still counted but not marked as program uploads",
+    ),
+    (
+        "device_identity",
+        "device objects mapped to chip ids, so context events and device closes name their chip",
+        &[Role::DeviceOpen],
+        "fabric and dispatch context events carry no chip id, and device closes cannot be matched to a chip",
+    ),
+    (
+        "device_close",
+        "a device's kernels released when it closes",
+        &[Role::DeviceOpen, Role::DeviceClose],
+        "kernels released only at process exit",
+    ),
+    (
+        "mesh_close",
+        "mesh device closes reported",
+        &[Role::MeshClose],
+        "mesh closes are not reported (device closes still are)",
+    ),
+];
 
 impl Resolution {
     pub fn role(&self, role: Role) -> Option<&RoleResolution> {
         self.roles.iter().find(|r| r.role == role)
+    }
+
+    /// Whether a role has at least one attach point.
+    pub fn resolved(&self, role: Role) -> bool {
+        self.role(role).is_some_and(|r| !r.attach.is_empty())
     }
 
     /// Required roles with nothing to attach to.
@@ -88,8 +174,15 @@ impl Resolution {
             .collect()
     }
 
-    /// Fails with [`Error::MissingRoles`] unless every required role resolved.
+    /// Fails unless the file has code to attach to and every required role resolved
+    /// ([`Error::MissingRoles`]).
     pub fn ensure_complete(&self) -> Result<()> {
+        if !self.has_code {
+            return Err(Error::Other(format!(
+                "{}: symbols only, no code (a separate debug file?): trace the library itself",
+                self.library.display()
+            )));
+        }
         let missing = self.missing_required();
         if missing.is_empty() {
             return Ok(());
@@ -99,12 +192,32 @@ impl Resolution {
             roles: missing.iter().map(|r| r.id()).collect::<Vec<_>>().join(", "),
         })
     }
+
+    /// What the tracer can report given what resolved. Roles the catalog does not list count
+    /// as unresolved.
+    pub fn features(&self) -> Vec<Feature> {
+        FEATURES
+            .iter()
+            .map(|&(id, summary, needs, degraded)| {
+                let missing: Vec<Role> = needs.iter().copied().filter(|r| !self.resolved(*r)).collect();
+                Feature {
+                    id,
+                    summary,
+                    needs: needs.to_vec(),
+                    available: missing.is_empty(),
+                    degraded: (!missing.is_empty()).then_some(degraded),
+                    missing,
+                }
+            })
+            .collect()
+    }
 }
 
-/// A defined function symbol of the library.
-struct FuncSym {
-    name: String,
+/// A defined function symbol whose name passed the prefilter.
+struct Candidate<'data> {
+    name: &'data str,
     address: u64,
+    demangled: Option<String>,
 }
 
 /// Reads `path` and resolves every catalog role in it.
@@ -119,17 +232,64 @@ pub fn resolve_file(path: &Path, catalog: &Catalog) -> Result<Resolution> {
     resolve_bytes(path, &data, catalog)
 }
 
+/// Checks the ELF identification and machine before a full parse, so a foreign or truncated
+/// file gets a precise one-line reason.
+fn check_header(path: &Path, data: &[u8]) -> Result<()> {
+    let not_elf = |reason: &str| Error::NotElf {
+        path: path.into(),
+        reason: reason.into(),
+    };
+    if data.is_empty() {
+        return Err(not_elf("empty file"));
+    }
+    if !data.starts_with(b"\x7fELF") {
+        return Err(not_elf("no ELF magic number"));
+    }
+    if data.len() < 20 {
+        return Err(not_elf("truncated ELF header"));
+    }
+    let big_endian = data[5] == 2;
+    let machine = if big_endian {
+        u16::from_be_bytes([data[18], data[19]])
+    } else {
+        u16::from_le_bytes([data[18], data[19]])
+    };
+    let bits64 = data[4] == 2;
+    if machine == 62 && bits64 && !big_endian {
+        return Ok(());
+    }
+    let name = match machine {
+        2 => "SPARC".to_string(),
+        3 => "i386".to_string(),
+        8 => "MIPS".to_string(),
+        20 => "PowerPC".to_string(),
+        21 => "PowerPC64".to_string(),
+        22 => "S/390".to_string(),
+        40 => "ARM".to_string(),
+        43 => "SPARC V9".to_string(),
+        62 => "x86-64".to_string(),
+        183 => "AArch64".to_string(),
+        243 => "RISC-V".to_string(),
+        247 => "BPF".to_string(),
+        258 => "LoongArch".to_string(),
+        m => format!("machine {m}"),
+    };
+    let mut arch = format!("{}-bit", if bits64 { 64 } else { 32 });
+    if big_endian {
+        arch.push_str(" big-endian");
+    }
+    Err(Error::WrongArchitecture {
+        path: path.into(),
+        arch: format!("{arch} {name}"),
+    })
+}
+
 pub fn resolve_bytes(path: &Path, data: &[u8], catalog: &Catalog) -> Result<Resolution> {
+    check_header(path, data)?;
     let file = object::File::parse(data).map_err(|e| Error::NotElf {
         path: path.into(),
         reason: e.to_string(),
     })?;
-    if file.format() != object::BinaryFormat::Elf {
-        return Err(Error::NotElf {
-            path: path.into(),
-            reason: format!("{:?} object", file.format()),
-        });
-    }
     if file.architecture() != object::Architecture::X86_64 {
         return Err(Error::WrongArchitecture {
             path: path.into(),
@@ -142,44 +302,88 @@ pub fn resolve_bytes(path: &Path, data: &[u8], catalog: &Catalog) -> Result<Reso
         .flatten()
         .map(|id| id.iter().map(|b| format!("{b:02x}")).collect());
 
-    // Every defined function, .dynsym first (what a stripped library keeps), then .symtab.
-    let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
-    let mut scanned = 0;
-    for sym in file.dynamic_symbols().chain(file.symbols()) {
-        scanned += 1;
-        if sym.kind() != SymbolKind::Text || !sym.is_definition() || sym.address() == 0 {
-            continue;
-        }
-        if let Ok(name) = sym.name() {
-            by_name.entry(name.to_string()).or_insert(sym.address());
+    // Last-identifier hints of every catalog name; None: that name cannot be prefiltered.
+    let hints: Vec<Option<String>> = catalog
+        .roles
+        .iter()
+        .flat_map(|r| r.names.iter())
+        .map(|n| mangled_hint(n))
+        .collect();
+    let prefilter_all = hints.iter().any(Option::is_none);
+    let hints: Vec<&str> = hints.iter().flatten().map(String::as_str).collect();
+
+    // .dynsym first (what a stripped library keeps), then .symtab; a name in both is one
+    // candidate. Only names that can match a catalog name are kept, without allocating.
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let (mut dynsym_symbols, mut symtab_symbols) = (0, 0);
+    let tables = [
+        (file.dynamic_symbols(), &mut dynsym_symbols),
+        (file.symbols(), &mut symtab_symbols),
+    ];
+    for (table, count) in tables {
+        for sym in table {
+            *count += 1;
+            if sym.kind() != SymbolKind::Text || !sym.is_definition() || sym.address() == 0 {
+                continue;
+            }
+            let Ok(name) = sym.name() else { continue };
+            // `$plt` names are linker-made PLT stubs, not the function.
+            if !name.starts_with("_Z") || name.ends_with("$plt") {
+                continue;
+            }
+            if !prefilter_all && !hints.iter().any(|h| name.contains(h)) {
+                continue;
+            }
+            if seen.insert(name) {
+                candidates.push(Candidate {
+                    name,
+                    address: sym.address(),
+                    demangled: None,
+                });
+            }
         }
     }
+    let scanned = dynsym_symbols + symtab_symbols;
     if scanned == 0 {
         return Err(Error::NoSymbols { path: path.into() });
     }
-    let funcs: Vec<FuncSym> = by_name
-        .into_iter()
-        .map(|(name, address)| FuncSym { name, address })
-        .collect();
+    // Deterministic order whatever the tables' order: by address, then name.
+    candidates.sort_by(|a, b| (a.address, a.name).cmp(&(b.address, b.name)));
+    for c in &mut candidates {
+        c.demangled = demangle(c.name);
+    }
 
-    let segments: Vec<(u64, u64, u64)> = file
+    // (virtual address, size in memory, file offset, size in file) of each loadable segment.
+    let segments: Vec<(u64, u64, u64, u64, bool)> = file
         .segments()
-        .filter_map(|s| {
-            let (off, size) = s.file_range();
-            (size > 0).then_some((s.address(), off, size))
+        .map(|s| {
+            let (off, filesz) = s.file_range();
+            let exec = matches!(s.flags(), SegmentFlags::Elf { p_flags } if p_flags & 1 != 0);
+            (s.address(), s.size(), off, filesz, exec)
         })
         .collect();
-    let file_offset = |addr: u64| {
-        segments
+    let has_code = segments.iter().any(|&(_, _, _, filesz, exec)| exec && filesz > 0);
+    let locate = |addr: u64| -> Result<u64, String> {
+        let Some(&(va, _, off, filesz, _)) = segments
             .iter()
-            .find(|(va, _, size)| addr >= *va && addr < va + size)
-            .map(|(va, off, _)| addr - va + off)
+            .find(|&&(va, memsz, _, _, _)| addr >= va && addr - va < memsz)
+        else {
+            return Err(format!("address {addr:#x} is in no loadable segment"));
+        };
+        if addr - va < filesz {
+            Ok(addr - va + off)
+        } else if has_code {
+            Err(format!("address {addr:#x} has no bytes in the file"))
+        } else {
+            Ok(0)
+        }
     };
 
     let roles: Vec<RoleResolution> = catalog
         .roles
         .iter()
-        .map(|spec| resolve_role(spec, &catalog.abi, &funcs, &file_offset))
+        .map(|spec| resolve_role(spec, &catalog.abi, &candidates, &locate))
         .collect();
     if roles.iter().all(|r| r.attach.is_empty() && r.rejected.is_empty()) {
         return Err(Error::NotTtMetal { path: path.into() });
@@ -188,70 +392,187 @@ pub fn resolve_bytes(path: &Path, data: &[u8], catalog: &Catalog) -> Result<Reso
         library: path.into(),
         build_id,
         symbols_scanned: scanned,
+        dynsym_symbols,
+        symtab_symbols,
+        has_code,
         roles,
     })
 }
 
 /// The length-prefixed last identifier of a qualified name, as it appears in a mangled name
-/// (`tt::llrt::write_binary_to_address` → `23write_binary_to_address`): a cheap filter that
-/// spares demangling the ~70k symbols that cannot match.
-fn mangled_hint(qualified: &str) -> String {
-    let last = qualified.rsplit("::").next().unwrap_or(qualified);
-    format!("{}{}", last.len(), last)
+/// (`tt::llrt::write_binary_to_address` → `23write_binary_to_address`; a constructor
+/// `tt::Device::Device` → `6DeviceC`): a cheap filter that spares demangling the ~90k
+/// symbols that cannot match. None when the last component is not a plain identifier
+/// (an operator, a destructor): such a name is matched against every symbol.
+fn mangled_hint(qualified: &str) -> Option<String> {
+    let mut parts = qualified.rsplit("::");
+    let last = parts.next()?;
+    if last.is_empty() || !last.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || last.starts_with("operator")
+    {
+        return None;
+    }
+    let ctor = parts.next() == Some(last);
+    Some(format!("{}{}{}", last.len(), last, if ctor { "C" } else { "" }))
 }
 
-fn demangle(mangled: &str) -> Option<String> {
+/// Demangles `mangled` into the text `c++filt` (and so `nm -C`) prints.
+pub fn demangle(mangled: &str) -> Option<String> {
     let sym = Mangled::new(mangled.as_bytes()).ok()?;
-    sym.demangle(&DemangleOptions::default()).ok()
+    let text = sym.demangle(&DemangleOptions::default()).ok()?;
+    Some(like_cxxfilt(&text))
+}
+
+/// Rewrites cpp_demangle's spelling where it differs from c++filt's only in style: integer
+/// literals (`(unsigned long)5` → `5ul`), `std::nullptr_t` (→ `decltype(nullptr)`), the
+/// standard abbreviations c++filt spells out, and the space in function types (`R (A)`).
+fn like_cxxfilt(s: &str) -> String {
+    const LITERALS: [(&str, &str); 5] = [
+        ("(unsigned long long)", "ull"),
+        ("(unsigned long)", "ul"),
+        ("(unsigned int)", "u"),
+        ("(long long)", "ll"),
+        ("(long)", "l"),
+    ];
+    const WORDS: [(&str, &str); 5] = [
+        ("std::nullptr_t", "decltype(nullptr)"),
+        ("std::string", "std::basic_string<char, std::char_traits<char>, std::allocator<char> >"),
+        ("std::istream", "std::basic_istream<char, std::char_traits<char> >"),
+        ("std::ostream", "std::basic_ostream<char, std::char_traits<char> >"),
+        ("std::iostream", "std::basic_iostream<char, std::char_traits<char> >"),
+    ];
+    if !s.contains("(unsigned") && !s.contains("(long") && !s.contains("std::") && !s.contains('<') {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = String::with_capacity(s.len() + 16);
+    let mut i = 0;
+    'scan: while i < b.len() {
+        let rest = &s[i..];
+        if b[i] == b'(' {
+            for (cast, suffix) in LITERALS {
+                if let Some(tail) = rest.strip_prefix(cast) {
+                    let neg = tail.starts_with('-') as usize;
+                    let digits = tail[neg..].bytes().take_while(u8::is_ascii_digit).count();
+                    if digits > 0 {
+                        out.push_str(&tail[..neg + digits]);
+                        out.push_str(suffix);
+                        i += cast.len() + neg + digits;
+                        continue 'scan;
+                    }
+                }
+            }
+        }
+        if b[i] == b's' && (i == 0 || !ident(b[i - 1]) && b[i - 1] != b':') {
+            for (short, long) in WORDS {
+                if rest.starts_with(short) && !rest[short.len()..].bytes().next().is_some_and(ident) {
+                    out.push_str(long);
+                    i += short.len();
+                    continue 'scan;
+                }
+            }
+        }
+        // Copy up to the next byte that may start a rewrite (keeps UTF-8 intact).
+        let first = rest.chars().next().map_or(1, char::len_utf8);
+        let next = rest[first..].find(['(', 's']).map_or(rest.len(), |p| p + first);
+        out.push_str(&rest[..next]);
+        i += next;
+    }
+    function_type_spacing(&out)
+}
+
+/// c++filt writes a function type as `R (A)`, cpp_demangle as `R(A)` after a class name. A
+/// function type only appears inside template arguments, and its `)` ends the argument.
+fn function_type_spacing(s: &str) -> String {
+    const NOT_TYPES: [&str; 6] = ["lambda", "decltype", "sizeof", "alignof", "noexcept", "typeid"];
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut depth = 0usize;
+    let mut last = 0;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'<' => depth += 1,
+            b'>' => depth = depth.saturating_sub(1),
+            b'(' if depth > 0 && i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b'>') => {
+                let word_start = s[..i]
+                    .rfind(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                    .map_or(0, |p| p + 1);
+                let mut d = 0usize;
+                let close = s[i..].char_indices().find_map(|(j, ch)| match ch {
+                    '(' => {
+                        d += 1;
+                        None
+                    }
+                    ')' => {
+                        d -= 1;
+                        (d == 0).then_some(i + j)
+                    }
+                    _ => None,
+                });
+                let ends_argument = close.is_some_and(|close| matches!(b.get(close + 1), Some(b'>' | b',')));
+                if ends_argument && !NOT_TYPES.contains(&&s[word_start..i]) {
+                    out.push_str(&s[last..i]);
+                    out.push(' ');
+                    last = i;
+                }
+            }
+            _ => {}
+        }
+    }
+    out.push_str(&s[last..]);
+    out
 }
 
 fn resolve_role(
     spec: &RoleSpec,
     abi: &Abi,
-    funcs: &[FuncSym],
-    file_offset: &dyn Fn(u64) -> Option<u64>,
+    candidates: &[Candidate],
+    locate: &dyn Fn(u64) -> Result<u64, String>,
 ) -> RoleResolution {
     let mut attach: Vec<AttachPoint> = Vec::new();
-    let mut rejected = Vec::new();
+    let mut rejected: Vec<Rejected> = Vec::new();
     for qualified in &spec.names {
         let hint = mangled_hint(qualified);
-        for f in funcs.iter().filter(|f| f.name.starts_with("_Z") && f.name.contains(&hint)) {
-            let Some(demangled) = demangle(&f.name) else { continue };
-            let Some(params) = parameter_list(&demangled, qualified) else { continue };
-            if let Some(existing) = attach.iter_mut().find(|a| a.address == f.address) {
-                existing.aliases.push(f.name.clone());
+        for c in candidates {
+            if hint.as_deref().is_some_and(|h| !c.name.contains(h)) {
                 continue;
             }
-            let fields = match place_fields(spec, abi, &params) {
-                Ok(fields) => fields,
-                Err(reason) => {
-                    rejected.push(Rejected { demangled, reason });
-                    continue;
-                }
-            };
-            let Some(offset) = file_offset(f.address) else {
-                rejected.push(Rejected {
-                    demangled,
-                    reason: format!("address {:#x} is in no loadable segment", f.address),
-                });
+            let Some(demangled) = &c.demangled else { continue };
+            let Some(params) = parameter_list(demangled, qualified) else { continue };
+            if let Some(a) = attach.iter_mut().find(|a| a.address == c.address) {
+                a.aliases.push(c.name.to_string());
                 continue;
-            };
-            attach.push(AttachPoint {
-                demangled,
-                mangled: f.name.clone(),
-                aliases: Vec::new(),
-                address: f.address,
-                file_offset: offset,
-                fields,
-            });
+            }
+            if let Some(r) = rejected.iter_mut().find(|r| r.address == c.address) {
+                r.aliases.push(c.name.to_string());
+                continue;
+            }
+            let placed = place_fields(spec, abi, &params).and_then(|f| Ok((f, locate(c.address)?)));
+            match placed {
+                Ok((fields, file_offset)) => attach.push(AttachPoint {
+                    demangled: demangled.clone(),
+                    mangled: c.name.to_string(),
+                    aliases: Vec::new(),
+                    address: c.address,
+                    file_offset,
+                    fields,
+                }),
+                Err(reason) => rejected.push(Rejected {
+                    demangled: demangled.clone(),
+                    mangled: c.name.to_string(),
+                    aliases: Vec::new(),
+                    address: c.address,
+                    reason,
+                }),
+            }
         }
     }
     let problem = attach.is_empty().then(|| {
         if rejected.is_empty() {
-            format!("no symbol named {}", spec.names.join(" or "))
+            format!("no function named {}", spec.names.join(" or "))
         } else {
             format!(
-                "found {} but no overload fits the argument rules",
+                "{} found, but no overload fits the argument rules",
                 spec.names.join(" or ")
             )
         }
@@ -260,17 +581,31 @@ fn resolve_role(
         role: spec.role,
         summary: spec.summary.clone(),
         required: spec.required,
-        kind: format!("{:?}", spec.kind),
+        kind: kind_id(spec.kind).into(),
         attach,
         rejected,
         problem,
     }
 }
 
+fn kind_id(kind: RecipeKind) -> &'static str {
+    match kind {
+        RecipeKind::Context => "context",
+        RecipeKind::Call => "call",
+        RecipeKind::CallWithReturn => "call_with_return",
+        RecipeKind::None => "none",
+    }
+}
+
 /// The parameters of `demangled` if it is the function `qualified` (not a lambda or template
-/// instance inside it): `a::f(int, b const&) const` → ["int", "b const&"].
+/// instance inside it): `a::f(int, b const&) const` → ["int", "b const&"]. ABI tags
+/// (`a::f[abi:cxx11](int)`) are allowed between the name and the list.
 pub fn parameter_list(demangled: &str, qualified: &str) -> Option<Vec<String>> {
-    let rest = demangled.strip_prefix(qualified)?.strip_prefix('(')?;
+    let mut rest = demangled.strip_prefix(qualified)?;
+    while let Some(tagged) = rest.strip_prefix("[abi:") {
+        rest = &tagged[tagged.find(']')? + 1..];
+    }
+    let rest = rest.strip_prefix('(')?;
     let mut depth = 0usize;
     let mut params = Vec::new();
     let mut cur = String::new();
@@ -279,9 +614,12 @@ pub fn parameter_list(demangled: &str, qualified: &str) -> Option<Vec<String>> {
             '<' | '(' | '[' => depth += 1,
             '>' | ']' => depth = depth.saturating_sub(1),
             ')' if depth == 0 => {
-                // Only cv/ref qualifiers may follow the closing parenthesis.
-                let tail = rest[i + 1..].trim();
-                if !matches!(tail, "" | "const" | "&" | "&&" | "const&" | "const &" | "const&&") {
+                // Only cv/ref qualifiers may follow the closing parenthesis (not `[clone .cold]`,
+                // not `::$_0::operator()`).
+                let qualifiers_only = rest[i + 1..]
+                    .split_whitespace()
+                    .all(|w| matches!(w, "const" | "volatile" | "&" | "&&" | "const&" | "const&&"));
+                if !qualifiers_only {
                     return None;
                 }
                 let last = cur.trim();
@@ -310,17 +648,37 @@ fn normalize(ty: &str) -> String {
     ty.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
-const SCALARS: [&str; 16] = [
-    "bool", "char", "signedchar", "unsignedchar", "short", "unsignedshort", "int",
-    "unsignedint", "long", "unsignedlong", "longlong", "unsignedlonglong", "char8_t",
-    "char16_t", "char32_t", "wchar_t",
+const SCALARS: [&str; 17] = [
+    "bool",
+    "char",
+    "signedchar",
+    "unsignedchar",
+    "short",
+    "unsignedshort",
+    "int",
+    "unsignedint",
+    "long",
+    "unsignedlong",
+    "longlong",
+    "unsignedlonglong",
+    "char8_t",
+    "char16_t",
+    "char32_t",
+    "wchar_t",
+    "decltype(nullptr)",
 ];
 
-/// Integer registers one parameter takes, or None if unknown (a by-value class).
+/// Floating-point parameters travel in SSE registers and take no integer register.
+const FLOATS: [&str; 2] = ["float", "double"];
+
+/// Integer registers one parameter takes, or None if unknown (a by-value class or enum).
 fn registers_of(ty: &str, abi: &Abi) -> Option<u8> {
     let n = normalize(ty);
     if n.ends_with('&') || n.ends_with('*') || SCALARS.contains(&n.as_str()) {
         return Some(1);
+    }
+    if FLOATS.contains(&n.as_str()) {
+        return Some(0);
     }
     abi.by_value
         .iter()
@@ -348,14 +706,24 @@ fn place_fields(spec: &RoleSpec, abi: &Abi, params: &[String]) -> Result<Vec<Res
         let index = find_param(f, params)?;
         let mut reg = base;
         for p in &params[..index] {
-            reg += registers_of(p, abi)
-                .ok_or_else(|| format!("cannot place `{}`: `{p}` before it is passed by value in an unknown way", f.name))?;
+            reg += registers_of(p, abi).ok_or_else(|| {
+                format!(
+                    "cannot place `{}`: `{p}` before it is passed by value in an unknown way",
+                    f.name
+                )
+            })?;
         }
         if registers_of(&params[index], abi) != Some(1) {
-            return Err(format!("`{}` (`{}`) is not a one-register argument", f.name, params[index]));
+            return Err(format!(
+                "`{}` (`{}`) is not a one-register argument",
+                f.name, params[index]
+            ));
         }
         if reg as usize >= ARG_REGISTERS.len() {
-            return Err(format!("`{}` is passed on the stack (argument register {reg})", f.name));
+            return Err(format!(
+                "`{}` is passed on the stack (argument register {reg})",
+                f.name
+            ));
         }
         out.push(ResolvedField {
             name: f.name.clone(),
@@ -395,7 +763,10 @@ fn find_param(f: &FieldSpec, params: &[String]) -> Result<usize, String> {
                 "`{}`: no parameter #{nth} of type `{}`{}",
                 f.name,
                 f.ty.as_deref().unwrap_or_default(),
-                f.after.as_ref().map(|a| format!(" after `{a}`")).unwrap_or_default()
+                f.after
+                    .as_ref()
+                    .map(|a| format!(" after `{a}`"))
+                    .unwrap_or_default()
             )
         })
 }
@@ -438,14 +809,54 @@ mod tests {
         let d = "tt::tt_metal::Device::Device(tt::tt_metal::MetalEnv*, int, std::span<unsigned int const, 18446744073709551615ul>, bool)";
         assert_eq!(
             parameter_list(d, "tt::tt_metal::Device::Device").unwrap(),
-            ["tt::tt_metal::MetalEnv*", "int", "std::span<unsigned int const, 18446744073709551615ul>", "bool"]
+            [
+                "tt::tt_metal::MetalEnv*",
+                "int",
+                "std::span<unsigned int const, 18446744073709551615ul>",
+                "bool"
+            ]
         );
         assert_eq!(parameter_list("a::f() const", "a::f").unwrap(), Vec::<String>::new());
         assert_eq!(parameter_list("a::f(void)", "a::f").unwrap(), Vec::<String>::new());
+        assert_eq!(parameter_list("a::f[abi:cxx11](int)", "a::f").unwrap(), ["int"]);
+        assert_eq!(parameter_list("a::f(int) const &", "a::f").unwrap(), ["int"]);
         // A lambda inside the function is not the function.
         assert!(parameter_list("a::f(int)::$_0::operator()() const", "a::f").is_none());
-        // Nor is a longer name that shares the prefix.
+        // Nor is a split-off cold part, nor a longer name that shares the prefix.
+        assert!(parameter_list("a::f(int) [clone .cold]", "a::f").is_none());
         assert!(parameter_list("a::fg(int)", "a::f").is_none());
+    }
+
+    #[test]
+    fn demangled_text_is_what_cxxfilt_prints() {
+        let cases = [
+            (
+                "_ZN2tt8tt_metal6DeviceC2EihmmSt4spanIKjLm18446744073709551615EEbjjm",
+                "tt::tt_metal::Device::Device(int, unsigned char, unsigned long, unsigned long, std::span<unsigned int const, 18446744073709551615ul>, bool, unsigned int, unsigned int, unsigned long)",
+            ),
+            ("_Z1fRSo", "f(std::basic_ostream<char, std::char_traits<char> >&)"),
+            ("_Z1fDn", "f(decltype(nullptr))"),
+            (
+                "_Z1fSt8functionIFN2tt1BEvEE",
+                "f(std::function<tt::B ()>)",
+            ),
+            ("_Z1fILln5EEvv", "void f<-5l>()"),
+            ("_Z1fILj7EEvv", "void f<7u>()"),
+        ];
+        for (mangled, want) in cases {
+            assert_eq!(demangle(mangled).as_deref(), Some(want), "{mangled}");
+        }
+        // Words that only start like an abbreviation stay as they are.
+        assert_eq!(like_cxxfilt("f(std::string_view)"), "f(std::string_view)");
+        assert_eq!(like_cxxfilt("g(std::stringstream&)"), "g(std::stringstream&)");
+    }
+
+    #[test]
+    fn hints_are_the_mangled_last_identifier() {
+        assert_eq!(mangled_hint("tt::llrt::write_binary_to_address").unwrap(), "23write_binary_to_address");
+        assert_eq!(mangled_hint("tt::tt_metal::Device::Device").unwrap(), "6DeviceC");
+        assert_eq!(mangled_hint("a::operator=="), None);
+        assert_eq!(mangled_hint("a::~A"), None);
     }
 
     fn spec(member: bool, sret: bool, fields: Vec<FieldSpec>) -> RoleSpec {
@@ -476,17 +887,25 @@ mod tests {
             .map(String::from)
             .to_vec();
         let f = vec![field("chip", "int", None)];
+        let reg = |member, sret, f: Vec<FieldSpec>| place_fields(&spec(member, sret, f), &abi, &params).unwrap()[0].register;
         // this=rdi, MetalEnv*=rsi, span=rdx+rcx, int=r8
-        assert_eq!(place_fields(&spec(true, false, f.clone()), &abi, &params).unwrap()[0].register, "r8");
+        assert_eq!(reg(true, false, f.clone()), "r8");
         // plus a hidden result pointer: r9
-        assert_eq!(place_fields(&spec(true, true, f.clone()), &abi, &params).unwrap()[0].register, "r9");
+        assert_eq!(reg(true, true, f.clone()), "r9");
         // a free function: rcx
-        assert_eq!(place_fields(&spec(false, false, f), &abi, &params).unwrap()[0].register, "rcx");
+        assert_eq!(reg(false, false, f), "rcx");
         // `after` and `nth`
         let params: Vec<String> = ["int", "foo const&", "int", "int"].map(String::from).to_vec();
         let mut g = field("chip", "int", Some("foo const&"));
         g.nth = Some(2);
-        assert_eq!(place_fields(&spec(false, false, vec![g]), &abi, &params).unwrap()[0].register, "rcx");
+        assert_eq!(
+            place_fields(&spec(false, false, vec![g]), &abi, &params).unwrap()[0].register,
+            "rcx"
+        );
+        // a double before the field takes an SSE register, not an integer one
+        let params: Vec<String> = ["double", "int"].map(String::from).to_vec();
+        let f = vec![field("chip", "int", None)];
+        assert_eq!(place_fields(&spec(false, false, f), &abi, &params).unwrap()[0].register, "rdi");
         // unknown by-value class before the field: refuse rather than guess
         let params: Vec<String> = ["Opaque", "int"].map(String::from).to_vec();
         let err = place_fields(&spec(false, false, vec![field("chip", "int", None)]), &abi, &params).unwrap_err();
@@ -495,7 +914,9 @@ mod tests {
         let params: Vec<String> = ["int"; 7].map(String::from).to_vec();
         let mut g = field("chip", "int", None);
         g.nth = Some(7);
-        assert!(place_fields(&spec(false, false, vec![g]), &abi, &params).unwrap_err().contains("stack"));
+        assert!(place_fields(&spec(false, false, vec![g]), &abi, &params)
+            .unwrap_err()
+            .contains("stack"));
     }
 
     #[test]
@@ -507,10 +928,20 @@ mod tests {
             resolve_file(Path::new("/nonexistent/libtt_metal.so"), &c),
             Err(Error::Io { .. })
         ));
-        assert!(matches!(
-            resolve_bytes(Path::new("x"), b"not an elf at all", &c),
-            Err(Error::NotElf { .. })
-        ));
+        for bytes in [&b""[..], b"not an elf at all", b"\x7fELF\x02"] {
+            assert!(matches!(resolve_bytes(Path::new("x"), bytes, &c), Err(Error::NotElf { .. })));
+        }
+        // ELF identification + e_machine only: the machine is named before any further parse.
+        let mut aarch64 = [0u8; 64];
+        aarch64[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        aarch64[18] = 183;
+        let err = resolve_bytes(Path::new("x"), &aarch64, &c).unwrap_err();
+        assert!(err.to_string().contains("64-bit AArch64"), "{err}");
+        let mut i386 = aarch64;
+        i386[4] = 1;
+        i386[18] = 3;
+        let err = resolve_bytes(Path::new("x"), &i386, &c).unwrap_err();
+        assert!(err.to_string().contains("32-bit i386"), "{err}");
         // A real x86-64 ELF without tt-metal in it: this test binary's own libc.
         let libc = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6"]
             .into_iter()

@@ -47,13 +47,13 @@ fn recipe(cookie: u64) -> Option<&'static Recipe> {
 /// Instance id of the current process, registering it on first sight.
 fn instance(tgid: u32, now: u64) -> u64 {
     // SAFETY: read-only view of a map value.
-    if let Some(v) = unsafe { PROCESSES.get(&tgid) } {
+    if let Some(v) = unsafe { PROCESSES.get(tgid) } {
         return *v;
     }
     // BPF_NOEXIST: if another thread won the race, read its value back.
-    if PROCESSES.insert(&tgid, &now, 1).is_err() {
+    if PROCESSES.insert(tgid, now, 1).is_err() {
         // SAFETY: as above.
-        return match unsafe { PROCESSES.get(&tgid) } {
+        return match unsafe { PROCESSES.get(tgid) } {
             Some(v) => *v,
             None => {
                 count(Counter::ProcessMapFull);
@@ -156,7 +156,7 @@ fn try_entry(ctx: &ProbeContext) -> Result<(), ()> {
 
     if recipe.kind == RecipeKind::CallWithReturn as u8 {
         let key = PendingKey { pid_tgid, cookie };
-        if PENDING.insert(&key, &ev, 0).is_err() {
+        if PENDING.insert(key, ev, 0).is_err() {
             count(Counter::PendingMapFull);
         }
     } else if recipe.kind == RecipeKind::Call as u8 {
@@ -191,11 +191,11 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
     if recipe.kind == RecipeKind::CallWithReturn as u8 {
         let key = PendingKey { pid_tgid, cookie };
         // SAFETY: copied out before the entry is removed.
-        let Some(entry) = (unsafe { PENDING.get(&key) }).copied() else {
+        let Some(entry) = (unsafe { PENDING.get(key) }).copied() else {
             count(Counter::ReturnWithoutEntry);
             return Err(());
         };
-        let _ = PENDING.remove(&key);
+        let _ = PENDING.remove(key);
         let mut ev = entry;
         ev.ret = ctx.ret::<u64>();
         ev.ts_ns = now;

@@ -36,8 +36,13 @@ pub fn attach(a: AttachArgs) -> anyhow::Result<u8> {
                 );
             }
             // Seen from the process's own root, in case it lives in another mount namespace.
-            let in_root = PathBuf::from(format!("/proc/{}/root", a.pid)).join(first.strip_prefix("/").unwrap_or(first));
-            if in_root.exists() { in_root } else { first.clone() }
+            let in_root = PathBuf::from(format!("/proc/{}/root", a.pid))
+                .join(first.strip_prefix("/").unwrap_or(first));
+            if in_root.exists() {
+                in_root
+            } else {
+                first.clone()
+            }
         }
     };
     if !PathBuf::from(format!("/proc/{}", a.pid)).exists() {
@@ -46,10 +51,16 @@ pub fn attach(a: AttachArgs) -> anyhow::Result<u8> {
     let catalog = trace::catalog(&a.opts)?;
     let resolution = trace::resolve_library(&lib, &catalog, &a.opts)?;
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let mut session = trace::start(&lib, &resolution, &catalog, a.pid)?;
-        eprintln!("tt-tracer: tracing pid {} ({}); Ctrl-C to stop", a.pid, lib.display());
+        eprintln!(
+            "tt-tracer: tracing pid {} ({}); Ctrl-C to stop",
+            a.pid,
+            lib.display()
+        );
         let mut print = trace::printer(&a.opts)?;
         let pid = a.pid;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -41,7 +41,11 @@ pub fn probes(a: ProbesArgs) -> anyhow::Result<u8> {
         print!("{}", text(&r));
         println!("resolved in {:.1} ms", elapsed.as_secs_f64() * 1e3);
     }
-    Ok(if r.missing_required().is_empty() { 0 } else { exit::LIBRARY })
+    Ok(if r.missing_required().is_empty() {
+        0
+    } else {
+        exit::LIBRARY
+    })
 }
 
 fn text(r: &Resolution) -> String {
@@ -51,9 +55,23 @@ fn text(r: &Resolution) -> String {
     let _ = writeln!(s, "build-id: {}", r.build_id.as_deref().unwrap_or("(none)"));
     let _ = writeln!(s, "symbols:  {}", r.symbols_scanned);
     for role in &r.roles {
-        let need = if role.required { "required" } else { "optional" };
-        let state = if role.attach.is_empty() { "UNRESOLVED" } else { "ok" };
-        let _ = writeln!(s, "\n{} [{need}, {}] {state} — {}", role.role.id(), role.kind, role.summary);
+        let need = if role.required {
+            "required"
+        } else {
+            "optional"
+        };
+        let state = if role.attach.is_empty() {
+            "UNRESOLVED"
+        } else {
+            "ok"
+        };
+        let _ = writeln!(
+            s,
+            "\n{} [{need}, {}] {state} — {}",
+            role.role.id(),
+            role.kind,
+            role.summary
+        );
         for p in &role.attach {
             let _ = writeln!(s, "  {}", p.demangled);
             let _ = writeln!(s, "    {}  offset {:#x}", p.mangled, p.file_offset);
@@ -61,7 +79,11 @@ fn text(r: &Resolution) -> String {
                 let _ = writeln!(s, "    alias {a}");
             }
             for f in &p.fields {
-                let read = if f.read == "reg" { String::new() } else { format!(" → {} @+{}", f.read, f.offset) };
+                let read = if f.read == "reg" {
+                    String::new()
+                } else {
+                    format!(" → {} @+{}", f.read, f.offset)
+                };
                 let _ = writeln!(s, "    {:<8} = {} ({}){read}", f.name, f.register, f.param);
             }
         }
@@ -81,7 +103,11 @@ fn text(r: &Resolution) -> String {
         } else {
             format!(
                 "MISSING required roles: {} — run/attach refuse to start without --allow-partial",
-                missing.iter().map(|m| m.id()).collect::<Vec<_>>().join(", ")
+                missing
+                    .iter()
+                    .map(|m| m.id())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         }
     );

@@ -43,13 +43,16 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         process::sudo_invoker(|k| std::env::var(k).ok(), euid)
     };
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let (hold_read, hold_write) = pipe()?;
         let mut child = spawn_held(hold_read.as_raw_fd(), creds, &a.command)?;
         drop(hold_read);
         let pid = child.id().context("child has no pid")?;
 
+        log::debug!("resolved; loading probes");
         let mut session = match trace::start(&lib, &resolution, &catalog, pid) {
             Ok(s) => s,
             Err(e) => {
@@ -58,6 +61,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
                 return Err(e);
             }
         };
+        log::debug!("armed; releasing the command");
         // Armed: release the command.
         // SAFETY: writing one byte from a valid buffer to our pipe.
         if unsafe { libc::write(hold_write.as_raw_fd(), b"g".as_ptr().cast(), 1) } != 1 {
@@ -81,10 +85,17 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
             )
             .await
             .context("waiting for the command")?;
-        if !session.wait_for_exit(pid, Duration::from_secs(2), &mut print).await {
+        if !session
+            .wait_for_exit(pid, Duration::from_secs(2), &mut print)
+            .await
+        {
             eprintln!("tt-tracer: warning: no process-exit event for pid {pid} within 2 s");
         }
+        log::debug!("command ended; reporting");
         trace::finish(&session, &resolution, &a.opts)?;
+        log::debug!("reported; detaching");
+        drop(session);
+        log::debug!("detached");
         use std::os::unix::process::ExitStatusExt as _;
         Ok(match (status.code(), status.signal()) {
             (Some(c), _) => c as u8,
@@ -105,15 +116,29 @@ fn pipe() -> anyhow::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     // SAFETY: fcntl on our fd.
     unsafe { libc::fcntl(fds[1], libc::F_SETFD, libc::FD_CLOEXEC) };
     // SAFETY: fresh fds we own.
-    Ok(unsafe { (std::os::fd::OwnedFd::from_raw_fd(fds[0]), std::os::fd::OwnedFd::from_raw_fd(fds[1])) })
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
 }
 
-fn spawn_held(hold_fd: i32, creds: Option<Credentials>, command: &[OsString]) -> anyhow::Result<tokio::process::Child> {
+fn spawn_held(
+    hold_fd: i32,
+    creds: Option<Credentials>,
+    command: &[OsString],
+) -> anyhow::Result<tokio::process::Child> {
     let exe = std::env::current_exe().context("locating tt-tracer's own binary")?;
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("__exec-held").arg("--hold-fd").arg(hold_fd.to_string());
+    cmd.arg("__exec-held")
+        .arg("--hold-fd")
+        .arg(hold_fd.to_string());
     if let Some(c) = creds {
-        cmd.arg("--uid").arg(c.uid.to_string()).arg("--gid").arg(c.gid.to_string());
+        cmd.arg("--uid")
+            .arg(c.uid.to_string())
+            .arg("--gid")
+            .arg(c.gid.to_string());
     }
     cmd.arg("--").args(command);
     cmd.spawn().context("starting the command")

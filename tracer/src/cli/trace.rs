@@ -22,7 +22,11 @@ pub fn catalog(opts: &TraceOptions) -> tt_tracer::Result<Catalog> {
 }
 
 /// Resolves the roles in `lib`; refuses an incomplete resolution unless --allow-partial.
-pub fn resolve_library(lib: &Path, catalog: &Catalog, opts: &TraceOptions) -> anyhow::Result<Resolution> {
+pub fn resolve_library(
+    lib: &Path,
+    catalog: &Catalog,
+    opts: &TraceOptions,
+) -> anyhow::Result<Resolution> {
     let resolution = resolve::resolve_file(lib, catalog)?;
     match resolution.ensure_complete() {
         Ok(()) => {}
@@ -33,7 +37,12 @@ pub fn resolve_library(lib: &Path, catalog: &Catalog, opts: &TraceOptions) -> an
 }
 
 /// Loads the probes and attaches them to `lib` for `pid`.
-pub fn start(lib: &Path, resolution: &Resolution, catalog: &Catalog, pid: u32) -> anyhow::Result<Session> {
+pub fn start(
+    lib: &Path,
+    resolution: &Resolution,
+    catalog: &Catalog,
+    pid: u32,
+) -> anyhow::Result<Session> {
     let (mut probes, rings) = Probes::load(&LoadOptions::default())?;
     if !probes.exit_codes {
         eprintln!("tt-tracer: warning: task_struct layout unknown (no kernel BTF?): exit codes not reported");
@@ -70,7 +79,11 @@ pub fn printer(opts: &TraceOptions) -> anyhow::Result<impl FnMut(&Record)> {
 }
 
 /// Prints the final report (text on stderr, or JSON on stdout) and writes --report-file.
-pub fn finish(session: &Session, resolution: &Resolution, opts: &TraceOptions) -> anyhow::Result<()> {
+pub fn finish(
+    session: &Session,
+    resolution: &Resolution,
+    opts: &TraceOptions,
+) -> anyhow::Result<()> {
     let lost = session.probes.counters()?;
     let report = Report::new(
         &session.collector,

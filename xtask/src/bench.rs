@@ -1,0 +1,148 @@
+//! `cargo xtask bench`: re-runnable figures, each a median over repeated runs with its baseline
+//! measured in the same run.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+
+use crate::{build_demo_parts, require_root, setup};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Repetitions per configuration (medians are reported).
+    #[arg(long, default_value_t = 7)]
+    runs: usize,
+    /// Application kernels per device in the probe-cost workload.
+    #[arg(long, default_value_t = 20000)]
+    kernels: u32,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn time_secs(cmd: &mut Command) -> Result<f64> {
+    let t = Instant::now();
+    let st = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+    if !st.success() {
+        bail!("{} failed: {st}", crate::render(cmd));
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+pub fn bench(a: BenchArgs) -> Result<()> {
+    setup::setup()?;
+    require_root("the benchmarks")?;
+    crate::run(crate::cargo().args(["build", "--release", "-p", "tt-tracer"]))?;
+    let (_, lib, driver) = build_demo_parts()?;
+    let tracer = crate::root().join("target/release/tt-tracer");
+    probe_cost(&tracer, &lib, &driver, &a)?;
+    session_cost(&tracer, &lib, &driver, &a)?;
+    // Kill → cleanup-record latency is measured by the SIGKILL integration test.
+    crate::run(
+        crate::cargo()
+            .args([
+                "test",
+                "-p",
+                "integration-tests",
+                "--test",
+                "standin",
+                "sigkill",
+                "--",
+                "--nocapture",
+            ])
+            .env("TT_TRACER_BIN", &tracer),
+    )?;
+    Ok(())
+}
+
+/// Fixed cost of a traced session (load, verify, attach; detach at the end): `tt-tracer run`
+/// of a short driver run vs the same run untraced.
+fn session_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result<()> {
+    let (mut base, mut traced) = (Vec::new(), Vec::new());
+    for _ in 0..a.runs {
+        base.push(time_secs(Command::new(driver).args(["--devices", "1"]))?);
+        traced.push(time_secs(
+            Command::new(tracer)
+                .args(["run", "--lib"])
+                .arg(lib)
+                .arg("--")
+                .arg(driver)
+                .args(["--devices", "1"]),
+        )?);
+    }
+    let (b, t) = (median(base), median(traced));
+    println!(
+        "session cost: untraced run median {:.1} ms, traced {:.1} ms (+{:.0} ms: probe load, attach, detach; {} runs each)",
+        b * 1e3,
+        t * 1e3,
+        (t - b) * 1e3,
+        a.runs
+    );
+    Ok(())
+}
+
+/// Per-call cost of a traced kernel-binary write: the driver's own workload time (printed by
+/// the driver as `workload_ns`) untraced vs traced, divided by the number of probe hits.
+fn probe_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result<()> {
+    let kernels = a.kernels.to_string();
+    let drv_args = [
+        "--devices",
+        "1",
+        "--app-kernels",
+        &kernels,
+        "--app-kernel-bytes",
+        "4",
+    ];
+    let workload = |traced: bool| -> Result<f64> {
+        let mut cmd = if traced {
+            let mut c = Command::new(tracer);
+            c.args(["run", "--lib"]).arg(lib).arg("--").arg(driver);
+            c
+        } else {
+            Command::new(driver)
+        };
+        let out = cmd
+            .args(drv_args)
+            .stderr(Stdio::null())
+            .output()
+            .context("running the driver")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("DRIVER "))
+            .context("no DRIVER line")?;
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        v["workload_ns"]
+            .as_f64()
+            .context("DRIVER line without workload_ns")
+    };
+    let (mut base, mut traced) = (Vec::new(), Vec::new());
+    for _ in 0..a.runs {
+        base.push(workload(false)?);
+        traced.push(workload(true)?);
+    }
+    let (b, t) = (median(base), median(traced));
+    let per_call_us = (t - b) / a.kernels as f64 / 1e3;
+    println!(
+        "probe cost: {} kernel-binary writes; untraced median {:.2} ms, traced median {:.2} ms \
+         (×{:.1}); {per_call_us:.2} µs per traced call ({} runs each)",
+        a.kernels,
+        b / 1e6,
+        t / 1e6,
+        t / b,
+        a.runs
+    );
+    Ok(())
+}

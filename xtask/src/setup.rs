@@ -1,0 +1,91 @@
+//! `cargo xtask setup`: installs, idempotently, everything the build and tests need.
+
+use std::process::Command;
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::run;
+
+/// The eBPF crate is built with this toolchain (aya-build's default) plus rust-src.
+const NIGHTLY: &str = "nightly";
+/// 0.10.x dlopens rustc's own libLLVM (no system LLVM needed); 0.10.2+ fixes aya-log BTF.
+const BPF_LINKER: &str = "0.10.4";
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn setup() -> Result<()> {
+    if Command::new("rustup").arg("--version").output().is_err() {
+        bail!("rustup not found: the eBPF programs are built with a nightly toolchain managed by rustup");
+    }
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
+    if !toolchains.lines().any(|l| l.starts_with(NIGHTLY)) {
+        eprintln!("xtask setup: installing the {NIGHTLY} toolchain (builds the eBPF programs)");
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            NIGHTLY,
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    let comps = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        NIGHTLY,
+    ]))
+    .unwrap_or_default();
+    if !comps.lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("xtask setup: adding rust-src to {NIGHTLY} (core is rebuilt for the BPF target)");
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))?;
+    }
+    let linker = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
+    if !linker.contains(BPF_LINKER) {
+        eprintln!("xtask setup: installing bpf-linker {BPF_LINKER} (links the eBPF object; ~70 s)");
+        run(Command::new("cargo").args([
+            "install",
+            &format!("bpf-linker@{BPF_LINKER}"),
+            "--locked",
+            "--force",
+        ]))?;
+        let linker = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
+        if !linker.contains(BPF_LINKER) {
+            bail!("bpf-linker {BPF_LINKER} installed but not on PATH (add ~/.cargo/bin to PATH)");
+        }
+    }
+    let mut missing = Vec::new();
+    for (tool, package) in [
+        ("g++", "g++"),
+        ("nm", "binutils"),
+        ("gdb", "gdb"),
+        ("unzip", "unzip"),
+    ] {
+        if output(Command::new(tool).arg("--version")).is_none() {
+            missing.push(package);
+        }
+    }
+    if !missing.is_empty() {
+        apt_install(&missing)?;
+    }
+    eprintln!("xtask setup: ok (nightly + rust-src, bpf-linker {BPF_LINKER}, g++, binutils, gdb)");
+    Ok(())
+}
+
+/// Installs Debian packages (root only), updating the package lists first.
+pub fn apt_install(packages: &[&str]) -> Result<()> {
+    eprintln!(
+        "xtask setup: installing Debian packages: {}",
+        packages.join(" ")
+    );
+    run(Command::new("apt-get").args(["update", "-qq"])).context("apt-get update (needs root)")?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
