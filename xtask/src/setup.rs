@@ -77,6 +77,12 @@ pub fn setup() -> Result<()> {
     Ok(())
 }
 
+pub fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
 /// Installs Debian packages (root only), updating the package lists first.
 pub fn apt_install(packages: &[&str]) -> Result<()> {
     eprintln!(

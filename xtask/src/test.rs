@@ -68,6 +68,5 @@ pub fn test(a: TestArgs) -> Result<()> {
     }
     run(&mut it)?;
     eprintln!("xtask test: all green");
-    let _ = Command::new("true");
     Ok(())
 }
