@@ -59,17 +59,16 @@ pub fn setup() -> Result<()> {
             bail!("bpf-linker {BPF_LINKER} installed but not on PATH (add ~/.cargo/bin to PATH)");
         }
     }
-    let mut missing = Vec::new();
-    for (tool, package) in [
+    let missing: Vec<&str> = [
         ("g++", "g++"),
         ("nm", "binutils"),
         ("gdb", "gdb"),
         ("unzip", "unzip"),
-    ] {
-        if output(Command::new(tool).arg("--version")).is_none() {
-            missing.push(package);
-        }
-    }
+    ]
+    .into_iter()
+    .filter(|(tool, _)| !on_path(tool))
+    .map(|(_, package)| package)
+    .collect();
     if !missing.is_empty() {
         apt_install(&missing)?;
     }

@@ -34,17 +34,26 @@ pub fn test(a: TestArgs) -> Result<()> {
             "warnings",
         ]))?;
         // …and the eBPF crate for its own target (what that target allows: no tests, no std).
-        run(cargo()
+        run(Command::new("rustup")
+            .current_dir(root())
             .args([
-                "+nightly",
+                "run",
+                "nightly",
+                "cargo",
                 "clippy",
                 "-p",
                 "tracer-ebpf",
                 "--release",
+            ])
+            .args([
                 "--target",
                 "bpfel-unknown-none",
-            ])
-            .args(["-Z", "build-std=core", "--", "-D", "warnings"]))?;
+                "-Z",
+                "build-std=core",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
     }
     // Unit tests: collector, catalog, resolution, … (no root needed).
     run(cargo().args([
