@@ -174,7 +174,8 @@ impl Probes {
         Ok(n)
     }
 
-    /// Registers `pid` as traced, so its exit is reported even if it never hits a probe.
+    /// Registers `pid` as traced, so its exit is reported even if it never hits a probe
+    /// (BPF_NOEXIST: a probe that already registered it keeps its instance).
     pub fn track_process(&mut self, pid: u32, instance: u64) -> Result<()> {
         let mut procs: HashMap<_, u32, u64> = HashMap::try_from(
             self.ebpf
@@ -182,9 +183,10 @@ impl Probes {
                 .ok_or_else(|| missing("PROCESSES"))?,
         )
         .map_err(|source| map_err("PROCESSES", source))?;
-        procs
-            .insert(pid, instance, 0)
-            .map_err(|source| map_err("PROCESSES", source))
+        match procs.insert(pid, instance, 1) {
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            r => r.map_err(|source| map_err("PROCESSES", source)),
+        }
     }
 
     /// Loss counters summed over CPUs, by name.

@@ -285,6 +285,7 @@ fn check_header(path: &Path, data: &[u8]) -> Result<()> {
 }
 
 pub fn resolve_bytes(path: &Path, data: &[u8], catalog: &Catalog) -> Result<Resolution> {
+    let t0 = std::time::Instant::now();
     check_header(path, data)?;
     let file = object::File::parse(data).map_err(|e| Error::NotElf {
         path: path.into(),
@@ -344,6 +345,7 @@ pub fn resolve_bytes(path: &Path, data: &[u8], catalog: &Catalog) -> Result<Reso
             }
         }
     }
+    eprintln!("scan {:?} cands {}", t0.elapsed(), candidates.len());
     let scanned = dynsym_symbols + symtab_symbols;
     if scanned == 0 {
         return Err(Error::NoSymbols { path: path.into() });
@@ -354,6 +356,7 @@ pub fn resolve_bytes(path: &Path, data: &[u8], catalog: &Catalog) -> Result<Reso
         c.demangled = demangle(c.name);
     }
 
+    eprintln!("demangled {:?}", t0.elapsed());
     // (virtual address, size in memory, file offset, size in file) of each loadable segment.
     let segments: Vec<(u64, u64, u64, u64, bool)> = file
         .segments()
@@ -385,6 +388,7 @@ pub fn resolve_bytes(path: &Path, data: &[u8], catalog: &Catalog) -> Result<Reso
         .iter()
         .map(|spec| resolve_role(spec, &catalog.abi, &candidates, &locate))
         .collect();
+    eprintln!("roles {:?}", t0.elapsed());
     if roles.iter().all(|r| r.attach.is_empty() && r.rejected.is_empty()) {
         return Err(Error::NotTtMetal { path: path.into() });
     }

@@ -47,9 +47,10 @@ pub fn start(
     if !probes.exit_codes {
         eprintln!("tt-tracer: warning: task_struct layout unknown (no kernel BTF?): exit codes not reported");
     }
+    // Tracked before the probes can fire, so the process has one instance from the start.
+    probes.track_process(pid, tt_tracer::kernel::monotonic_ns())?;
     let n = probes.attach_library(lib, resolution, catalog, Some(pid))?;
     log::info!("{n} probes attached to {} for pid {pid}", lib.display());
-    probes.track_process(pid, tt_tracer::kernel::monotonic_ns())?;
     Ok(Session::new(probes, rings)?)
 }
 

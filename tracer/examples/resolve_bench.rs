@@ -1,0 +1,70 @@
+//! Time to resolve every catalog role in a library, against the time to only read the file.
+//!
+//!     cargo run --release -p tt-tracer --example resolve_bench -- LIB [RUNS]
+//!
+//! Runs alternate (read, resolve, read, resolve, …) so both see the same page-cache state; the
+//! medians of RUNS (default 11) are printed.
+
+use std::{path::PathBuf, process::ExitCode, time::Instant};
+
+use tt_tracer::{catalog::Catalog, resolve};
+
+fn median_ms(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let Some(lib) = args.next().map(PathBuf::from) else {
+        eprintln!("usage: resolve_bench LIB [RUNS]");
+        return ExitCode::from(2);
+    };
+    let runs: usize = match args.next().map(|n| n.parse()) {
+        None => 11,
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => {
+            eprintln!("RUNS must be a positive integer");
+            return ExitCode::from(2);
+        }
+    };
+    let catalog = Catalog::builtin();
+    let size = match std::fs::metadata(&lib) {
+        Ok(m) => m.len(),
+        Err(e) => {
+            eprintln!("{}: {e}", lib.display());
+            return ExitCode::from(3);
+        }
+    };
+    // One untimed round warms the page cache.
+    if let Err(e) = resolve::resolve_file(&lib, &catalog) {
+        eprintln!("{e}");
+        return ExitCode::from(3);
+    }
+    let (mut read, mut full) = (Vec::new(), Vec::new());
+    let mut last = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let bytes = std::fs::read(&lib).expect("read");
+        read.push(t.elapsed().as_secs_f64() * 1e3);
+        drop(bytes);
+
+        let t = Instant::now();
+        let r = resolve::resolve_file(&lib, &catalog).expect("resolve");
+        full.push(t.elapsed().as_secs_f64() * 1e3);
+        last = Some(r);
+    }
+    let r = last.expect("at least one run");
+    let resolved = r.roles.iter().filter(|x| !x.attach.is_empty()).count();
+    println!("library:   {} ({:.1} MB)", lib.display(), size as f64 / 1e6);
+    println!(
+        "symbols:   {} in .dynsym, {} in .symtab; {resolved}/{} roles resolved",
+        r.dynsym_symbols,
+        r.symtab_symbols,
+        r.roles.len()
+    );
+    println!("runs:      {runs}");
+    println!("read only: median {:.1} ms", median_ms(read));
+    println!("resolve:   median {:.1} ms (read + parse + match + place)", median_ms(full));
+    ExitCode::SUCCESS
+}
