@@ -14,6 +14,14 @@ pub enum Origin {
     Program = 3,
     /// Inside device initialisation but outside fabric/dispatch (firmware).
     DeviceInit = 4,
+    /// Inside a mesh's creation (its devices are opened in here).
+    MeshOpen = 5,
+    /// Inside a device's own allocator set-up (banks built here belong to that chip).
+    DeviceAllocator = 6,
+    /// Inside a mesh's allocator set-up (banks built here belong to the mesh, lock-step).
+    MeshAllocator = 7,
+    /// Inside a throw-away allocator used only to compute bank tables.
+    ScratchAllocator = 8,
 }
 
 impl Origin {
@@ -24,6 +32,10 @@ impl Origin {
             2 => Self::Dispatch,
             3 => Self::Program,
             4 => Self::DeviceInit,
+            5 => Self::MeshOpen,
+            6 => Self::DeviceAllocator,
+            7 => Self::MeshAllocator,
+            8 => Self::ScratchAllocator,
             _ => return None,
         })
     }
@@ -55,7 +67,7 @@ impl EventKind {
     }
 }
 
-/// One probe hit (88 bytes).
+/// One probe hit (96 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -73,10 +85,16 @@ pub struct Event {
     /// [`Origin`] of the innermost context on the thread (for contexts: the one entered/left).
     pub origin: u8,
     /// Number of contexts active on the thread, after an enter / before an exit.
-    pub depth: u32,
+    pub depth: u8,
+    /// For context events: [`Origin`] of the enclosing context (0 if none).
+    pub parent_origin: u8,
+    pub _pad: u16,
     /// `this` of the innermost context (e.g. the `Device*` being configured), 0 if none.
     pub context_this: u64,
-    /// Fields read as the recipe says; for ProcessExit: [exit_code, 0, 0, 0].
+    /// For context events: `this` of the enclosing context, 0 if none.
+    pub parent_this: u64,
+    /// Fields read as the recipe says (also for context enters); for ProcessExit:
+    /// [exit status, 0, 0, 0].
     pub fields: [u64; crate::MAX_FIELDS],
     /// Return value for `CallWithReturn`, else 0.
     pub ret: u64,

@@ -65,6 +65,9 @@ fn main() -> ExitCode {
     );
     println!("runs:      {runs}");
     println!("read only: median {:.1} ms", median_ms(read));
-    println!("resolve:   median {:.1} ms (read + parse + match + place)", median_ms(full));
+    println!(
+        "resolve:   median {:.1} ms (read + parse + match + place)",
+        median_ms(full)
+    );
     ExitCode::SUCCESS
 }

@@ -147,6 +147,10 @@ impl Catalog {
                 Some("dispatch") => Origin::Dispatch,
                 Some("program") => Origin::Program,
                 Some("device_init") => Origin::DeviceInit,
+                Some("mesh_open") => Origin::MeshOpen,
+                Some("device_allocator") => Origin::DeviceAllocator,
+                Some("mesh_allocator") => Origin::MeshAllocator,
+                Some("scratch_allocator") => Origin::ScratchAllocator,
                 Some(o) => return Err(bad(format!("role `{}`: unknown origin `{o}`", r.id))),
             };
             if kind == RecipeKind::Context && r.origin.is_none() {
@@ -159,6 +163,17 @@ impl Catalog {
             };
             if r.names.is_empty() {
                 return Err(bad(format!("role `{}` lists no names", r.id)));
+            }
+            // Names are matched against the text before the parameter list.
+            if let Some(n) = r
+                .names
+                .iter()
+                .find(|n| n.contains(['(', ')', ' ']) || n.is_empty())
+            {
+                return Err(bad(format!(
+                    "role `{}`: name `{n}` must be a qualified name without parameters (like `tt::tt_metal::Device::close`)",
+                    r.id
+                )));
             }
             for f in &r.fields {
                 if role.field_index(&f.name).is_none() {
@@ -202,6 +217,19 @@ impl Catalog {
                     return Err(bad(format!("role `{}` lacks field `{need}`", r.id)));
                 }
             }
+            if r.ret.as_deref() != role.return_value() {
+                return Err(bad(format!(
+                    "role `{}`: ret must be {:?}",
+                    r.id,
+                    role.return_value()
+                )));
+            }
+            if role.return_value().is_some() != (kind == RecipeKind::CallWithReturn) {
+                return Err(bad(format!(
+                    "role `{}`: only call_with_return roles read a return value",
+                    r.id
+                )));
+            }
             roles.push(RoleSpec {
                 role,
                 summary: r.summary,
@@ -243,6 +271,7 @@ mod tests {
             ("schema = 1\n[[role]]\nid = \"x\"\nsummary=\"\"\nkind=\"call\"\nrequired=true\nmember=true\nnames=[\"a\"]", "unknown role"),
             ("schema = 1\n[[role]]\nid = \"device_close\"\nsummary=\"\"\nkind=\"call\"\nrequired=true\nmember=true\nnames=[\"a\"]", "lacks field"),
             ("not toml [", "catalog"),
+            ("schema = 1\n[[role]]\nid = \"device_close\"\nsummary=\"\"\nkind=\"call\"\nrequired=true\nmember=true\nnames=[\"a::close()\"]", "without parameters"),
         ];
         for (text, want) in cases {
             let err = Catalog::parse(text, "t").unwrap_err().to_string();

@@ -9,7 +9,12 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use tracer_common::{Event, EventKind, Origin};
 
-use crate::roles::Role;
+use crate::{
+    memory::{
+        Allocation, BufferType, CircularBuffers, LiveAllocations, MemoryBooks, Outstanding, OwnerId,
+    },
+    roles::Role,
+};
 
 /// A process instance: pid plus when the tracer first saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -92,7 +97,14 @@ impl KernelClass {
         match origin {
             Some(Origin::Fabric) => KernelClass::Fabric,
             Some(Origin::Dispatch) => KernelClass::Dispatch,
-            Some(Origin::DeviceInit) => KernelClass::Init,
+            // Written while a device or mesh is being brought up (firmware): system, not user.
+            Some(
+                Origin::DeviceInit
+                | Origin::MeshOpen
+                | Origin::DeviceAllocator
+                | Origin::MeshAllocator
+                | Origin::ScratchAllocator,
+            ) => KernelClass::Init,
             Some(Origin::Application | Origin::Program) | None => KernelClass::Application,
         }
     }
@@ -112,6 +124,45 @@ pub struct DeviceLedger {
     pub resident: Kernels,
     pub first_load_ns: Option<u64>,
     pub last_load_ns: Option<u64>,
+    /// Buffers of the chip's own allocator (a mesh's lock-step buffers are in its mesh).
+    pub memory: MemoryBooks,
+    pub circular_buffers: CircularBuffers,
+    /// The chip's own buffers still allocated when it closed.
+    pub outstanding_at_close: Vec<Outstanding>,
+    /// The mesh whose lock-step allocator also places buffers on this chip, if any.
+    pub mesh: Option<u32>,
+}
+
+/// A mesh: its lock-step allocator places every buffer at the same address on all its chips.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MeshLedger {
+    /// 1, 2, … in the order the process built them.
+    pub index: u32,
+    /// Chips opened while the mesh was being created (empty if they were opened before).
+    pub chips: Vec<i64>,
+    pub opened_ns: u64,
+    pub closed_ns: Option<u64>,
+    /// Buffers of the mesh allocator: each occupies its size on every chip of the mesh.
+    pub memory: MemoryBooks,
+    pub outstanding_at_close: Vec<Outstanding>,
+}
+
+/// Who a bank's allocations belong to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    Chip(i64),
+    Mesh(u32),
+    /// A bank built for a throw-away allocator (bank tables), or where no context said.
+    Unattributed,
+}
+
+/// A buffer still allocated when its process exited.
+#[derive(Clone, Debug, Serialize)]
+pub struct Leak {
+    /// "chip N", "mesh N" or "unattributed".
+    pub owner: String,
+    #[serde(flatten)]
+    pub buffer: Outstanding,
 }
 
 /// How a process ended, from the kernel's wait status.
@@ -155,9 +206,11 @@ pub struct Cleanup {
     pub status: ExitStatus,
     pub released: Kernels,
     pub devices: Vec<i64>,
+    /// Device buffers still allocated at exit (released by the exit), oldest first.
+    pub leaks: Vec<Leak>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct ProcessLedger {
     pub pid: u32,
     pub instance: u64,
@@ -165,10 +218,28 @@ pub struct ProcessLedger {
     pub last_ns: u64,
     pub devices: BTreeMap<i64, DeviceLedger>,
     pub exit: Option<Cleanup>,
-    /// Events that referred to something unknown (e.g. closing a device never opened).
+    pub meshes: BTreeMap<u32, MeshLedger>,
+    /// Buffers whose owner is unknown (banks built outside any allocator context).
+    pub unattributed: MemoryBooks,
+    pub workloads_enqueued: u64,
+    /// Events that referred to something unknown (closing a device never opened, freeing an
+    /// address never allocated, a CB on an unknown device).
     pub unmatched: u64,
     #[serde(skip)]
     device_ptrs: HashMap<u64, i64>,
+    #[serde(skip)]
+    owners: Vec<Owner>,
+    #[serde(skip)]
+    banks: HashMap<u64, (BufferType, OwnerId)>,
+    #[serde(skip)]
+    mesh_by_impl: HashMap<u64, u32>,
+    #[serde(skip)]
+    mesh_by_device: HashMap<u64, u32>,
+    /// Chips opened inside each MeshDevice::create call (keyed by its result pointer).
+    #[serde(skip)]
+    mesh_opens: HashMap<u64, Vec<i64>>,
+    #[serde(skip)]
+    live: LiveAllocations,
 }
 
 impl ProcessLedger {
@@ -180,9 +251,45 @@ impl ProcessLedger {
             last_ns: ts,
             devices: BTreeMap::new(),
             exit: None,
+            meshes: BTreeMap::new(),
+            unattributed: MemoryBooks::default(),
+            workloads_enqueued: 0,
             unmatched: 0,
             device_ptrs: HashMap::new(),
+            owners: Vec::new(),
+            banks: HashMap::new(),
+            mesh_by_impl: HashMap::new(),
+            mesh_by_device: HashMap::new(),
+            mesh_opens: HashMap::new(),
+            live: LiveAllocations::default(),
         }
+    }
+    fn owner_id(&mut self, o: Owner) -> OwnerId {
+        match self.owners.iter().position(|x| *x == o) {
+            Some(i) => i as OwnerId,
+            None => {
+                self.owners.push(o);
+                (self.owners.len() - 1) as OwnerId
+            }
+        }
+    }
+    fn owner_name(&self, id: OwnerId) -> String {
+        match self.owners.get(id as usize) {
+            Some(Owner::Chip(c)) => format!("chip {c}"),
+            Some(Owner::Mesh(m)) => format!("mesh {m}"),
+            _ => "unattributed".into(),
+        }
+    }
+    fn books(&mut self, id: OwnerId) -> &mut MemoryBooks {
+        match self.owners.get(id as usize).copied() {
+            Some(Owner::Chip(c)) => &mut self.device(c).memory,
+            Some(Owner::Mesh(m)) if self.meshes.contains_key(&m) => &mut self.meshes.get_mut(&m).unwrap().memory,
+            _ => &mut self.unattributed,
+        }
+    }
+    /// Live device buffers the process holds now.
+    pub fn live_allocations(&self) -> usize {
+        self.live.len()
     }
     fn device(&mut self, chip: i64) -> &mut DeviceLedger {
         self.devices.entry(chip).or_insert_with(|| DeviceLedger {
@@ -241,6 +348,8 @@ pub enum Record {
     MeshClosed {
         pid: u32,
         ts_ns: u64,
+        mesh: Option<u32>,
+        outstanding: u64,
     },
     ProcessExited(Cleanup),
 }
@@ -286,6 +395,29 @@ impl Collector {
         match kind {
             EventKind::ContextEnter => {
                 self.context_starts.insert((ev.tid, ev.role), ev.ts_ns);
+                match role {
+                    Role::MeshOpen => {
+                        proc.mesh_opens.insert(ev.context_this, Vec::new());
+                    }
+                    Role::MeshAllocator => {
+                        let index = proc.meshes.len() as u32 + 1;
+                        let chips = if Origin::from_u8(ev.parent_origin) == Some(Origin::MeshOpen) {
+                            proc.mesh_opens.get(&ev.parent_this).cloned().unwrap_or_default()
+                        } else {
+                            Vec::new()
+                        };
+                        for c in &chips {
+                            proc.device(*c).mesh = Some(index);
+                        }
+                        proc.meshes.insert(
+                            index,
+                            MeshLedger { index, chips, opened_ns: ev.ts_ns, ..Default::default() },
+                        );
+                        proc.mesh_by_impl.insert(ev.context_this, index);
+                        proc.mesh_by_device.insert(field("mesh"), index);
+                    }
+                    _ => {}
+                }
                 let chip = proc.device_ptrs.get(&ev.context_this).copied();
                 Some(Record::ContextEntered {
                     pid: key.pid,
@@ -311,6 +443,9 @@ impl Collector {
                 Role::DeviceOpen => {
                     let chip = field("chip") as u32 as i32 as i64;
                     proc.device_ptrs.insert(field("device"), chip);
+                    if Origin::from_u8(ev.origin) == Some(Origin::MeshOpen) {
+                        proc.mesh_opens.entry(ev.context_this).or_default().push(chip);
+                    }
                     let d = proc.device(chip);
                     d.opened_ns = Some(ev.ts_ns);
                     d.closed_ns = None;
@@ -344,24 +479,98 @@ impl Collector {
                         proc.unmatched += 1;
                         return None;
                     };
+                    let owner = proc.owner_id(Owner::Chip(chip));
+                    let outstanding = proc.live.of_owner(owner, ev.ts_ns);
                     let d = proc.device(chip);
                     d.closed_ns = Some(ev.ts_ns);
+                    d.outstanding_at_close = outstanding;
                     let released = std::mem::take(&mut d.resident);
-                    Some(Record::DeviceClosed {
-                        pid: key.pid,
-                        ts_ns: ev.ts_ns,
-                        chip,
-                        released,
-                    })
+                    Some(Record::DeviceClosed { pid: key.pid, ts_ns: ev.ts_ns, chip, released })
                 }
-                Role::MeshClose => Some(Record::MeshClosed {
-                    pid: key.pid,
-                    ts_ns: ev.ts_ns,
-                }),
+                Role::MeshClose => {
+                    let mesh = proc.mesh_by_device.get(&field("mesh")).copied();
+                    let mut outstanding = 0;
+                    if let Some(m) = mesh {
+                        let owner = proc.owner_id(Owner::Mesh(m));
+                        let o = proc.live.of_owner(owner, ev.ts_ns);
+                        outstanding = o.len() as u64;
+                        let ml = proc.meshes.get_mut(&m).expect("mesh registered");
+                        ml.closed_ns = Some(ev.ts_ns);
+                        ml.outstanding_at_close = o;
+                    }
+                    Some(Record::MeshClosed { pid: key.pid, ts_ns: ev.ts_ns, mesh, outstanding })
+                }
+                Role::BankNew => {
+                    let owner = match Origin::from_u8(ev.origin) {
+                        Some(Origin::DeviceAllocator) => match proc.device_ptrs.get(&ev.context_this) {
+                            Some(&c) => Owner::Chip(c),
+                            None => Owner::Unattributed,
+                        },
+                        Some(Origin::MeshAllocator) => match proc.mesh_by_impl.get(&ev.context_this) {
+                            Some(&m) => Owner::Mesh(m),
+                            None => Owner::Unattributed,
+                        },
+                        _ => Owner::Unattributed,
+                    };
+                    let id = proc.owner_id(owner);
+                    proc.banks.insert(field("bank"), (BufferType::from_raw(field("buffer_type")), id));
+                    None
+                }
+                Role::BankAllocate => {
+                    let bank = field("bank");
+                    let (buffer_type, owner) = match proc.banks.get(&bank) {
+                        Some(&b) => b,
+                        None => (BufferType::Other, proc.owner_id(Owner::Unattributed)),
+                    };
+                    let size = field("size");
+                    let a = Allocation { size, allocated_ns: ev.ts_ns, owner, buffer_type };
+                    if let Some(old) = proc.live.insert(bank, ev.ret, a) {
+                        // The same address again without a free we saw: book the old one freed.
+                        proc.unmatched += 1;
+                        proc.books(old.owner).free(old.buffer_type, old.size);
+                    }
+                    proc.books(owner).allocate(buffer_type, size);
+                    None
+                }
+                Role::BankFree => {
+                    match proc.live.remove(field("bank"), field("address")) {
+                        Some(a) => proc.books(a.owner).free(a.buffer_type, a.size),
+                        None => proc.unmatched += 1,
+                    }
+                    None
+                }
+                Role::BankFreeAll => {
+                    for (_, a) in proc.live.drain_bank(field("bank")) {
+                        proc.books(a.owner).clear(a.buffer_type, a.size);
+                    }
+                    None
+                }
+                Role::CbAllocate => {
+                    match proc.device_ptrs.get(&field("device")).copied() {
+                        Some(c) => proc.device(c).circular_buffers.allocate(field("size")),
+                        None => proc.unmatched += 1,
+                    }
+                    None
+                }
+                Role::CbFreeAll => {
+                    match proc.device_ptrs.get(&field("device")).copied() {
+                        Some(c) => proc.device(c).circular_buffers.clear(),
+                        None => proc.unmatched += 1,
+                    }
+                    None
+                }
+                Role::WorkloadEnqueue => {
+                    proc.workloads_enqueued += 1;
+                    None
+                }
                 Role::DeviceInit
                 | Role::FabricContext
                 | Role::DispatchContext
-                | Role::ProgramBinaries => None,
+                | Role::ProgramBinaries
+                | Role::MeshOpen
+                | Role::DeviceAllocator
+                | Role::MeshAllocator
+                | Role::ScratchAllocator => None,
             },
             EventKind::ProcessExit => unreachable!("handled above"),
         }
@@ -380,12 +589,21 @@ impl Collector {
             }
             released.merge(&std::mem::take(&mut d.resident));
         }
+        let mut leaks: Vec<Leak> = Vec::new();
+        for id in 0..proc.owners.len() as OwnerId {
+            for buffer in proc.live.of_owner(id, ev.ts_ns) {
+                leaks.push(Leak { owner: proc.owner_name(id), buffer });
+            }
+        }
+        leaks.sort_by_key(|l| (l.buffer.allocated_ns, l.buffer.address));
+        proc.live.clear();
         let cleanup = Cleanup {
             pid: key.pid,
             exit_ns: ev.ts_ns,
             status: ExitStatus::from_raw(ev.fields[0]),
             released,
             devices,
+            leaks,
         };
         proc.last_ns = proc.last_ns.max(ev.ts_ns);
         proc.exit = Some(cleanup.clone());
@@ -430,7 +648,10 @@ mod tests {
             kind: kind as u8,
             origin: origin as u8,
             depth: 0,
+            parent_origin: 0,
+            _pad: 0,
             context_this: 0,
+            parent_this: 0,
             fields: f,
             ret: 0,
             entry_ts_ns: 1000,

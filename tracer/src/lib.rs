@@ -9,6 +9,7 @@ pub mod collector;
 pub mod errors;
 pub mod kernel;
 pub mod loader;
+pub mod memory;
 pub mod process;
 pub mod report;
 pub mod resolve;

@@ -231,7 +231,10 @@ pub fn record_line(r: &Record) -> String {
                 kib(t.bytes)
             )
         }
-        Record::MeshClosed { pid, .. } => format!("[{pid}] mesh closed"),
+        Record::MeshClosed { pid, mesh, outstanding, .. } => match mesh {
+            Some(m) => format!("[{pid}] mesh {m} closed with {outstanding} buffers outstanding"),
+            None => format!("[{pid}] mesh closed"),
+        },
         Record::ProcessExited(c) => cleanup_line(c),
     }
 }

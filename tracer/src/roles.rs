@@ -16,10 +16,21 @@ pub enum Role {
     KernelBinaryWrite = 6,
     DeviceClose = 7,
     MeshClose = 8,
+    MeshOpen = 9,
+    DeviceAllocator = 10,
+    MeshAllocator = 11,
+    ScratchAllocator = 12,
+    BankNew = 13,
+    BankAllocate = 14,
+    BankFree = 15,
+    BankFreeAll = 16,
+    CbAllocate = 17,
+    CbFreeAll = 18,
+    WorkloadEnqueue = 19,
 }
 
 impl Role {
-    pub const ALL: [Role; 8] = [
+    pub const ALL: [Role; 19] = [
         Role::DeviceInit,
         Role::FabricContext,
         Role::DispatchContext,
@@ -28,6 +39,17 @@ impl Role {
         Role::KernelBinaryWrite,
         Role::DeviceClose,
         Role::MeshClose,
+        Role::MeshOpen,
+        Role::DeviceAllocator,
+        Role::MeshAllocator,
+        Role::ScratchAllocator,
+        Role::BankNew,
+        Role::BankAllocate,
+        Role::BankFree,
+        Role::BankFreeAll,
+        Role::CbAllocate,
+        Role::CbFreeAll,
+        Role::WorkloadEnqueue,
     ];
 
     pub fn id(self) -> &'static str {
@@ -40,6 +62,17 @@ impl Role {
             Role::KernelBinaryWrite => "kernel_binary_write",
             Role::DeviceClose => "device_close",
             Role::MeshClose => "mesh_close",
+            Role::MeshOpen => "mesh_open",
+            Role::DeviceAllocator => "device_allocator",
+            Role::MeshAllocator => "mesh_allocator",
+            Role::ScratchAllocator => "scratch_allocator",
+            Role::BankNew => "bank_new",
+            Role::BankAllocate => "bank_allocate",
+            Role::BankFree => "bank_free",
+            Role::BankFreeAll => "bank_free_all",
+            Role::CbAllocate => "cb_allocate",
+            Role::CbFreeAll => "cb_free_all",
+            Role::WorkloadEnqueue => "workload_enqueue",
         }
     }
 
@@ -58,10 +91,29 @@ impl Role {
             Role::KernelBinaryWrite => &["bytes", "chip", "address"],
             Role::DeviceClose => &["device"],
             Role::MeshClose => &["mesh"],
+            Role::MeshAllocator => &["mesh"],
+            Role::BankNew => &["bank", "buffer_type"],
+            Role::BankAllocate => &["bank", "size"],
+            Role::BankFree => &["bank", "address"],
+            Role::BankFreeAll => &["bank"],
+            Role::CbAllocate => &["address", "size", "device"],
+            Role::CbFreeAll => &["device"],
+            Role::WorkloadEnqueue => &["queue"],
             Role::DeviceInit
             | Role::FabricContext
             | Role::DispatchContext
-            | Role::ProgramBinaries => &[],
+            | Role::ProgramBinaries
+            | Role::MeshOpen
+            | Role::DeviceAllocator
+            | Role::ScratchAllocator => &[],
+        }
+    }
+
+    /// The return value a `call_with_return` role reads, if any.
+    pub fn return_value(self) -> Option<&'static str> {
+        match self {
+            Role::BankAllocate => Some("address"),
+            _ => None,
         }
     }
 

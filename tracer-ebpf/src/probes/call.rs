@@ -75,7 +75,10 @@ fn new_event(recipe: &Recipe, kind: EventKind, pid_tgid: u64, now: u64) -> Event
         kind: kind as u8,
         origin: 0,
         depth: 0,
+        parent_origin: 0,
+        _pad: 0,
         context_this: 0,
+        parent_this: 0,
         fields: [0; MAX_FIELDS],
         ret: 0,
         entry_ts_ns: now,
@@ -132,27 +135,35 @@ fn try_entry(ctx: &ProbeContext) -> Result<(), ()> {
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
 
+    let args = arg_registers(ctx);
+    let (origin, this, depth) = context::innermost(pid_tgid);
+    let kind = if recipe.kind == RecipeKind::Context as u8 {
+        EventKind::ContextEnter
+    } else {
+        EventKind::Call
+    };
+    let mut ev = new_event(recipe, kind, pid_tgid, now);
+    for (out, rule) in ev.fields.iter_mut().zip(recipe.fields.iter()) {
+        *out = read_field(&args, rule);
+    }
+
     if recipe.kind == RecipeKind::Context as u8 {
-        let this = ctx.arg::<u64>(0).unwrap_or(0);
-        let depth = context::push(pid_tgid, recipe.origin, this).ok_or(())?;
-        let mut ev = new_event(recipe, EventKind::ContextEnter, pid_tgid, now);
+        // `this` (or a result pointer) names the context; the enclosing one links it to its
+        // parent (e.g. a mesh allocator to the mesh being created).
+        let own = args[0];
+        let depth = context::push(pid_tgid, recipe.origin, own).ok_or(())?;
         ev.origin = recipe.origin;
-        ev.depth = depth;
-        ev.context_this = this;
-        ev.fields[0] = this;
+        ev.depth = depth as u8;
+        ev.context_this = own;
+        ev.parent_origin = origin;
+        ev.parent_this = this;
         submit(recipe.ring, &ev);
         return Ok(());
     }
 
-    let mut ev = new_event(recipe, EventKind::Call, pid_tgid, now);
-    let (origin, this, depth) = context::innermost(pid_tgid);
     ev.origin = origin;
     ev.context_this = this;
-    ev.depth = depth;
-    let args = arg_registers(ctx);
-    for (out, rule) in ev.fields.iter_mut().zip(recipe.fields.iter()) {
-        *out = read_field(&args, rule);
-    }
+    ev.depth = depth as u8;
 
     if recipe.kind == RecipeKind::CallWithReturn as u8 {
         let key = PendingKey { pid_tgid, cookie };
@@ -181,9 +192,8 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
         }
         let mut ev = new_event(recipe, EventKind::ContextExit, pid_tgid, now);
         ev.origin = origin;
-        ev.depth = depth;
+        ev.depth = depth as u8;
         ev.context_this = this;
-        ev.fields[0] = this;
         submit(recipe.ring, &ev);
         return Ok(());
     }

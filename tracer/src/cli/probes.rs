@@ -39,24 +39,33 @@ pub fn probes(a: ProbesArgs) -> anyhow::Result<u8> {
     let elapsed_ms = t0.elapsed().as_secs_f64() * 1e3;
     let (r, catalog) = match resolved {
         Ok(ok) => ok,
-        Err(e) if a.json => {
-            // Still one JSON document on stdout, so a fleet script can parse every host's answer.
-            let kind = error_kind(&e);
+        Err(e) => {
             let message = e.to_string();
+            let kind = error_kind(&e);
             let code = super::code_for(&e.into());
-            let out = ErrorOut {
-                schema: SCHEMA,
-                library: &a.lib,
-                exit_code: code,
-                error: ErrorBody { kind, message: message.clone() },
-            };
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            if a.json {
+                // Still one JSON document on stdout, so a fleet script can parse every host's answer.
+                let out = ErrorOut {
+                    schema: SCHEMA,
+                    library: &a.lib,
+                    exit_code: code,
+                    error: ErrorBody {
+                        kind,
+                        message: message.clone(),
+                    },
+                };
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            }
+            // The message already names the cause; printing the error chain would repeat it.
             eprintln!("tt-tracer: {message}");
             return Ok(code);
         }
-        Err(e) => return Err(e.into()),
     };
-    let code = if r.has_code && r.missing_required().is_empty() { 0 } else { exit::LIBRARY };
+    let code = if r.has_code && r.missing_required().is_empty() {
+        0
+    } else {
+        exit::LIBRARY
+    };
     if a.json {
         let out = json(&r, &catalog.origin, code, elapsed_ms);
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -257,7 +266,11 @@ fn text(r: &Resolution) -> String {
         "symbols:  {} in .dynsym, {} in .symtab{}",
         r.dynsym_symbols,
         r.symtab_symbols,
-        if r.symtab_symbols == 0 { " (stripped: exported names only)" } else { "" }
+        if r.symtab_symbols == 0 {
+            " (stripped: exported names only)"
+        } else {
+            ""
+        }
     );
     if !r.has_code {
         let _ = writeln!(
@@ -266,13 +279,35 @@ fn text(r: &Resolution) -> String {
         );
     }
     for role in &r.roles {
-        let need = if role.required { "required" } else { "optional" };
-        let state = if role.attach.is_empty() { "UNRESOLVED" } else { "ok" };
-        let _ = writeln!(s, "\n{} [{need}, {}] {state}: {}", role.role.id(), role.kind, role.summary);
+        let need = if role.required {
+            "required"
+        } else {
+            "optional"
+        };
+        let state = if role.attach.is_empty() {
+            "UNRESOLVED"
+        } else {
+            "ok"
+        };
+        let _ = writeln!(
+            s,
+            "\n{} [{need}, {}] {state}: {}",
+            role.role.id(),
+            role.kind,
+            role.summary
+        );
         for p in &role.attach {
             let _ = writeln!(s, "  {}", p.demangled);
-            let offset = if r.has_code { format!("{:#x}", p.file_offset) } else { "-".into() };
-            let _ = writeln!(s, "    {}  address {:#x}  file offset {offset}", p.mangled, p.address);
+            let offset = if r.has_code {
+                format!("{:#x}", p.file_offset)
+            } else {
+                "-".into()
+            };
+            let _ = writeln!(
+                s,
+                "    {}  address {:#x}  file offset {offset}",
+                p.mangled, p.address
+            );
             for a in &p.aliases {
                 let _ = writeln!(s, "    alias {a}");
             }
@@ -300,7 +335,12 @@ fn text(r: &Resolution) -> String {
             }
             Some(instead) => {
                 let missing: Vec<&str> = f.missing.iter().map(|m| m.id()).collect();
-                let _ = writeln!(s, "  degraded  {}: {instead} ({} not resolved)", f.id, missing.join(", "));
+                let _ = writeln!(
+                    s,
+                    "  degraded  {}: {instead} ({} not resolved)",
+                    f.id,
+                    missing.join(", ")
+                );
             }
         }
     }
@@ -308,7 +348,11 @@ fn text(r: &Resolution) -> String {
     let verdict = if !missing.is_empty() {
         format!(
             "MISSING required roles: {}; run/attach refuse to start without --allow-partial",
-            missing.iter().map(|m| m.id()).collect::<Vec<_>>().join(", ")
+            missing
+                .iter()
+                .map(|m| m.id())
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     } else if !r.has_code {
         "all required roles resolved, but this file has no code: trace the library itself".into()
