@@ -4,7 +4,10 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::Serialize;
 
-use crate::collector::{Cleanup, Collector, Kernels, ProcessLedger, Record, Tally};
+use crate::{
+    collector::{Cleanup, Collector, Kernels, ProcessLedger, Record, Tally},
+    memory::{MemoryBooks, Outstanding},
+};
 
 #[derive(Debug, Serialize)]
 pub struct Report<'a> {
@@ -80,9 +83,65 @@ impl<'a> Report<'a> {
                         kib(r.bytes)
                     );
                 }
+                if !d.memory.is_empty() {
+                    let _ = writeln!(s, "    Buffers (the chip's own allocator):");
+                    memory_lines(&mut s, "      ", &d.memory);
+                    outstanding_line(&mut s, "      ", "Outstanding at close", &d.outstanding_at_close);
+                }
+                if let Some(m) = d.mesh {
+                    let _ = writeln!(s, "    Buffers of mesh {m} (lock-step: the same on every chip of the mesh)");
+                }
+                let cb = &d.circular_buffers;
+                if cb.allocs > 0 {
+                    let _ = writeln!(
+                        s,
+                        "    Circular buffers:    {:>3}  {:>11}  (live {}, peak {}, cleared {}×)",
+                        cb.allocs,
+                        kib(cb.alloc_bytes),
+                        kib(cb.live_bytes),
+                        kib(cb.peak_bytes),
+                        cb.clears
+                    );
+                }
+            }
+            for m in p.meshes.values() {
+                let chips: Vec<String> = m.chips.iter().map(|c| c.to_string()).collect();
+                let state = match m.closed_ns {
+                    Some(c) => format!("closed at +{}", secs(c.saturating_sub(p.first_ns))),
+                    None => "open".into(),
+                };
+                let _ = writeln!(
+                    s,
+                    "  mesh {} (chips {}; one lock-step allocator): {state}",
+                    m.index,
+                    if chips.is_empty() { "unknown: opened before it".to_string() } else { chips.join(", ") }
+                );
+                memory_lines(&mut s, "    ", &m.memory);
+                outstanding_line(&mut s, "    ", "Outstanding at close", &m.outstanding_at_close);
+            }
+            if !p.unattributed.is_empty() {
+                let _ = writeln!(s, "  buffers of banks outside any known allocator:");
+                memory_lines(&mut s, "    ", &p.unattributed);
+            }
+            if p.workloads_enqueued > 0 {
+                let _ = writeln!(s, "  workloads enqueued: {}", p.workloads_enqueued);
             }
             if let Some(c) = &p.exit {
                 let _ = writeln!(s, "  {}", cleanup_line(c));
+                for l in c.leaks.iter().take(20) {
+                    let _ = writeln!(
+                        s,
+                        "    leaked: {} {} {} at {:#x}, allocated {} before exit",
+                        l.owner,
+                        l.buffer.buffer_type.name(),
+                        kib(l.buffer.size),
+                        l.buffer.address,
+                        secs(l.buffer.age_ns)
+                    );
+                }
+                if c.leaks.len() > 20 {
+                    let _ = writeln!(s, "    … {} more (see the JSON report)", c.leaks.len() - 20);
+                }
             }
         }
         let lost: Vec<String> = self.lost.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -100,6 +159,41 @@ impl<'a> Report<'a> {
         );
         s
     }
+}
+
+fn memory_lines(s: &mut String, indent: &str, m: &MemoryBooks) {
+    for (t, b) in &m.by_type {
+        if b.allocs == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "{indent}{:<9} allocs {:>6} ({:>11})  frees {:>6} ({:>11})  live {:>5} ({:>11})  peak {:>11}{}",
+            t.name(),
+            b.allocs,
+            kib(b.alloc_bytes),
+            b.frees,
+            kib(b.free_bytes),
+            b.live,
+            kib(b.live_bytes),
+            kib(b.peak_bytes),
+            if b.cleared > 0 { format!("  released at close {}", b.cleared) } else { String::new() }
+        );
+    }
+}
+
+fn outstanding_line(s: &mut String, indent: &str, what: &str, o: &[Outstanding]) {
+    if o.is_empty() {
+        return;
+    }
+    let bytes: u64 = o.iter().map(|x| x.size).sum();
+    let items: Vec<String> = o
+        .iter()
+        .take(8)
+        .map(|x| format!("{} {} @{:#x} (age {})", x.buffer_type.name(), kib(x.size), x.address, secs(x.age_ns)))
+        .collect();
+    let more = if o.len() > 8 { format!(", … {} more", o.len() - 8) } else { String::new() };
+    let _ = writeln!(s, "{indent}{what}: {} buffers, {} — {}{more}", o.len(), kib(bytes), items.join(", "));
 }
 
 fn kernel_lines(s: &mut String, indent: &str, k: &Kernels) {
@@ -151,19 +245,26 @@ fn tally(t: &Tally, what: &str) -> String {
 /// 2 dispatch 92.0 KiB; 3 application kernels, 36.0 KiB"
 pub fn cleanup_line(c: &Cleanup) -> String {
     let r = &c.released;
+    let leaks = if c.leaks.is_empty() {
+        String::new()
+    } else {
+        let bytes: u64 = c.leaks.iter().map(|l| l.buffer.size).sum();
+        format!("{} device buffers, {}", c.leaks.len(), kib(bytes))
+    };
     if r.is_empty() {
-        return format!(
-            "pid {} exited ({}): nothing left on its devices",
-            c.pid, c.status
-        );
+        return match leaks.is_empty() {
+            true => format!("pid {} exited ({}): nothing left on its devices", c.pid, c.status),
+            false => format!("pid {} exited ({}): released {leaks}", c.pid, c.status),
+        };
     }
     let sys = r.system();
     let mut parts = vec![tally(&r.fabric, "fabric"), tally(&r.dispatch, "dispatch")];
     if r.init.count > 0 {
         parts.push(tally(&r.init, "init"));
     }
+    let leaks = if leaks.is_empty() { leaks } else { format!("; {leaks}") };
     format!(
-        "pid {} exited ({}): released {} system kernels, {} — {}; {} application kernels, {}",
+        "pid {} exited ({}): released {} system kernels, {} — {}; {} application kernels, {}{leaks}",
         c.pid,
         c.status,
         sys.count,

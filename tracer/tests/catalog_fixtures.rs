@@ -111,10 +111,12 @@ fn expected_registers(role: &str, demangled: &str) -> Vec<(String, &'static str)
         .map(|&(name, rule)| {
             let reg = match rule {
                 Rule::This => "rdi",
-                Rule::First(ty) => sysv_register(&params, position(ty, 0), *member),
-                Rule::After(ty, after) => {
-                    sysv_register(&params, position(ty, position(after, 0) + 1), *member)
-                }
+                Rule::First(ty) => sysv_register(&params, position(ty, 0), *member as usize),
+                Rule::After(ty, after) => sysv_register(
+                    &params,
+                    position(ty, position(after, 0) + 1),
+                    *member as usize,
+                ),
             };
             (name.to_string(), reg)
         })
@@ -342,10 +344,13 @@ fn probes_json_on_a_debug_file_shows_registers_but_no_offsets() {
         assert_eq!(build_id.len(), 40, "{version}: {build_id}");
         let r = resolve_fixture(version);
         let roles = j["roles"].as_array().unwrap();
-        assert_eq!(roles.len(), 8);
+        assert_eq!(roles.len(), Catalog::builtin().roles.len());
         for (role, want) in roles.iter().zip(&r.roles) {
             assert_eq!(role["id"], want.role.id());
-            assert_eq!(role["resolved"], true);
+            assert_eq!(role["resolved"], !want.attach.is_empty());
+            if ROLES.iter().any(|(id, _, _)| role["id"] == *id) {
+                assert_eq!(role["resolved"], true, "{version} {}", role["id"]);
+            }
             for (p, w) in role["attach"].as_array().unwrap().iter().zip(&want.attach) {
                 assert_eq!(p["demangled"], w.demangled.as_str());
                 assert_eq!(p["mangled"], w.mangled.as_str());
@@ -363,11 +368,24 @@ fn probes_json_on_a_debug_file_shows_registers_but_no_offsets() {
                 assert_eq!(regs, want_regs);
             }
         }
+        // What the eight lifecycle and kernel roles give is all there.
         let features = j["features"].as_array().unwrap();
-        assert!(
-            features.iter().all(|f| f["available"] == true),
-            "{version}: {features:?}"
-        );
+        for id in [
+            "kernel_binaries",
+            "fabric_kernels",
+            "dispatch_kernels",
+            "bring_up",
+            "program_uploads",
+            "device_identity",
+            "device_close",
+            "mesh_close",
+        ] {
+            let f = features
+                .iter()
+                .find(|f| f["id"] == id)
+                .unwrap_or_else(|| panic!("no feature {id}"));
+            assert_eq!(f["available"], true, "{version}: {f}");
+        }
     }
 }
 
@@ -573,4 +591,93 @@ fn a_catalog_file_overrides_the_builtin_one_and_degrades_features() {
         stdout.contains("MISSING required roles: device_close"),
         "{stdout}"
     );
+}
+
+/// Every role the catalog lists, not only the ones above: on every release, each attach point
+/// is a function `nm -C` prints with that exact text at that address, and each field sits in
+/// the register the System V ABI gives the parameter the catalog's rule names. The rules are
+/// read from the catalog file as data; the registers are worked out here.
+#[test]
+fn every_catalog_role_places_its_fields_as_the_abi_says() {
+    let catalog: toml::Value = toml::from_str(tt_tracer::catalog::BUILTIN).unwrap();
+    let roles = catalog["role"].as_array().unwrap();
+    for version in VERSIONS {
+        let r = resolve_fixture(version);
+        let symbols = nm(&fixture(version), false);
+        for spec in roles {
+            let id = spec["id"].as_str().unwrap();
+            let flag = |k: &str| spec.get(k).and_then(toml::Value::as_bool).unwrap_or(false);
+            let before = flag("member") as usize + flag("returns_by_value") as usize;
+            let rr = r.role(Role::from_id(id).unwrap()).unwrap();
+            // Every function nm lists under the role's names is attached or refused.
+            let mut listed = BTreeSet::new();
+            for name in spec["names"].as_array().unwrap() {
+                listed.extend(
+                    nm_functions(&symbols, name.as_str().unwrap())
+                        .iter()
+                        .map(|s| s.address),
+                );
+            }
+            let seen: BTreeSet<u64> = rr
+                .attach
+                .iter()
+                .map(|p| p.address)
+                .chain(rr.rejected.iter().map(|x| x.address))
+                .collect();
+            assert_eq!(
+                seen, listed,
+                "{version} {id}: candidates differ from what nm lists"
+            );
+            if flag("required") {
+                assert!(
+                    !rr.attach.is_empty(),
+                    "{version}: required {id} unresolved: {:?}",
+                    rr.problem
+                );
+            }
+            for p in &rr.attach {
+                let ctx = format!("{version} {id} {}", p.demangled);
+                let s = symbols
+                    .iter()
+                    .find(|s| s.mangled == p.mangled)
+                    .expect("listed by nm");
+                assert_eq!(
+                    (s.address, s.demangled.as_str()),
+                    (p.address, p.demangled.as_str()),
+                    "{ctx}"
+                );
+                let params = nm_params(&s.demangled);
+                let fields = spec
+                    .get("fields")
+                    .and_then(toml::Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                assert_eq!(p.fields.len(), fields.len(), "{ctx}");
+                for (f, got) in fields.iter().zip(&p.fields) {
+                    let name = f["name"].as_str().unwrap();
+                    assert_eq!(got.name, name, "{ctx}");
+                    let want = if f.get("this").and_then(toml::Value::as_bool) == Some(true) {
+                        ["rdi", "rsi"][flag("returns_by_value") as usize]
+                    } else {
+                        let ty = f["type"].as_str().unwrap();
+                        let from = f.get("after").map_or(0, |a| {
+                            params
+                                .iter()
+                                .position(|p| p == a.as_str().unwrap())
+                                .expect("the `after` parameter")
+                                + 1
+                        });
+                        let nth =
+                            f.get("nth").and_then(toml::Value::as_integer).unwrap_or(1) as usize;
+                        let index = (from..params.len())
+                            .filter(|&i| params[i] == ty)
+                            .nth(nth - 1)
+                            .unwrap_or_else(|| panic!("{ctx}: no parameter #{nth} `{ty}`"));
+                        sysv_register(&params, index, before)
+                    };
+                    assert_eq!(got.register, want, "{ctx}: field {name}");
+                }
+            }
+        }
+    }
 }

@@ -222,10 +222,11 @@ pub fn nm_params(demangled: &str) -> Vec<String> {
 
 /// The System V integer register of a parameter, worked out here from first principles for the
 /// kinds of parameter tt-metal's probed functions have: pointers, references and integers take
-/// one register each, a `std::span` (pointer + length, trivially copyable) takes two.
-pub fn sysv_register(params: &[String], index: usize, member: bool) -> &'static str {
+/// one register each, a `std::span` (pointer + length, trivially copyable) takes two. `before`
+/// counts the registers taken ahead of the first parameter (`this`, a hidden result pointer).
+pub fn sysv_register(params: &[String], index: usize, before: usize) -> &'static str {
     const REGS: [&str; 6] = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
-    let mut reg = member as usize;
+    let mut reg = before;
     for p in &params[..index] {
         reg += if p.starts_with("std::span<") {
             2
