@@ -17,6 +17,8 @@ pub enum Error {
     WrongArchitecture { path: PathBuf, arch: String },
     #[error("{path}: no symbols at all (fully stripped); tt-tracer needs .dynsym or .symtab")]
     NoSymbols { path: PathBuf },
+    #[error("{path}: symbols only, no code (a separate debug file?): trace the library itself")]
+    SymbolsOnly { path: PathBuf },
     #[error("{path}: no tt-metal symbols found (is this libtt_metal.so?)")]
     NotTtMetal { path: PathBuf },
     #[error("catalog {origin}: {reason}")]
@@ -25,6 +27,8 @@ pub enum Error {
     MissingRoles { path: PathBuf, roles: String },
     #[error("no libtt_metal.so mapped by process {pid} (is it a tt-metal process? give --lib)")]
     LibraryNotMapped { pid: u32 },
+    #[error("cannot read /proc/{pid}/maps: {source}")]
+    ProcessUnreadable { pid: u32, source: std::io::Error },
     #[error("process {pid} not found")]
     NoSuchProcess { pid: u32 },
     #[error(

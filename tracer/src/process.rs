@@ -15,10 +15,7 @@ pub fn mapped_tt_metal(pid: u32) -> Result<Vec<PathBuf>> {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::NoSuchProcess { pid }
         } else {
-            Error::Io {
-                path: format!("/proc/{pid}/maps").into(),
-                source: e,
-            }
+            Error::ProcessUnreadable { pid, source: e }
         }
     })?;
     Ok(tt_metal_paths_in_maps(&maps))

@@ -104,7 +104,7 @@ pub struct Feature {
 }
 
 /// (id, what it gives, roles it needs, what happens without them).
-const FEATURES: [(&str, &str, &[Role], &str); 8] = [
+const FEATURES: [(&str, &str, &[Role], &str); 13] = [
     (
         "kernel_binaries",
         "every kernel binary written to a device: bytes, chip, L1 address",
@@ -153,6 +153,36 @@ const FEATURES: [(&str, &str, &[Role], &str); 8] = [
         &[Role::MeshClose],
         "mesh closes are not reported (device closes still are)",
     ),
+    (
+        "buffers",
+        "device buffers by type (DRAM, L1, L1_SMALL, TRACE, SYSTEM_MEMORY): live, peak, frees, outstanding",
+        &[Role::BankNew, Role::BankAllocate, Role::BankFree, Role::BankFreeAll],
+        "no buffer ledger (or an incomplete one: frees or types missing)",
+    ),
+    (
+        "buffer_owners",
+        "each buffer attributed to its chip's allocator or its mesh's lock-step allocator",
+        &[Role::MeshOpen, Role::MeshAllocator, Role::DeviceAllocator],
+        "buffers of banks built outside a known allocator are reported as unattributed",
+    ),
+    (
+        "circular_buffers",
+        "circular buffers per chip",
+        &[Role::CbAllocate, Role::CbFreeAll, Role::DeviceOpen],
+        "no circular-buffer ledger",
+    ),
+    (
+        "scratch_allocators",
+        "throw-away bank-table allocators told apart (they never allocate)",
+        &[Role::ScratchAllocator],
+        "their banks are listed as unattributed (they hold no buffers)",
+    ),
+    (
+        "enqueues",
+        "workload enqueues counted",
+        &[Role::WorkloadEnqueue],
+        "no enqueue count",
+    ),
 ];
 
 impl Resolution {
@@ -178,10 +208,9 @@ impl Resolution {
     /// ([`Error::MissingRoles`]).
     pub fn ensure_complete(&self) -> Result<()> {
         if !self.has_code {
-            return Err(Error::Other(format!(
-                "{}: symbols only, no code (a separate debug file?): trace the library itself",
-                self.library.display()
-            )));
+            return Err(Error::SymbolsOnly {
+                path: self.library.clone(),
+            });
         }
         let missing = self.missing_required();
         if missing.is_empty() {

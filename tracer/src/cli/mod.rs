@@ -118,10 +118,26 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("tt-tracer: {e:#}");
+            eprintln!("tt-tracer: {}", one_line(&e));
             ExitCode::from(code_for(&e))
         }
     }
+}
+
+/// The error chain on one line, skipping causes their parent's message already includes
+/// (the library's errors name their source in their own message).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out.replace('\n', " ")
 }
 
 /// Maps an error to its documented exit code.
@@ -134,6 +150,7 @@ fn code_for(e: &anyhow::Error) -> u8 {
             | Error::WrongArchitecture { .. }
             | Error::NoSymbols { .. }
             | Error::NotTtMetal { .. }
+            | Error::SymbolsOnly { .. }
             | Error::MissingRoles { .. }
             | Error::Catalog { .. },
         ) => exit::LIBRARY,
@@ -141,7 +158,11 @@ fn code_for(e: &anyhow::Error) -> u8 {
         Some(Error::Ebpf(_) | Error::Program { .. } | Error::Map { .. } | Error::Attach { .. }) => {
             exit::KERNEL
         }
-        Some(Error::NoSuchProcess { .. } | Error::LibraryNotMapped { .. }) => exit::PROCESS,
+        Some(
+            Error::NoSuchProcess { .. }
+            | Error::LibraryNotMapped { .. }
+            | Error::ProcessUnreadable { .. },
+        ) => exit::PROCESS,
         Some(Error::Other(_)) | None => exit::FAILURE,
     }
 }
