@@ -208,6 +208,40 @@ impl Probes {
     }
 }
 
+impl Probes {
+    /// Detaches after this process has exited, in a forked helper holding the last references
+    /// to the probes: each uprobe detach waits for a grace period (~80 ms here, serialised in
+    /// the kernel), seconds for a full catalog that the user should not wait for. Falls back
+    /// to detaching now if the helper cannot be started.
+    pub fn detach_in_background(self) {
+        let mut fds = [0; 2];
+        // SAFETY: valid out-array.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return drop(self);
+        }
+        // SAFETY: the child only makes async-signal-safe calls (close, read, _exit).
+        match unsafe { libc::fork() } {
+            0 => unsafe {
+                // Not the user's terminal or pipes: whoever reads our output sees EOF at our exit.
+                for fd in 0..3 {
+                    libc::close(fd);
+                }
+                libc::close(fds[1]);
+                let mut b = 0u8;
+                // EOF once the parent (holding the write end) has exited.
+                while libc::read(fds[0], (&mut b as *mut u8).cast(), 1) > 0 {}
+                libc::_exit(0)
+            },
+            pid if pid > 0 => {
+                // SAFETY: our read end; the write end stays open until we exit.
+                unsafe { libc::close(fds[0]) };
+                std::mem::forget(self);
+            }
+            _ => drop(self),
+        }
+    }
+}
+
 impl Drop for Probes {
     /// Detaching a uprobe waits for a grace period (~0.1 s here); one at a time that is seconds
     /// for a full catalog, in parallel the waits overlap.

@@ -94,6 +94,16 @@ impl Session {
         }
     }
 
+    /// Ends tracing: the probes are detached after this process exits (see
+    /// [`Probes::detach_in_background`]).
+    pub fn detach_in_background(self) {
+        let Session { probes, payload, lifecycle, .. } = self;
+        // The rings are plain fds (their pages go with the process).
+        std::mem::forget(payload);
+        std::mem::forget(lifecycle);
+        probes.detach_in_background();
+    }
+
     /// Keeps reading until `pid`'s exit has been applied, or `timeout` passes.
     pub async fn wait_for_exit(
         &mut self,

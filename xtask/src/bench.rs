@@ -49,6 +49,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let tracer = crate::root().join("target/release/tt-tracer");
     probe_cost(&tracer, &lib, &driver, &a)?;
     session_cost(&tracer, &lib, &driver, &a)?;
+    ttnn_overhead(&tracer, &a)?;
     // Kill → cleanup-record latency is measured by the SIGKILL integration test.
     crate::run(
         crate::cargo()
@@ -64,6 +65,82 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             ])
             .env("TT_TRACER_BIN", &tracer),
     )?;
+    Ok(())
+}
+
+/// Overhead on the real runtime (ttnn on mock devices): the workload's own time from `import
+/// ttnn` to device close (measured inside it), untraced vs traced, alternating runs.
+fn ttnn_overhead(tracer: &Path, a: &BenchArgs) -> Result<()> {
+    let root = crate::root();
+    let out = Command::new("bash")
+        .arg(root.join("tests/ttnn/setup.sh"))
+        .arg(root.join("target/ttnn-cache"))
+        .stderr(Stdio::inherit())
+        .output()
+        .context("tests/ttnn/setup.sh")?;
+    if !out.status.success() {
+        bail!("tests/ttnn/setup.sh failed");
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let get = |k: &str| -> Result<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(str::to_string)
+            .with_context(|| format!("setup.sh printed no {k}="))
+    };
+    let (python, lib) = (get("TTNN_PYTHON")?, get("TTNN_LIB")?);
+    let env: Vec<(String, String)> = std::fs::read_to_string(get("TTNN_ENV_FILE")?)?
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    let scratch = root.join("target/bench-scratch");
+    std::fs::create_dir_all(&scratch)?;
+    let workload = root.join("tests/ttnn/workload.py");
+    for scenario in ["tensor", "add_fd", "n300", "t3k"] {
+        let oracle = scratch.join(format!("{scenario}.json"));
+        let run_once = |traced: bool| -> Result<(f64, f64)> {
+            let mut cmd = if traced {
+                let mut c = Command::new(tracer);
+                c.args(["run", "--lib", &lib, "--", &python]);
+                c
+            } else {
+                Command::new(&python)
+            };
+            cmd.arg(&workload)
+                .arg(scenario)
+                .arg("--oracle")
+                .arg(&oracle)
+                .arg("--run-dir")
+                .arg(scratch.join("run"))
+                .envs(env.iter().map(|(k, v)| (k, v)));
+            let wall = time_secs(&mut cmd)?;
+            let o: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&oracle)?)?;
+            let inside = o["timing"]["total_s"].as_f64().context("oracle timing.total_s")?;
+            Ok((inside, wall))
+        };
+        let (mut base, mut traced, mut base_wall, mut traced_wall) = (vec![], vec![], vec![], vec![]);
+        run_once(false)?; // warm the JIT cache and the page cache
+        for _ in 0..a.runs {
+            let (i, w) = run_once(false)?;
+            base.push(i);
+            base_wall.push(w);
+            let (i, w) = run_once(true)?;
+            traced.push(i);
+            traced_wall.push(w);
+        }
+        let (b, t) = (median(base), median(traced));
+        let (bw, tw) = (median(base_wall), median(traced_wall));
+        println!(
+            "real runtime {scenario:<7}: workload median {:.1} ms untraced, {:.1} ms traced ({:+.1} %); \
+             whole command {:.0} → {:.0} ms ({} runs each)",
+            b * 1e3,
+            t * 1e3,
+            (t / b - 1.0) * 100.0,
+            bw * 1e3,
+            tw * 1e3,
+            a.runs
+        );
+    }
     Ok(())
 }
 

@@ -82,6 +82,7 @@ pub fn attach(a: AttachArgs) -> anyhow::Result<u8> {
             }
         }
         trace::finish(&session, &resolution, &a.opts)?;
+        session.detach_in_background();
         Ok(0)
     })
 }

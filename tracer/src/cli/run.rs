@@ -93,9 +93,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         }
         log::debug!("command ended; reporting");
         trace::finish(&session, &resolution, &a.opts)?;
-        log::debug!("reported; detaching");
-        drop(session);
-        log::debug!("detached");
+        session.detach_in_background();
         use std::os::unix::process::ExitStatusExt as _;
         Ok(match (status.code(), status.signal()) {
             (Some(c), _) => c as u8,
