@@ -3,12 +3,7 @@
 //! workload takes from tt-metal itself (graph capture, `reports.get_buffers`, `get_memory_view`;
 //! tests/ttnn/README.md), never with numbers from an earlier run.
 
-use std::{
-    path::PathBuf,
-    process::Command,
-    sync::OnceLock,
-    time::Duration,
-};
+use std::{path::PathBuf, process::Command, sync::OnceLock, time::Duration};
 
 use integration_tests::*;
 use serde_json::Value;
@@ -56,7 +51,11 @@ struct Scenario {
 }
 
 fn run_dir(name: &str) -> PathBuf {
-    let d = workspace_root().join("target/it-scratch").join(format!("ttnn-{name}-{}-{}", std::process::id(), monotonic_ns()));
+    let d = workspace_root().join("target/it-scratch").join(format!(
+        "ttnn-{name}-{}-{}",
+        std::process::id(),
+        monotonic_ns()
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -67,18 +66,37 @@ fn scenario(name: &str, extra: &[&str]) -> Scenario {
     let dir = run_dir(name);
     let oracle = dir.join("oracle.json");
     let workload = workspace_root().join("tests/ttnn/workload.py");
-    let mut args: Vec<String> = vec!["run".into(), "--lib".into(), t.lib.clone(), "--".into(), t.python.clone()];
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--lib".into(),
+        t.lib.clone(),
+        "--".into(),
+        t.python.clone(),
+    ];
     args.push(workload.display().to_string());
     args.push(name.into());
     args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend(["--oracle".into(), oracle.display().to_string(), "--run-dir".into(), dir.join("run").display().to_string()]);
+    args.extend([
+        "--oracle".into(),
+        oracle.display().to_string(),
+        "--run-dir".into(),
+        dir.join("run").display().to_string(),
+    ]);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let env: Vec<(&str, &str)> = t.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env: Vec<(&str, &str)> = t
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let traced = trace(&argv, &env).expect("tt-tracer run");
-    let oracle: Value = serde_json::from_str(&std::fs::read_to_string(&oracle).unwrap_or_else(|e| {
-        panic!("no oracle from the workload ({e}); tracer stderr:\n{}", traced.stderr)
-    }))
-    .unwrap();
+    let oracle: Value =
+        serde_json::from_str(&std::fs::read_to_string(&oracle).unwrap_or_else(|e| {
+            panic!(
+                "no oracle from the workload ({e}); tracer stderr:\n{}",
+                traced.stderr
+            )
+        }))
+        .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     Scenario { traced, oracle }
 }
@@ -100,7 +118,11 @@ fn assert_ledger_matches_oracle(s: &Scenario) {
     let name = s.oracle["scenario"].as_str().unwrap();
     let omeshes = s.oracle["meshes"].as_object().expect("oracle meshes");
     let tmeshes = p["meshes"].as_object().expect("report meshes");
-    assert_eq!(omeshes.len(), tmeshes.len(), "{name}: meshes (oracle {omeshes:?})");
+    assert_eq!(
+        omeshes.len(),
+        tmeshes.len(),
+        "{name}: meshes (oracle {omeshes:?})"
+    );
     let tmesh = tmeshes.values().next().expect("one mesh");
     let omesh = omeshes.values().next().unwrap();
 
@@ -112,8 +134,17 @@ fn assert_ledger_matches_oracle(s: &Scenario) {
     for ty in TYPES {
         let o = &omesh["buffers"][ty];
         let t = &tmesh["memory"]["by_type"][ty];
-        for (ok, tk) in [("allocs", "allocs"), ("alloc_bytes", "alloc_bytes"), ("frees", "frees"), ("free_bytes", "free_bytes")] {
-            assert_eq!(u(&t[tk]), u(&o[ok]), "{name}: mesh {ty} {tk} (tracer {t}, oracle {o})");
+        for (ok, tk) in [
+            ("allocs", "allocs"),
+            ("alloc_bytes", "alloc_bytes"),
+            ("frees", "frees"),
+            ("free_bytes", "free_bytes"),
+        ] {
+            assert_eq!(
+                u(&t[tk]),
+                u(&o[ok]),
+                "{name}: mesh {ty} {tk} (tracer {t}, oracle {o})"
+            );
         }
     }
     // Outstanding when the books closed: at mesh close, or at the kill.
@@ -122,25 +153,63 @@ fn assert_ledger_matches_oracle(s: &Scenario) {
     } else {
         &tmesh["outstanding_at_close"]
     };
-    let key = |v: &Value, ty: &str| (v[ty].as_str().unwrap().to_string(), u(&v["address"]), u(&v["size"]));
-    let mut want: Vec<_> = omesh["outstanding"].as_array().unwrap().iter().map(|v| key(v, "type")).collect();
-    let mut got: Vec<_> = outstanding.as_array().expect("outstanding list").iter().map(|v| key(v, "buffer_type")).collect();
+    let key = |v: &Value, ty: &str| {
+        (
+            v[ty].as_str().unwrap().to_string(),
+            u(&v["address"]),
+            u(&v["size"]),
+        )
+    };
+    let mut want: Vec<_> = omesh["outstanding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| key(v, "type"))
+        .collect();
+    let mut got: Vec<_> = outstanding
+        .as_array()
+        .expect("outstanding list")
+        .iter()
+        .map(|v| key(v, "buffer_type"))
+        .collect();
     want.sort();
     got.sort();
-    assert_eq!(got, want, "{name}: outstanding buffers (type, address, size)");
+    assert_eq!(
+        got, want,
+        "{name}: outstanding buffers (type, address, size)"
+    );
 
     // Nothing booked to a chip's own allocator or to an unknown one (tt-metal: every buffer
     // goes to the mesh's lock-step allocator).
-    assert_eq!(p["unattributed"]["by_type"].as_object().map(|m| m.len()), Some(0), "{name}: unattributed {}", p["unattributed"]);
+    assert_eq!(
+        p["unattributed"]["by_type"].as_object().map(|m| m.len()),
+        Some(0),
+        "{name}: unattributed {}",
+        p["unattributed"]
+    );
     let devices = p["devices"].as_object().unwrap();
     assert_eq!(devices.len(), ochips.len(), "{name}: devices opened");
     for (chip, d) in devices {
-        assert_eq!(d["memory"]["by_type"].as_object().map(|m| m.len()), Some(0), "{name}: chip {chip} own allocator");
-        assert_eq!(d["mesh"], tmesh["index"], "{name}: chip {chip} belongs to the mesh");
+        assert_eq!(
+            d["memory"]["by_type"].as_object().map(|m| m.len()),
+            Some(0),
+            "{name}: chip {chip} own allocator"
+        );
+        assert_eq!(
+            d["mesh"], tmesh["index"],
+            "{name}: chip {chip} belongs to the mesh"
+        );
         let ocb = &s.oracle["chips"][chip.as_str()]["circular_buffers"];
         let tcb = &d["circular_buffers"];
-        assert_eq!((u(&tcb["allocs"]), u(&tcb["alloc_bytes"])), (u(&ocb["allocs"]), u(&ocb["bytes"])), "{name}: chip {chip} circular buffers");
-        assert!(d["opened_ns"].is_u64() && (s.oracle["killed"] == true || d["closed_ns"].is_u64()), "{name}: chip {chip} open/close");
+        assert_eq!(
+            (u(&tcb["allocs"]), u(&tcb["alloc_bytes"])),
+            (u(&ocb["allocs"]), u(&ocb["bytes"])),
+            "{name}: chip {chip} circular buffers"
+        );
+        assert!(
+            d["opened_ns"].is_u64() && (s.oracle["killed"] == true || d["closed_ns"].is_u64()),
+            "{name}: chip {chip} open/close"
+        );
     }
     assert_eq!(u(&p["unmatched"]), 0, "{name}: unmatched events");
     s.traced.assert_nothing_lost();
@@ -148,13 +217,28 @@ fn assert_ledger_matches_oracle(s: &Scenario) {
 
 fn check(name: &str) {
     let s = scenario(name, &[]);
-    assert!(s.traced.status.success(), "{name}: {:?}\n{}", s.traced.status, s.traced.stderr);
-    assert_eq!(s.oracle["checks"].as_object().map(|c| c.values().all(|v| v == true)), Some(true), "{name}: tt-metal's own views disagree: {}", s.oracle["checks"]);
+    assert!(
+        s.traced.status.success(),
+        "{name}: {:?}\n{}",
+        s.traced.status,
+        s.traced.stderr
+    );
+    assert_eq!(
+        s.oracle["checks"]
+            .as_object()
+            .map(|c| c.values().all(|v| v == true)),
+        Some(true),
+        "{name}: tt-metal's own views disagree: {}",
+        s.oracle["checks"]
+    );
     assert_ledger_matches_oracle(&s);
     let p = proc_of(&s);
     assert_eq!(p["exit"]["status"]["code"], 0);
     if name.starts_with("add") || name.starts_with("t3k") {
-        assert!(u(&p["workloads_enqueued"]) >= 1, "{name}: ttnn.add enqueued a workload");
+        assert!(
+            u(&p["workloads_enqueued"]) >= 1,
+            "{name}: ttnn.add enqueued a workload"
+        );
     }
 }
 
@@ -199,23 +283,54 @@ fn sigkill_while_holding_buffers() {
     let dir = run_dir("kill");
     let oracle_path = dir.join("oracle.json");
     let hold = dir.join("hold");
-    let workload = workspace_root().join("tests/ttnn/workload.py").display().to_string();
-    let (op, hp, rd) = (oracle_path.display().to_string(), hold.display().to_string(), dir.join("run").display().to_string());
-    let argv = ["run", "--lib", &t.lib, "--", &t.python, &workload, "kill", "--oracle", &op, "--hold-file", &hp, "--run-dir", &rd];
-    let env: Vec<(&str, &str)> = t.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let workload = workspace_root()
+        .join("tests/ttnn/workload.py")
+        .display()
+        .to_string();
+    let (op, hp, rd) = (
+        oracle_path.display().to_string(),
+        hold.display().to_string(),
+        dir.join("run").display().to_string(),
+    );
+    let argv = [
+        "run",
+        "--lib",
+        &t.lib,
+        "--",
+        &t.python,
+        &workload,
+        "kill",
+        "--oracle",
+        &op,
+        "--hold-file",
+        &hp,
+        "--run-dir",
+        &rd,
+    ];
+    let env: Vec<(&str, &str)> = t
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let child = spawn_trace(&argv, &env).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !hold.exists() {
-        assert!(std::time::Instant::now() < deadline, "the workload never reached its hold point");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the workload never reached its hold point"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
-    let oracle: Value = serde_json::from_str(&std::fs::read_to_string(&oracle_path).unwrap()).unwrap();
+    let oracle: Value =
+        serde_json::from_str(&std::fs::read_to_string(&oracle_path).unwrap()).unwrap();
     let pid = u(&oracle["pid"]);
     let t0 = monotonic_ns();
     // SAFETY: signalling the workload we started.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
     child
-        .wait_event(Duration::from_secs(20), |e| e["record"] == "process_exited" && e["pid"] == pid)
+        .wait_event(Duration::from_secs(20), |e| {
+            e["record"] == "process_exited" && e["pid"] == pid
+        })
         .expect("cleanup record after SIGKILL");
     let ms = (monotonic_ns() - t0) as f64 / 1e6;
     let traced = child.wait().unwrap();
@@ -224,8 +339,17 @@ fn sigkill_while_holding_buffers() {
     let s = Scenario { traced, oracle };
     let p = proc_of(&s);
     assert_eq!(p["exit"]["status"]["signal"], 9);
-    assert!(!p["exit"]["leaks"].as_array().unwrap().is_empty(), "buffers held at the kill are reported");
-    assert!(s.traced.stderr.contains(&format!("pid {pid} exited (signal 9): released")), "{}", s.traced.stderr);
+    assert!(
+        !p["exit"]["leaks"].as_array().unwrap().is_empty(),
+        "buffers held at the kill are reported"
+    );
+    assert!(
+        s.traced
+            .stderr
+            .contains(&format!("pid {pid} exited (signal 9): released")),
+        "{}",
+        s.traced.stderr
+    );
     assert_ledger_matches_oracle(&s);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -236,12 +360,27 @@ fn hundred_thousand_buffers_lose_nothing() {
     let s = scenario("many_buffers", &["100000"]);
     assert!(s.traced.status.success(), "{}", s.traced.stderr);
     let p = proc_of(&s);
-    let omesh = s.oracle["meshes"].as_object().unwrap().values().next().unwrap();
+    let omesh = s.oracle["meshes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
     let tmesh = p["meshes"].as_object().unwrap().values().next().unwrap();
-    let (o, t) = (&omesh["buffers"]["DRAM"], &tmesh["memory"]["by_type"]["DRAM"]);
+    let (o, t) = (
+        &omesh["buffers"]["DRAM"],
+        &tmesh["memory"]["by_type"]["DRAM"],
+    );
     assert!(u(&o["allocs"]) >= 100_000, "oracle counts the loop: {o}");
-    assert_eq!((u(&t["allocs"]), u(&t["frees"])), (u(&o["allocs"]), u(&o["frees"])), "tracer {t} oracle {o}");
+    assert_eq!(
+        (u(&t["allocs"]), u(&t["frees"])),
+        (u(&o["allocs"]), u(&o["frees"])),
+        "tracer {t} oracle {o}"
+    );
     assert_eq!(u(&t["alloc_bytes"]), u(&o["alloc_bytes"]));
     s.traced.assert_nothing_lost();
-    println!("100k buffers: {} events, 0 lost; peak DRAM live {} B", s.traced.report["events"], t["peak_bytes"]);
+    println!(
+        "100k buffers: {} events, 0 lost; peak DRAM live {} B",
+        s.traced.report["events"], t["peak_bytes"]
+    );
 }

@@ -56,7 +56,10 @@ fn event(role: Role, fields: &[u64], ret: u64) -> Event {
 }
 
 fn main() {
-    let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let mut c = Collector::new();
     c.apply(&event(Role::BankNew, &[0xb0, 0], 0));
     c.apply(&event(Role::BankAllocate, &[0xb0, 64], 0x10));
@@ -65,7 +68,11 @@ fn main() {
         c.apply(&event(Role::BankAllocate, &[0xb0, 2048], 0x10 + i * 2048));
     }
     let grown = LIVE.load(Ordering::Relaxed) - before;
-    let live = c.processes().next().map(|p| p.live_allocations()).unwrap_or(0);
+    let live = c
+        .processes()
+        .next()
+        .map(|p| p.live_allocations())
+        .unwrap_or(0);
     assert_eq!(live as u64, n + 1);
     println!(
         "collector memory: {} live allocations, heap +{:.1} MiB, {:.1} bytes per live allocation (goal ≤ 128)",

@@ -283,7 +283,9 @@ impl ProcessLedger {
     fn books(&mut self, id: OwnerId) -> &mut MemoryBooks {
         match self.owners.get(id as usize).copied() {
             Some(Owner::Chip(c)) => &mut self.device(c).memory,
-            Some(Owner::Mesh(m)) if self.meshes.contains_key(&m) => &mut self.meshes.get_mut(&m).unwrap().memory,
+            Some(Owner::Mesh(m)) if self.meshes.contains_key(&m) => {
+                &mut self.meshes.get_mut(&m).unwrap().memory
+            }
             _ => &mut self.unattributed,
         }
     }
@@ -402,7 +404,10 @@ impl Collector {
                     Role::MeshAllocator => {
                         let index = proc.meshes.len() as u32 + 1;
                         let chips = if Origin::from_u8(ev.parent_origin) == Some(Origin::MeshOpen) {
-                            proc.mesh_opens.get(&ev.parent_this).cloned().unwrap_or_default()
+                            proc.mesh_opens
+                                .get(&ev.parent_this)
+                                .cloned()
+                                .unwrap_or_default()
                         } else {
                             Vec::new()
                         };
@@ -411,7 +416,12 @@ impl Collector {
                         }
                         proc.meshes.insert(
                             index,
-                            MeshLedger { index, chips, opened_ns: ev.ts_ns, ..Default::default() },
+                            MeshLedger {
+                                index,
+                                chips,
+                                opened_ns: ev.ts_ns,
+                                ..Default::default()
+                            },
                         );
                         proc.mesh_by_impl.insert(ev.context_this, index);
                         proc.mesh_by_device.insert(field("mesh"), index);
@@ -444,7 +454,10 @@ impl Collector {
                     let chip = field("chip") as u32 as i32 as i64;
                     proc.device_ptrs.insert(field("device"), chip);
                     if Origin::from_u8(ev.origin) == Some(Origin::MeshOpen) {
-                        proc.mesh_opens.entry(ev.context_this).or_default().push(chip);
+                        proc.mesh_opens
+                            .entry(ev.context_this)
+                            .or_default()
+                            .push(chip);
                     }
                     let d = proc.device(chip);
                     d.opened_ns = Some(ev.ts_ns);
@@ -485,7 +498,12 @@ impl Collector {
                     d.closed_ns = Some(ev.ts_ns);
                     d.outstanding_at_close = outstanding;
                     let released = std::mem::take(&mut d.resident);
-                    Some(Record::DeviceClosed { pid: key.pid, ts_ns: ev.ts_ns, chip, released })
+                    Some(Record::DeviceClosed {
+                        pid: key.pid,
+                        ts_ns: ev.ts_ns,
+                        chip,
+                        released,
+                    })
                 }
                 Role::MeshClose => {
                     let mesh = proc.mesh_by_device.get(&field("mesh")).copied();
@@ -498,22 +516,34 @@ impl Collector {
                         ml.closed_ns = Some(ev.ts_ns);
                         ml.outstanding_at_close = o;
                     }
-                    Some(Record::MeshClosed { pid: key.pid, ts_ns: ev.ts_ns, mesh, outstanding })
+                    Some(Record::MeshClosed {
+                        pid: key.pid,
+                        ts_ns: ev.ts_ns,
+                        mesh,
+                        outstanding,
+                    })
                 }
                 Role::BankNew => {
                     let owner = match Origin::from_u8(ev.origin) {
-                        Some(Origin::DeviceAllocator) => match proc.device_ptrs.get(&ev.context_this) {
-                            Some(&c) => Owner::Chip(c),
-                            None => Owner::Unattributed,
-                        },
-                        Some(Origin::MeshAllocator) => match proc.mesh_by_impl.get(&ev.context_this) {
-                            Some(&m) => Owner::Mesh(m),
-                            None => Owner::Unattributed,
-                        },
+                        Some(Origin::DeviceAllocator) => {
+                            match proc.device_ptrs.get(&ev.context_this) {
+                                Some(&c) => Owner::Chip(c),
+                                None => Owner::Unattributed,
+                            }
+                        }
+                        Some(Origin::MeshAllocator) => {
+                            match proc.mesh_by_impl.get(&ev.context_this) {
+                                Some(&m) => Owner::Mesh(m),
+                                None => Owner::Unattributed,
+                            }
+                        }
                         _ => Owner::Unattributed,
                     };
                     let id = proc.owner_id(owner);
-                    proc.banks.insert(field("bank"), (BufferType::from_raw(field("buffer_type")), id));
+                    proc.banks.insert(
+                        field("bank"),
+                        (BufferType::from_raw(field("buffer_type")), id),
+                    );
                     None
                 }
                 Role::BankAllocate => {
@@ -523,7 +553,12 @@ impl Collector {
                         None => (BufferType::Other, proc.owner_id(Owner::Unattributed)),
                     };
                     let size = field("size");
-                    let a = Allocation { size, allocated_ns: ev.ts_ns, owner, buffer_type };
+                    let a = Allocation {
+                        size,
+                        allocated_ns: ev.ts_ns,
+                        owner,
+                        buffer_type,
+                    };
                     if let Some(old) = proc.live.insert(bank, ev.ret, a) {
                         // The same address again without a free we saw: book the old one freed.
                         proc.unmatched += 1;
@@ -592,7 +627,10 @@ impl Collector {
         let mut leaks: Vec<Leak> = Vec::new();
         for id in 0..proc.owners.len() as OwnerId {
             for buffer in proc.live.of_owner(id, ev.ts_ns) {
-                leaks.push(Leak { owner: proc.owner_name(id), buffer });
+                leaks.push(Leak {
+                    owner: proc.owner_name(id),
+                    buffer,
+                });
             }
         }
         leaks.sort_by_key(|l| (l.buffer.allocated_ns, l.buffer.address));

@@ -184,7 +184,11 @@ impl Probes {
         )
         .map_err(|source| map_err("PROCESSES", source))?;
         match procs.insert(pid, instance, 1) {
-            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                Ok(())
+            }
             r => r.map_err(|source| map_err("PROCESSES", source)),
         }
     }

@@ -160,7 +160,12 @@ impl LiveAllocations {
     }
     /// Removes and returns every allocation of `bank`.
     pub fn drain_bank(&mut self, bank: u64) -> Vec<(u64, Allocation)> {
-        let keys: Vec<(u64, u64)> = self.map.keys().filter(|(b, _)| *b == bank).copied().collect();
+        let keys: Vec<(u64, u64)> = self
+            .map
+            .keys()
+            .filter(|(b, _)| *b == bank)
+            .copied()
+            .collect();
         keys.into_iter()
             .filter_map(|k| self.map.remove(&k).map(|a| (k.1, a)))
             .collect()
@@ -208,7 +213,10 @@ mod tests {
         m.free(BufferType::Dram, 100);
         m.allocate(BufferType::Dram, 20);
         let b = m.by_type[&BufferType::Dram];
-        assert_eq!((b.allocs, b.frees, b.live, b.live_bytes, b.peak_bytes), (3, 1, 2, 70, 150));
+        assert_eq!(
+            (b.allocs, b.frees, b.live, b.live_bytes, b.peak_bytes),
+            (3, 1, 2, 70, 150)
+        );
         m.clear(BufferType::Dram, 70);
         let b = m.by_type[&BufferType::Dram];
         assert_eq!((b.cleared, b.live, b.live_bytes), (1, 1, 0));
@@ -217,7 +225,12 @@ mod tests {
     #[test]
     fn same_address_in_two_banks_is_two_allocations() {
         let mut l = LiveAllocations::default();
-        let a = Allocation { size: 1, allocated_ns: 0, owner: 0, buffer_type: BufferType::Dram };
+        let a = Allocation {
+            size: 1,
+            allocated_ns: 0,
+            owner: 0,
+            buffer_type: BufferType::Dram,
+        };
         assert!(l.insert(1, 0x1000, a).is_none());
         assert!(l.insert(2, 0x1000, a).is_none());
         assert_eq!(l.len(), 2);

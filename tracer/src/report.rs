@@ -86,10 +86,18 @@ impl<'a> Report<'a> {
                 if !d.memory.is_empty() {
                     let _ = writeln!(s, "    Buffers (the chip's own allocator):");
                     memory_lines(&mut s, "      ", &d.memory);
-                    outstanding_line(&mut s, "      ", "Outstanding at close", &d.outstanding_at_close);
+                    outstanding_line(
+                        &mut s,
+                        "      ",
+                        "Outstanding at close",
+                        &d.outstanding_at_close,
+                    );
                 }
                 if let Some(m) = d.mesh {
-                    let _ = writeln!(s, "    Buffers of mesh {m} (lock-step: the same on every chip of the mesh)");
+                    let _ = writeln!(
+                        s,
+                        "    Buffers of mesh {m} (lock-step: the same on every chip of the mesh)"
+                    );
                 }
                 let cb = &d.circular_buffers;
                 if cb.allocs > 0 {
@@ -114,10 +122,19 @@ impl<'a> Report<'a> {
                     s,
                     "  mesh {} (chips {}; one lock-step allocator): {state}",
                     m.index,
-                    if chips.is_empty() { "unknown: opened before it".to_string() } else { chips.join(", ") }
+                    if chips.is_empty() {
+                        "unknown: opened before it".to_string()
+                    } else {
+                        chips.join(", ")
+                    }
                 );
                 memory_lines(&mut s, "    ", &m.memory);
-                outstanding_line(&mut s, "    ", "Outstanding at close", &m.outstanding_at_close);
+                outstanding_line(
+                    &mut s,
+                    "    ",
+                    "Outstanding at close",
+                    &m.outstanding_at_close,
+                );
             }
             if !p.unattributed.is_empty() {
                 let _ = writeln!(s, "  buffers of banks outside any known allocator:");
@@ -190,10 +207,28 @@ fn outstanding_line(s: &mut String, indent: &str, what: &str, o: &[Outstanding])
     let items: Vec<String> = o
         .iter()
         .take(8)
-        .map(|x| format!("{} {} @{:#x} (age {})", x.buffer_type.name(), kib(x.size), x.address, secs(x.age_ns)))
+        .map(|x| {
+            format!(
+                "{} {} @{:#x} (age {})",
+                x.buffer_type.name(),
+                kib(x.size),
+                x.address,
+                secs(x.age_ns)
+            )
+        })
         .collect();
-    let more = if o.len() > 8 { format!(", … {} more", o.len() - 8) } else { String::new() };
-    let _ = writeln!(s, "{indent}{what}: {} buffers, {} — {}{more}", o.len(), kib(bytes), items.join(", "));
+    let more = if o.len() > 8 {
+        format!(", … {} more", o.len() - 8)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        s,
+        "{indent}{what}: {} buffers, {} — {}{more}",
+        o.len(),
+        kib(bytes),
+        items.join(", ")
+    );
 }
 
 fn kernel_lines(s: &mut String, indent: &str, k: &Kernels) {
@@ -253,7 +288,10 @@ pub fn cleanup_line(c: &Cleanup) -> String {
     };
     if r.is_empty() {
         return match leaks.is_empty() {
-            true => format!("pid {} exited ({}): nothing left on its devices", c.pid, c.status),
+            true => format!(
+                "pid {} exited ({}): nothing left on its devices",
+                c.pid, c.status
+            ),
             false => format!("pid {} exited ({}): released {leaks}", c.pid, c.status),
         };
     }
@@ -262,7 +300,11 @@ pub fn cleanup_line(c: &Cleanup) -> String {
     if r.init.count > 0 {
         parts.push(tally(&r.init, "init"));
     }
-    let leaks = if leaks.is_empty() { leaks } else { format!("; {leaks}") };
+    let leaks = if leaks.is_empty() {
+        leaks
+    } else {
+        format!("; {leaks}")
+    };
     format!(
         "pid {} exited ({}): released {} system kernels, {} — {}; {} application kernels, {}{leaks}",
         c.pid,
@@ -332,7 +374,12 @@ pub fn record_line(r: &Record) -> String {
                 kib(t.bytes)
             )
         }
-        Record::MeshClosed { pid, mesh, outstanding, .. } => match mesh {
+        Record::MeshClosed {
+            pid,
+            mesh,
+            outstanding,
+            ..
+        } => match mesh {
             Some(m) => format!("[{pid}] mesh {m} closed with {outstanding} buffers outstanding"),
             None => format!("[{pid}] mesh closed"),
         },

@@ -97,7 +97,12 @@ impl Session {
     /// Ends tracing: the probes are detached after this process exits (see
     /// [`Probes::detach_in_background`]).
     pub fn detach_in_background(self) {
-        let Session { probes, payload, lifecycle, .. } = self;
+        let Session {
+            probes,
+            payload,
+            lifecycle,
+            ..
+        } = self;
         // The rings are plain fds (their pages go with the process).
         std::mem::forget(payload);
         std::mem::forget(lifecycle);

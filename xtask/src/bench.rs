@@ -32,6 +32,27 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// Waits until no tt-tracer process is left (their probes are detached after they exit, in a
+/// helper; a run measured meanwhile would pay for the previous run's teardown).
+fn wait_for_detach() -> f64 {
+    let t = Instant::now();
+    let busy = || {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                std::fs::read_to_string(e.path().join("comm"))
+                    .map(|c| c.trim() == "tt-tracer")
+                    .unwrap_or(false)
+            })
+    };
+    while busy() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    t.elapsed().as_secs_f64()
+}
+
 fn time_secs(cmd: &mut Command) -> Result<f64> {
     let t = Instant::now();
     let st = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
@@ -91,7 +112,10 @@ fn ttnn_overhead(tracer: &Path, a: &BenchArgs) -> Result<()> {
     let (python, lib) = (get("TTNN_PYTHON")?, get("TTNN_LIB")?);
     let env: Vec<(String, String)> = std::fs::read_to_string(get("TTNN_ENV_FILE")?)?
         .lines()
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect();
     let scratch = root.join("target/bench-scratch");
     std::fs::create_dir_all(&scratch)?;
@@ -115,18 +139,27 @@ fn ttnn_overhead(tracer: &Path, a: &BenchArgs) -> Result<()> {
                 .envs(env.iter().map(|(k, v)| (k, v)));
             let wall = time_secs(&mut cmd)?;
             let o: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&oracle)?)?;
-            let inside = o["timing"]["total_s"].as_f64().context("oracle timing.total_s")?;
+            let inside = o["timing"]["total_s"]
+                .as_f64()
+                .context("oracle timing.total_s")?;
             Ok((inside, wall))
         };
-        let (mut base, mut traced, mut base_wall, mut traced_wall) = (vec![], vec![], vec![], vec![]);
+        let (mut base, mut traced, mut base_wall, mut traced_wall) =
+            (vec![], vec![], vec![], vec![]);
         run_once(false)?; // warm the JIT cache and the page cache
-        for _ in 0..a.runs {
-            let (i, w) = run_once(false)?;
-            base.push(i);
-            base_wall.push(w);
-            let (i, w) = run_once(true)?;
-            traced.push(i);
-            traced_wall.push(w);
+                          // Alternating which goes first, so neither always runs on a cache the other warmed.
+        for r in 0..a.runs {
+            for traced_run in [r % 2 == 1, r % 2 == 0] {
+                let (i, w) = run_once(traced_run)?;
+                if traced_run {
+                    traced.push(i);
+                    traced_wall.push(w);
+                    wait_for_detach();
+                } else {
+                    base.push(i);
+                    base_wall.push(w);
+                }
+            }
         }
         let (b, t) = (median(base), median(traced));
         let (bw, tw) = (median(base_wall), median(traced_wall));
@@ -147,24 +180,26 @@ fn ttnn_overhead(tracer: &Path, a: &BenchArgs) -> Result<()> {
 /// Fixed cost of a traced session (load, verify, attach; detach at the end): `tt-tracer run`
 /// of a short driver run vs the same run untraced.
 fn session_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result<()> {
-    let (mut base, mut traced) = (Vec::new(), Vec::new());
+    let (mut base, mut traced, mut detach) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..a.runs {
         base.push(time_secs(Command::new(driver).args(["--devices", "1"]))?);
-        traced.push(time_secs(
-            Command::new(tracer)
-                .args(["run", "--lib"])
-                .arg(lib)
-                .arg("--")
-                .arg(driver)
-                .args(["--devices", "1"]),
-        )?);
+        let mut cmd = Command::new(tracer);
+        cmd.args(["run", "--lib"])
+            .arg(lib)
+            .arg("--")
+            .arg(driver)
+            .args(["--devices", "1"]);
+        traced.push(time_secs(&mut cmd)?);
+        detach.push(wait_for_detach());
     }
     let (b, t) = (median(base), median(traced));
     println!(
-        "session cost: untraced run median {:.1} ms, traced {:.1} ms (+{:.0} ms: probe load, attach, detach; {} runs each)",
+        "session cost: untraced run median {:.1} ms, traced {:.1} ms (+{:.0} ms: resolve, load, verify, \
+         attach, report); probes detached {:.0} ms after it returned ({} runs each)",
         b * 1e3,
         t * 1e3,
         (t - b) * 1e3,
+        median(detach) * 1e3,
         a.runs
     );
     Ok(())
@@ -209,6 +244,7 @@ fn probe_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result
     for _ in 0..a.runs {
         base.push(workload(false)?);
         traced.push(workload(true)?);
+        wait_for_detach();
     }
     let (b, t) = (median(base), median(traced));
     let per_call_us = (t - b) / a.kernels as f64 / 1e3;

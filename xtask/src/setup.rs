@@ -41,9 +41,23 @@ pub fn setup() -> Result<()> {
         NIGHTLY,
     ]))
     .unwrap_or_default();
-    if !comps.lines().any(|l| l.starts_with("rust-src")) {
-        eprintln!("xtask setup: adding rust-src to {NIGHTLY} (core is rebuilt for the BPF target)");
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))?;
+    // rust-src: core is rebuilt for the BPF target; rustfmt and clippy: the nightly lints
+    // (import grouping in rustfmt.toml, clippy for the BPF target).
+    for (component, why) in [
+        ("rust-src", "core for the BPF target"),
+        ("rustfmt", "import grouping"),
+        ("clippy", "eBPF lints"),
+    ] {
+        if !comps.lines().any(|l| l.starts_with(component)) {
+            eprintln!("xtask setup: adding {component} to {NIGHTLY} ({why})");
+            run(Command::new("rustup").args([
+                "component",
+                "add",
+                component,
+                "--toolchain",
+                NIGHTLY,
+            ]))?;
+        }
     }
     let linker = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
     if !linker.contains(BPF_LINKER) {
@@ -72,7 +86,7 @@ pub fn setup() -> Result<()> {
     if !missing.is_empty() {
         apt_install(&missing)?;
     }
-    eprintln!("xtask setup: ok (nightly + rust-src, bpf-linker {BPF_LINKER}, g++, binutils, gdb)");
+    eprintln!("xtask setup: ok (nightly + rust-src/rustfmt/clippy, bpf-linker {BPF_LINKER}, g++, binutils, gdb)");
     Ok(())
 }
 

@@ -21,7 +21,10 @@ pub fn test(a: TestArgs) -> Result<()> {
     setup::setup()?;
     require_root("the integration test suite")?;
     if !a.no_lint {
-        run(cargo().args(["fmt", "--all", "--check"]))?;
+        // rustfmt.toml groups imports the aya way, which needs the nightly rustfmt.
+        run(Command::new("rustup")
+            .current_dir(root())
+            .args(["run", "nightly", "cargo", "fmt", "--all", "--check"]))?;
         // User-space crates, xtask and tests for the host…
         run(cargo().args([
             "clippy",
@@ -56,9 +59,8 @@ pub fn test(a: TestArgs) -> Result<()> {
             ]))?;
     }
     // Unit tests: collector, catalog, resolution, … (no root needed).
-    run(cargo().args([
-        "test",
-        "--workspace",
+    let mut totals = Totals::default();
+    totals.run(cargo().args(["test", "--workspace"]).args([
         "--exclude",
         "integration-tests",
         "--exclude",
@@ -75,7 +77,48 @@ pub fn test(a: TestArgs) -> Result<()> {
     if let Some(f) = &a.filter {
         it.arg(f);
     }
-    run(&mut it)?;
-    eprintln!("xtask test: all green");
+    totals.run(&mut it)?;
+    // The plain closing line: every test of every binary above.
+    println!("{} passed, {} failed", totals.passed, totals.failed);
     Ok(())
+}
+
+/// Runs `cargo test`, echoing its output, and adds up its `test result:` lines.
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+}
+
+impl Totals {
+    fn run(&mut self, cmd: &mut Command) -> Result<()> {
+        use std::io::{BufRead, BufReader};
+        eprintln!("xtask: $ {}", crate::render(cmd));
+        let mut child = cmd.stdout(std::process::Stdio::piped()).spawn()?;
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let num = |word: &str| {
+                    rest.split(';')
+                        .find_map(|p| {
+                            p.trim()
+                                .trim_start_matches("ok. ")
+                                .trim_start_matches("FAILED. ")
+                                .strip_suffix(word)
+                        })
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                self.passed += num(" passed");
+                self.failed += num(" failed");
+            }
+        }
+        let st = child.wait()?;
+        if !st.success() {
+            println!("{} passed, {} failed", self.passed, self.failed.max(1));
+            anyhow::bail!("{} failed: {st}", crate::render(cmd));
+        }
+        Ok(())
+    }
 }
