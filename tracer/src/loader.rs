@@ -52,6 +52,8 @@ pub struct Attached {
 
 /// The loaded programs and their maps.
 pub struct Probes {
+    /// Messages the programs log (aya-log): drained with the rings.
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// Owned so they can be detached in parallel (see Drop).
     links: Vec<UProbeLink>,
     ebpf: Ebpf,
@@ -80,6 +82,10 @@ impl Probes {
             .map_max_entries("LIFECYCLE", opts.lifecycle_ring_bytes)
             .load(EBPF_OBJECT)?;
 
+        // A program without log statements leaves no log map: nothing to drain then.
+        let logger = aya_log::EbpfLogger::init(&mut ebpf)
+            .inspect_err(|e| log::warn!("eBPF log messages will not be shown: {e}"))
+            .ok();
         let btf = Btf::from_sys_fs().map_err(|e| Error::Other(format!("kernel BTF: {e}")))?;
         let exit: &mut BtfTracePoint = program(&mut ebpf, "sched_process_exit")?;
         exit.load("sched_process_exit", &btf)
@@ -95,6 +101,7 @@ impl Probes {
         let lifecycle = take_ring(&mut ebpf, "LIFECYCLE")?;
         Ok((
             Probes {
+                logger,
                 links: Vec::new(),
                 ebpf,
                 next_cookie: 0,
@@ -190,6 +197,13 @@ impl Probes {
                 Ok(())
             }
             r => r.map_err(|source| map_err("PROCESSES", source)),
+        }
+    }
+
+    /// Passes what the programs logged to the `log` crate.
+    pub fn flush_log(&mut self) {
+        if let Some(l) = self.logger.as_mut() {
+            l.flush();
         }
     }
 

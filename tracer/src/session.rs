@@ -55,6 +55,7 @@ impl Session {
     /// is read first: every payload event that precedes a process exit is already in the payload
     /// ring by then, so sorting the batch puts the exit after them.
     pub fn drain(&mut self, on_record: &mut dyn FnMut(&Record)) -> usize {
+        self.probes.flush_log();
         self.batch.clear();
         for ring in [self.lifecycle.get_mut(), self.payload.get_mut()] {
             while let Some(item) = ring.next() {

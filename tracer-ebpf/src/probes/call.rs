@@ -40,8 +40,16 @@ fn cookie(ctx: &impl EbpfContext) -> u64 {
     unsafe { aya_ebpf::helpers::generated::bpf_get_attach_cookie(ctx.as_ptr()) }
 }
 
-fn recipe(cookie: u64) -> Option<&'static Recipe> {
-    RECIPES.get(cookie as u32)
+/// The recipe of an attach point. A missing one is a loader bug: said once per hit through
+/// aya-log (rare by construction, so the log's cost does not matter).
+fn recipe(ctx: &impl EbpfContext, cookie: u64) -> Option<&'static Recipe> {
+    let r = RECIPES
+        .get(cookie as u32)
+        .filter(|r| r.kind != RecipeKind::None as u8);
+    if r.is_none() {
+        aya_log_ebpf::warn!(ctx, "attach cookie {} has no recipe", cookie);
+    }
+    r
 }
 
 /// Instance id of the current process, registering it on first sight.
@@ -130,7 +138,7 @@ fn read_field(args: &[u64; 6], rule: &FieldRule) -> u64 {
 
 fn try_entry(ctx: &ProbeContext) -> Result<(), ()> {
     let cookie = cookie(ctx);
-    let recipe = recipe(cookie).ok_or(())?;
+    let recipe = recipe(ctx, cookie).ok_or(())?;
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
@@ -178,7 +186,7 @@ fn try_entry(ctx: &ProbeContext) -> Result<(), ()> {
 
 fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
     let cookie = cookie(ctx);
-    let recipe = recipe(cookie).ok_or(())?;
+    let recipe = recipe(ctx, cookie).ok_or(())?;
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
