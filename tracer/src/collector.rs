@@ -131,6 +131,9 @@ pub struct DeviceLedger {
     pub outstanding_at_close: Vec<Outstanding>,
     /// The mesh whose lock-step allocator also places buffers on this chip, if any.
     pub mesh: Option<u32>,
+    /// Time spent in each context that configured this device (fabric, dispatch, allocator),
+    /// summed, ns.
+    pub phases: BTreeMap<Role, u64>,
 }
 
 /// A mesh: its lock-step allocator places every buffer at the same address on all its chips.
@@ -222,6 +225,9 @@ pub struct ProcessLedger {
     /// Buffers whose owner is unknown (banks built outside any allocator context).
     pub unattributed: MemoryBooks,
     pub workloads_enqueued: u64,
+    /// Time spent in contexts not tied to one device (device init, mesh open, program
+    /// uploads), summed, ns.
+    pub phases: BTreeMap<Role, u64>,
     /// Events that referred to something unknown (closing a device never opened, freeing an
     /// address never allocated, a CB on an unknown device).
     pub unmatched: u64,
@@ -254,6 +260,7 @@ impl ProcessLedger {
             meshes: BTreeMap::new(),
             unattributed: MemoryBooks::default(),
             workloads_enqueued: 0,
+            phases: BTreeMap::new(),
             unmatched: 0,
             device_ptrs: HashMap::new(),
             owners: Vec::new(),
@@ -440,6 +447,13 @@ impl Collector {
             EventKind::ContextExit => {
                 let start = self.context_starts.remove(&(ev.tid, ev.role));
                 let chip = proc.device_ptrs.get(&ev.context_this).copied();
+                if let Some(d) = start.map(|s| ev.ts_ns.saturating_sub(s)) {
+                    let phases = match chip {
+                        Some(c) => &mut proc.device(c).phases,
+                        None => &mut proc.phases,
+                    };
+                    *phases.entry(role).or_default() += d;
+                }
                 Some(Record::ContextExited {
                     pid: key.pid,
                     tid: ev.tid,

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::{
     collector::{Cleanup, Collector, Kernels, ProcessLedger, Record, Tally},
     memory::{MemoryBooks, Outstanding},
+    roles::Role,
 };
 
 #[derive(Debug, Serialize)]
@@ -83,6 +84,9 @@ impl<'a> Report<'a> {
                         kib(r.bytes)
                     );
                 }
+                if !d.phases.is_empty() {
+                    let _ = writeln!(s, "    Bring-up:            {}", phases(&d.phases));
+                }
                 if !d.memory.is_empty() {
                     let _ = writeln!(s, "    Buffers (the chip's own allocator):");
                     memory_lines(&mut s, "      ", &d.memory);
@@ -140,6 +144,9 @@ impl<'a> Report<'a> {
                 let _ = writeln!(s, "  buffers of banks outside any known allocator:");
                 memory_lines(&mut s, "    ", &p.unattributed);
             }
+            if !p.phases.is_empty() {
+                let _ = writeln!(s, "  time in: {}", phases(&p.phases));
+            }
             if p.workloads_enqueued > 0 {
                 let _ = writeln!(s, "  workloads enqueued: {}", p.workloads_enqueued);
             }
@@ -176,6 +183,13 @@ impl<'a> Report<'a> {
         );
         s
     }
+}
+
+fn phases(p: &BTreeMap<Role, u64>) -> String {
+    p.iter()
+        .map(|(r, ns)| format!("{} {:.2} ms", r.id(), *ns as f64 / 1e6))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn memory_lines(s: &mut String, indent: &str, m: &MemoryBooks) {

@@ -70,7 +70,32 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let tracer = crate::root().join("target/release/tt-tracer");
     probe_cost(&tracer, &lib, &driver, &a)?;
     session_cost(&tracer, &lib, &driver, &a)?;
-    ttnn_overhead(&tracer, &a)?;
+    let real_lib = ttnn_overhead(&tracer, &a)?;
+    // Resolution of every role in the real 35 MB library, against reading it alone.
+    crate::run(
+        crate::cargo()
+            .args([
+                "run",
+                "--release",
+                "-q",
+                "-p",
+                "tt-tracer",
+                "--example",
+                "resolve_bench",
+                "--",
+            ])
+            .arg(&real_lib),
+    )?;
+    // Collector memory per live device buffer.
+    crate::run(crate::cargo().args([
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        "tt-tracer",
+        "--example",
+        "ledger_memory",
+    ]))?;
     // Kill → cleanup-record latency is measured by the SIGKILL integration test.
     crate::run(
         crate::cargo()
@@ -91,7 +116,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
 
 /// Overhead on the real runtime (ttnn on mock devices): the workload's own time from `import
 /// ttnn` to device close (measured inside it), untraced vs traced, alternating runs.
-fn ttnn_overhead(tracer: &Path, a: &BenchArgs) -> Result<()> {
+fn ttnn_overhead(tracer: &Path, a: &BenchArgs) -> Result<String> {
     let root = crate::root();
     let out = Command::new("bash")
         .arg(root.join("tests/ttnn/setup.sh"))
@@ -174,7 +199,7 @@ fn ttnn_overhead(tracer: &Path, a: &BenchArgs) -> Result<()> {
             a.runs
         );
     }
-    Ok(())
+    Ok(lib)
 }
 
 /// Fixed cost of a traced session (load, verify, attach; detach at the end): `tt-tracer run`
