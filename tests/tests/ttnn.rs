@@ -211,6 +211,22 @@ fn assert_ledger_matches_oracle(s: &Scenario) {
             "{name}: chip {chip} open/close"
         );
     }
+    // Every bank was built inside a known allocator: each chip's own, the mesh's lock-step
+    // one (DRAM, L1, L1_SMALL and TRACE banks each), and throw-away bank-table ones.
+    assert_eq!(
+        u(&p["unattributed_banks"]),
+        0,
+        "{name}: banks built outside any known allocator"
+    );
+    for owner in devices.values().chain([tmesh]) {
+        for ty in ["DRAM", "L1", "L1_SMALL", "TRACE"] {
+            assert!(
+                u(&owner["banks"][ty]) >= 1,
+                "{name}: no {ty} bank attributed: {}",
+                owner["banks"]
+            );
+        }
+    }
     assert_eq!(u(&p["unmatched"]), 0, "{name}: unmatched events");
     s.traced.assert_nothing_lost();
 }

@@ -82,7 +82,10 @@ pub struct Recipe {
     pub ring: u8,
     /// For [`RecipeKind::Context`]: the [`crate::Origin`] pushed while the function runs.
     pub origin: u8,
-    pub _pad: [u8; 3],
+    /// For [`RecipeKind::Context`]: the argument register naming the context: `this` (after a
+    /// hidden result pointer, if any), else the first argument.
+    pub context_arg: u8,
+    pub _pad: [u8; 2],
     pub fields: [FieldRule; MAX_FIELDS],
 }
 
@@ -92,7 +95,8 @@ impl Recipe {
         kind: RecipeKind::None as u8,
         ring: Ring::Payload as u8,
         origin: 0,
-        _pad: [0; 3],
+        context_arg: 0,
+        _pad: [0; 2],
         fields: [FieldRule::NONE; MAX_FIELDS],
     };
 }

@@ -131,6 +131,8 @@ pub struct DeviceLedger {
     pub outstanding_at_close: Vec<Outstanding>,
     /// The mesh whose lock-step allocator also places buffers on this chip, if any.
     pub mesh: Option<u32>,
+    /// Banks of the chip's own allocator, by type.
+    pub banks: BTreeMap<BufferType, u32>,
     /// Time spent in each context that configured this device (fabric, dispatch, allocator),
     /// summed, ns.
     pub phases: BTreeMap<Role, u64>,
@@ -145,6 +147,8 @@ pub struct MeshLedger {
     pub chips: Vec<i64>,
     pub opened_ns: u64,
     pub closed_ns: Option<u64>,
+    /// Banks of the mesh allocator, by type.
+    pub banks: BTreeMap<BufferType, u32>,
     /// Buffers of the mesh allocator: each occupies its size on every chip of the mesh.
     pub memory: MemoryBooks,
     pub outstanding_at_close: Vec<Outstanding>,
@@ -155,7 +159,9 @@ pub struct MeshLedger {
 enum Owner {
     Chip(i64),
     Mesh(u32),
-    /// A bank built for a throw-away allocator (bank tables), or where no context said.
+    /// A throw-away allocator (bank tables); never allocates.
+    Scratch,
+    /// A bank built where no known context said whose it is.
     Unattributed,
 }
 
@@ -224,6 +230,10 @@ pub struct ProcessLedger {
     pub meshes: BTreeMap<u32, MeshLedger>,
     /// Buffers whose owner is unknown (banks built outside any allocator context).
     pub unattributed: MemoryBooks,
+    /// Banks built for throw-away bank-table allocators.
+    pub scratch_banks: u32,
+    /// Banks built outside any known allocator context (0 when attribution is complete).
+    pub unattributed_banks: u32,
     pub workloads_enqueued: u64,
     /// Time spent in contexts not tied to one device (device init, mesh open, program
     /// uploads), summed, ns.
@@ -259,6 +269,8 @@ impl ProcessLedger {
             exit: None,
             meshes: BTreeMap::new(),
             unattributed: MemoryBooks::default(),
+            scratch_banks: 0,
+            unattributed_banks: 0,
             workloads_enqueued: 0,
             phases: BTreeMap::new(),
             unmatched: 0,
@@ -284,6 +296,7 @@ impl ProcessLedger {
         match self.owners.get(id as usize) {
             Some(Owner::Chip(c)) => format!("chip {c}"),
             Some(Owner::Mesh(m)) => format!("mesh {m}"),
+            Some(Owner::Scratch) => "scratch allocator".into(),
             _ => "unattributed".into(),
         }
     }
@@ -551,13 +564,24 @@ impl Collector {
                                 None => Owner::Unattributed,
                             }
                         }
+                        Some(Origin::ScratchAllocator) => Owner::Scratch,
                         _ => Owner::Unattributed,
                     };
+                    let buffer_type = BufferType::from_raw(field("buffer_type"));
+                    match owner {
+                        Owner::Chip(c) => {
+                            *proc.device(c).banks.entry(buffer_type).or_default() += 1
+                        }
+                        Owner::Mesh(m) => {
+                            if let Some(ml) = proc.meshes.get_mut(&m) {
+                                *ml.banks.entry(buffer_type).or_default() += 1;
+                            }
+                        }
+                        Owner::Scratch => proc.scratch_banks += 1,
+                        Owner::Unattributed => proc.unattributed_banks += 1,
+                    }
                     let id = proc.owner_id(owner);
-                    proc.banks.insert(
-                        field("bank"),
-                        (BufferType::from_raw(field("buffer_type")), id),
-                    );
+                    proc.banks.insert(field("bank"), (buffer_type, id));
                     None
                 }
                 Role::BankAllocate => {

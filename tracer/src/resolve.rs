@@ -917,6 +917,9 @@ pub fn recipe(spec: &RoleSpec, point: &AttachPoint) -> Recipe {
     r.kind = spec.kind as u8;
     r.ring = spec.ring as u8;
     r.origin = spec.origin as u8;
+    // `this` comes after a hidden result pointer; a static or free function is named by its
+    // first argument (the result pointer itself, when there is one: unique per call).
+    r.context_arg = (spec.member && spec.returns_by_value) as u8;
     for f in &point.fields {
         let Some(i) = spec.role.field_index(&f.name) else {
             continue;

@@ -158,7 +158,7 @@ fn try_entry(ctx: &ProbeContext) -> Result<(), ()> {
     if recipe.kind == RecipeKind::Context as u8 {
         // `this` (or a result pointer) names the context; the enclosing one links it to its
         // parent (e.g. a mesh allocator to the mesh being created).
-        let own = args[0];
+        let own = args.get(recipe.context_arg as usize).copied().unwrap_or(0);
         let depth = context::push(pid_tgid, recipe.origin, own).ok_or(())?;
         ev.origin = recipe.origin;
         ev.depth = depth as u8;
