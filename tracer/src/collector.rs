@@ -381,7 +381,9 @@ pub struct Collector {
     live: BTreeMap<ProcKey, ProcessLedger>,
     ended: Vec<ProcessLedger>,
     /// Context entry times per (thread, role), for durations.
-    context_starts: HashMap<(u32, u16), u64>,
+    /// Keyed by (process, thread, depth): a context nested in one of the same role (an overload calling
+    /// another) keeps its own start.
+    context_starts: HashMap<(u32, u32, u8), u64>,
     pub events: u64,
     /// Events naming a role this build does not know (a newer catalog).
     pub unknown_events: u64,
@@ -416,7 +418,8 @@ impl Collector {
 
         match kind {
             EventKind::ContextEnter => {
-                self.context_starts.insert((ev.tid, ev.role), ev.ts_ns);
+                self.context_starts
+                    .insert((ev.tgid, ev.tid, ev.depth), ev.ts_ns);
                 match role {
                     Role::MeshOpen => {
                         proc.mesh_opens.insert(ev.context_this, Vec::new());
@@ -458,7 +461,7 @@ impl Collector {
                 })
             }
             EventKind::ContextExit => {
-                let start = self.context_starts.remove(&(ev.tid, ev.role));
+                let start = self.context_starts.remove(&(ev.tgid, ev.tid, ev.depth));
                 let chip = proc.device_ptrs.get(&ev.context_this).copied();
                 if let Some(d) = start.map(|s| ev.ts_ns.saturating_sub(s)) {
                     let phases = match chip {
@@ -683,7 +686,7 @@ impl Collector {
         };
         proc.last_ns = proc.last_ns.max(ev.ts_ns);
         proc.exit = Some(cleanup.clone());
-        self.context_starts.retain(|(tid, _), _| *tid != key.pid);
+        self.context_starts.retain(|(pid, _, _), _| *pid != key.pid);
         self.ended.push(proc);
         Some(Record::ProcessExited(cleanup))
     }
@@ -910,6 +913,239 @@ mod tests {
             }
         );
         assert!(!c.has_ended(5));
+    }
+
+    #[test]
+    fn nested_contexts_of_one_role_keep_their_own_durations() {
+        let mut c = Collector::new();
+        let ctx = |kind, depth: u8, ts| {
+            let mut e = ev(
+                1,
+                kind,
+                Some(Role::ScratchAllocator),
+                Origin::ScratchAllocator,
+                &[],
+            );
+            e.depth = depth;
+            e.ts_ns = ts;
+            e
+        };
+        c.apply(&ctx(EventKind::ContextEnter, 1, 100));
+        c.apply(&ctx(EventKind::ContextEnter, 2, 110));
+        c.apply(&ctx(EventKind::ContextExit, 2, 150));
+        let r = c.apply(&ctx(EventKind::ContextExit, 1, 200));
+        assert!(
+            matches!(
+                r,
+                Some(Record::ContextExited {
+                    duration_ns: Some(100),
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        let p = c.processes().next().unwrap();
+        assert_eq!(p.phases[&Role::ScratchAllocator], 40 + 100);
+    }
+
+    /// A two-chip mesh as tt-metal 0.81 builds it: devices opened inside MeshDevice::create,
+    /// each chip's own allocator, then the mesh's lock-step allocator; buffers go to the mesh.
+    #[test]
+    fn mesh_buffers_are_booked_to_the_mesh_and_its_chips() {
+        let mut c = Collector::new();
+        let pid = 7;
+        let with = |mut e: Event, origin: Origin, this: u64| {
+            e.origin = origin as u8;
+            e.context_this = this;
+            e
+        };
+        let enter = |role, origin: Origin, this: u64, fields: &[u64], parent: (Origin, u64)| {
+            let mut e = with(
+                ev(pid, EventKind::ContextEnter, Some(role), origin, fields),
+                origin,
+                this,
+            );
+            e.parent_origin = parent.0 as u8;
+            e.parent_this = parent.1;
+            e
+        };
+        const TOKEN: u64 = 0x7ff0; // MeshDevice::create's result pointer
+        c.apply(&enter(
+            Role::MeshOpen,
+            Origin::MeshOpen,
+            TOKEN,
+            &[],
+            (Origin::Application, 0),
+        ));
+        for (dev, chip) in [(0xd0, 0), (0xd1, 1)] {
+            c.apply(&with(open(pid, dev, chip), Origin::MeshOpen, TOKEN));
+            c.apply(&enter(
+                Role::DeviceAllocator,
+                Origin::DeviceAllocator,
+                dev,
+                &[],
+                (Origin::MeshOpen, TOKEN),
+            ));
+            let bank = ev(
+                pid,
+                EventKind::Call,
+                Some(Role::BankNew),
+                Origin::DeviceAllocator,
+                &[0xb000 + dev, 0],
+            );
+            c.apply(&with(bank, Origin::DeviceAllocator, dev));
+        }
+        c.apply(&enter(
+            Role::MeshAllocator,
+            Origin::MeshAllocator,
+            0x1111,
+            &[0x2222],
+            (Origin::MeshOpen, TOKEN),
+        ));
+        for (bank, ty) in [(0xb1, 0), (0xb2, 1)] {
+            let e = ev(
+                pid,
+                EventKind::Call,
+                Some(Role::BankNew),
+                Origin::MeshAllocator,
+                &[bank, ty],
+            );
+            c.apply(&with(e, Origin::MeshAllocator, 0x1111));
+        }
+        let alloc = |bank, size, addr| {
+            let mut e = ev(
+                pid,
+                EventKind::Call,
+                Some(Role::BankAllocate),
+                Origin::Application,
+                &[bank, size],
+            );
+            e.ret = addr;
+            e
+        };
+        c.apply(&alloc(0xb1, 2048, 0x1000));
+        c.apply(&alloc(0xb1, 8192, 0x2000));
+        c.apply(&alloc(0xb2, 4096, 0x1000)); // same address, other bank (L1)
+        c.apply(&ev(
+            pid,
+            EventKind::Call,
+            Some(Role::BankFree),
+            Origin::Application,
+            &[0xb1, 0x2000],
+        ));
+        c.apply(&ev(
+            pid,
+            EventKind::Call,
+            Some(Role::BankFree),
+            Origin::Application,
+            &[0xb1, 0x9999],
+        ));
+        // Mesh close: outstanding buffers listed, then tt-metal clears the banks.
+        c.apply(&ev(
+            pid,
+            EventKind::Call,
+            Some(Role::MeshClose),
+            Origin::Application,
+            &[0x2222],
+        ));
+        c.apply(&ev(
+            pid,
+            EventKind::Call,
+            Some(Role::BankFreeAll),
+            Origin::Application,
+            &[0xb1],
+        ));
+
+        let p = c.processes().next().unwrap();
+        let mesh = &p.meshes[&1];
+        assert_eq!(mesh.chips, vec![0, 1]);
+        assert_eq!(p.devices[&0].mesh, Some(1));
+        assert_eq!(
+            p.devices[&1].banks[&BufferType::Dram],
+            1,
+            "the chip's own allocator"
+        );
+        assert_eq!(mesh.banks.len(), 2);
+        let dram = mesh.memory.by_type[&BufferType::Dram];
+        assert_eq!(
+            (dram.allocs, dram.alloc_bytes, dram.frees, dram.free_bytes),
+            (2, 10240, 1, 8192)
+        );
+        assert_eq!((dram.cleared, dram.live, dram.peak_bytes), (1, 0, 10240));
+        let l1 = mesh.memory.by_type[&BufferType::L1];
+        assert_eq!((l1.allocs, l1.live_bytes), (1, 4096));
+        let out: Vec<_> = mesh
+            .outstanding_at_close
+            .iter()
+            .map(|o| (o.buffer_type, o.address, o.size))
+            .collect();
+        assert_eq!(
+            out,
+            vec![
+                (BufferType::Dram, 0x1000, 2048),
+                (BufferType::L1, 0x1000, 4096)
+            ]
+        );
+        assert_eq!(p.unmatched, 1, "the free of an address never allocated");
+        assert_eq!(p.unattributed_banks, 0);
+        assert!(
+            p.devices[&0].memory.is_empty(),
+            "nothing on the chip's own allocator"
+        );
+
+        // The L1 buffer is still live at exit: a leak of the mesh.
+        let Some(Record::ProcessExited(cl)) = c.apply(&ev(
+            pid,
+            EventKind::ProcessExit,
+            None,
+            Origin::Application,
+            &[9],
+        )) else {
+            panic!()
+        };
+        assert_eq!(cl.leaks.len(), 1);
+        assert_eq!(
+            (cl.leaks[0].owner.as_str(), cl.leaks[0].buffer.size),
+            ("mesh 1", 4096)
+        );
+    }
+
+    #[test]
+    fn circular_buffers_per_chip() {
+        let mut c = Collector::new();
+        c.apply(&open(3, 0xd0, 0));
+        c.apply(&open(3, 0xd1, 1));
+        for _ in 0..3 {
+            c.apply(&ev(
+                3,
+                EventKind::Call,
+                Some(Role::CbAllocate),
+                Origin::Application,
+                &[0x100, 4096, 0xd1],
+            ));
+        }
+        c.apply(&ev(
+            3,
+            EventKind::Call,
+            Some(Role::CbFreeAll),
+            Origin::Application,
+            &[0xd1],
+        ));
+        c.apply(&ev(
+            3,
+            EventKind::Call,
+            Some(Role::CbAllocate),
+            Origin::Application,
+            &[0x100, 4096, 0xee],
+        ));
+        let p = c.processes().next().unwrap();
+        let cb = p.devices[&1].circular_buffers;
+        assert_eq!(
+            (cb.allocs, cb.alloc_bytes, cb.live, cb.peak_bytes, cb.clears),
+            (3, 12288, 0, 12288, 1)
+        );
+        assert_eq!(p.devices[&0].circular_buffers.allocs, 0);
+        assert_eq!(p.unmatched, 1, "a CB on a device never opened");
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl LiveAllocations {
                 age_ns: now.saturating_sub(a.allocated_ns),
             })
             .collect();
-        v.sort_by_key(|o| (o.allocated_ns, o.address));
+        v.sort_by_key(|o| (o.allocated_ns, o.address, o.buffer_type));
         v
     }
     pub fn len(&self) -> usize {
