@@ -400,3 +400,67 @@ fn hundred_thousand_buffers_lose_nothing() {
         s.traced.report["events"], t["peak_bytes"]
     );
 }
+
+/// `attach --pid` to a real ttnn process that is already running (libtt_metal.so mapped, found
+/// in /proc/PID/maps), before it opens its device: the ledger is as complete as under `run`.
+#[test]
+fn attach_to_a_running_ttnn_process() {
+    require_root();
+    let t = ttnn();
+    let dir = run_dir("attach");
+    let (oracle, hold) = (dir.join("oracle.json"), dir.join("hold"));
+    let mut workload = Command::new(&t.python);
+    workload
+        .arg(workspace_root().join("tests/ttnn/workload.py"))
+        .args(["n300", "--hold-at", "before_open", "--hold-file"])
+        .arg(&hold)
+        .arg("--oracle")
+        .arg(&oracle)
+        .arg("--run-dir")
+        .arg(dir.join("run"))
+        .envs(t.env.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut workload = workload.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !hold.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the workload never reached its hold point"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pid = workload.id().to_string();
+    let mut tracer = spawn_trace(&["attach", "--pid", &pid], &[]).unwrap();
+    // Armed once the tracer says so (stderr), then let the workload go on.
+    let stderr = tracer.child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("tracing pid") {
+                let _ = tx.send(None);
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        let _ = tx.send(Some(all));
+    });
+    assert!(
+        matches!(rx.recv_timeout(Duration::from_secs(30)), Ok(None)),
+        "tt-tracer attach did not report being armed"
+    );
+    std::fs::remove_file(&hold).unwrap();
+    assert!(workload.wait().unwrap().success(), "workload failed");
+    let traced = tracer.wait_with(String::new()).unwrap();
+    assert!(traced.status.success(), "attach: {:?}", traced.status);
+    let oracle: Value = serde_json::from_str(&std::fs::read_to_string(&oracle).unwrap()).unwrap();
+    let s = Scenario { traced, oracle };
+    assert_eq!(s.traced.report["processes"].as_array().unwrap().len(), 1);
+    assert_ledger_matches_oracle(&s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
