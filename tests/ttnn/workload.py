@@ -543,6 +543,10 @@ def main():
     timing["close_s"] = time.perf_counter() - t
     timing["close_end"] = now()
     timing["total_s"] = (time.monotonic_ns() - T0) / 1e9
+    # CPU time of the whole process (all threads, user + kernel): uprobe hits are charged here,
+    # and it is far less noisy than wall time on a shared machine.
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    timing["cpu_s"] = ru.ru_utime + ru.ru_stime
     oracle["max_rss_kib"] = max_rss_kib()
     write_json(args.oracle, oracle)
     log(f"closed in {timing['close_s']:.3f} s; total {timing['total_s']:.2f} s; "

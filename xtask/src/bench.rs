@@ -145,9 +145,14 @@ fn ttnn_overhead(tracer: &Path, a: &BenchArgs) -> Result<String> {
     let scratch = root.join("target/bench-scratch");
     std::fs::create_dir_all(&scratch)?;
     let workload = root.join("tests/ttnn/workload.py");
-    for scenario in ["tensor", "add_fd", "n300", "t3k"] {
+    // The usual scenarios fire tens of probes; many_buffers fires two per allocation (entry and
+    // return of allocate_buffer) and one per free: the worst case for a ledger.
+    for scenario in ["tensor", "add_fd", "n300", "t3k", "many_buffers 20000"] {
+        let (scenario, arg) = scenario.split_once(' ').unwrap_or((scenario, ""));
         let oracle = scratch.join(format!("{scenario}.json"));
-        let run_once = |traced: bool| -> Result<(f64, f64)> {
+        // Per run: [import→close inside the workload, open+work+close (where the probes
+        // fire), the workload's CPU time (uprobe hits are charged to it), the whole command].
+        let run_once = |traced: bool| -> Result<[f64; 4]> {
             let mut cmd = if traced {
                 let mut c = Command::new(tracer);
                 c.args(["run", "--lib", &lib, "--", &python]);
@@ -157,6 +162,7 @@ fn ttnn_overhead(tracer: &Path, a: &BenchArgs) -> Result<String> {
             };
             cmd.arg(&workload)
                 .arg(scenario)
+                .args((!arg.is_empty()).then_some(arg))
                 .arg("--oracle")
                 .arg(&oracle)
                 .arg("--run-dir")
@@ -164,39 +170,50 @@ fn ttnn_overhead(tracer: &Path, a: &BenchArgs) -> Result<String> {
                 .envs(env.iter().map(|(k, v)| (k, v)));
             let wall = time_secs(&mut cmd)?;
             let o: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&oracle)?)?;
-            let inside = o["timing"]["total_s"]
-                .as_f64()
-                .context("oracle timing.total_s")?;
-            Ok((inside, wall))
+            let t = |k: &str| {
+                o["timing"][k]
+                    .as_f64()
+                    .with_context(|| format!("oracle timing.{k}"))
+            };
+            Ok([
+                t("total_s")?,
+                t("open_s")? + t("work_s")? + t("close_s")?,
+                t("cpu_s")?,
+                wall,
+            ])
         };
-        let (mut base, mut traced, mut base_wall, mut traced_wall) =
-            (vec![], vec![], vec![], vec![]);
         run_once(false)?; // warm the JIT cache and the page cache
-                          // Alternating which goes first, so neither always runs on a cache the other warmed.
+        let (mut base, mut traced): (Vec<[f64; 4]>, Vec<[f64; 4]>) = (vec![], vec![]);
+        // Alternating which goes first, so neither always runs on a cache the other warmed.
         for r in 0..a.runs {
             for traced_run in [r % 2 == 1, r % 2 == 0] {
-                let (i, w) = run_once(traced_run)?;
+                let m = run_once(traced_run)?;
                 if traced_run {
-                    traced.push(i);
-                    traced_wall.push(w);
+                    traced.push(m);
                     wait_for_detach();
                 } else {
-                    base.push(i);
-                    base_wall.push(w);
+                    base.push(m);
                 }
             }
         }
-        let (b, t) = (median(base), median(traced));
-        let (bw, tw) = (median(base_wall), median(traced_wall));
+        let med = |v: &[[f64; 4]], i: usize| median(v.iter().map(|m| m[i]).collect());
+        let cmp = |i: usize| {
+            let (b, t) = (med(&base, i), med(&traced, i));
+            format!(
+                "{:.1} → {:.1} ms ({:+.1} %)",
+                b * 1e3,
+                t * 1e3,
+                (t / b - 1.0) * 100.0
+            )
+        };
         println!(
-            "real runtime {scenario:<7}: workload median {:.1} ms untraced, {:.1} ms traced ({:+.1} %); \
-             whole command {:.0} → {:.0} ms ({} runs each)",
-            b * 1e3,
-            t * 1e3,
-            (t / b - 1.0) * 100.0,
-            bw * 1e3,
-            tw * 1e3,
-            a.runs
+            "real runtime {scenario:<16} (median of {}, untraced → traced): import→close {}; \
+             open+work+close {}; CPU {}; whole command {}",
+            a.runs,
+            cmp(0),
+            cmp(1),
+            cmp(2),
+            cmp(3)
         );
     }
     Ok(lib)
