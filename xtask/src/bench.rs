@@ -20,6 +20,25 @@ pub struct BenchArgs {
     /// Application kernels per device in the probe-cost workload.
     #[arg(long, default_value_t = 20000)]
     kernels: u32,
+    /// Only these figures (default: all).
+    #[arg(long, value_enum)]
+    only: Vec<Figure>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Figure {
+    /// Cost per probed call (stand-in, 20,000 kernel-binary writes).
+    Probe,
+    /// Fixed cost of a traced session and the background detach.
+    Session,
+    /// Overhead on the real runtime (ttnn on mock devices).
+    Ttnn,
+    /// Resolving every role in the real 35 MB library.
+    Resolve,
+    /// Collector memory per live device buffer.
+    Memory,
+    /// Kill → cleanup record.
+    Kill,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -68,55 +87,66 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     crate::run(crate::cargo().args(["build", "--release", "-p", "tt-tracer"]))?;
     let (_, lib, driver) = build_demo_parts()?;
     let tracer = crate::root().join("target/release/tt-tracer");
-    probe_cost(&tracer, &lib, &driver, &a)?;
-    session_cost(&tracer, &lib, &driver, &a)?;
-    let real_lib = ttnn_overhead(&tracer, &a)?;
+    let want = |f: Figure| a.only.is_empty() || a.only.contains(&f);
+    if want(Figure::Probe) {
+        probe_cost(&tracer, &lib, &driver, &a)?;
+    }
+    if want(Figure::Session) {
+        session_cost(&tracer, &lib, &driver, &a)?;
+    }
+    let real_lib = ttnn_overhead(&tracer, &a, want(Figure::Ttnn))?;
     // Resolution of every role in the real 35 MB library, against reading it alone.
-    crate::run(
-        crate::cargo()
-            .args([
-                "run",
-                "--release",
-                "-q",
-                "-p",
-                "tt-tracer",
-                "--example",
-                "resolve_bench",
-                "--",
-            ])
-            .arg(&real_lib),
-    )?;
+    if want(Figure::Resolve) {
+        crate::run(
+            crate::cargo()
+                .args([
+                    "run",
+                    "--release",
+                    "-q",
+                    "-p",
+                    "tt-tracer",
+                    "--example",
+                    "resolve_bench",
+                    "--",
+                ])
+                .arg(&real_lib),
+        )?;
+    }
     // Collector memory per live device buffer.
-    crate::run(crate::cargo().args([
-        "run",
-        "--release",
-        "-q",
-        "-p",
-        "tt-tracer",
-        "--example",
-        "ledger_memory",
-    ]))?;
+    if want(Figure::Memory) {
+        crate::run(crate::cargo().args([
+            "run",
+            "--release",
+            "-q",
+            "-p",
+            "tt-tracer",
+            "--example",
+            "ledger_memory",
+        ]))?;
+    }
     // Kill → cleanup-record latency is measured by the SIGKILL integration test.
-    crate::run(
-        crate::cargo()
-            .args([
-                "test",
-                "-p",
-                "integration-tests",
-                "--test",
-                "standin",
-                "sigkill",
-                "--",
-                "--nocapture",
-            ])
-            .env("TT_TRACER_BIN", &tracer),
-    )?;
+    if want(Figure::Kill) {
+        crate::run(
+            crate::cargo()
+                .args([
+                    "test",
+                    "-p",
+                    "integration-tests",
+                    "--test",
+                    "standin",
+                    "sigkill",
+                    "--",
+                    "--nocapture",
+                ])
+                .env("TT_TRACER_BIN", &tracer),
+        )?;
+    }
     Ok(())
 }
 
 /// Overhead on the real runtime (ttnn on mock devices): the workload's own time from `import
 /// ttnn` to device close (measured inside it), untraced vs traced, alternating runs.
-fn ttnn_overhead(tracer: &Path, a: &BenchArgs) -> Result<String> {
+fn ttnn_overhead(tracer: &Path, a: &BenchArgs, measure: bool) -> Result<String> {
     let root = crate::root();
     let out = Command::new("bash")
         .arg(root.join("tests/ttnn/setup.sh"))
@@ -145,6 +175,9 @@ fn ttnn_overhead(tracer: &Path, a: &BenchArgs) -> Result<String> {
     let scratch = root.join("target/bench-scratch");
     std::fs::create_dir_all(&scratch)?;
     let workload = root.join("tests/ttnn/workload.py");
+    if !measure {
+        return Ok(lib);
+    }
     // The usual scenarios fire tens of probes; many_buffers fires two per allocation (entry and
     // return of allocate_buffer) and one per free: the worst case for a ledger.
     for scenario in ["tensor", "add_fd", "n300", "t3k", "many_buffers 20000"] {
@@ -168,6 +201,9 @@ fn ttnn_overhead(tracer: &Path, a: &BenchArgs) -> Result<String> {
                 .arg("--run-dir")
                 .arg(scratch.join("run"))
                 .envs(env.iter().map(|(k, v)| (k, v)));
+            // Every run starts on a quiet machine: no detach still running, its aftermath settled.
+            wait_for_detach();
+            std::thread::sleep(std::time::Duration::from_millis(300));
             let wall = time_secs(&mut cmd)?;
             let o: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&oracle)?)?;
             let t = |k: &str| {
