@@ -32,7 +32,11 @@ pub fn check_privileges() -> Result<()> {
 
 /// Byte offset of `task_struct.exit_code` in the running kernel, from /sys/kernel/btf/vmlinux.
 pub fn task_exit_code_offset() -> Option<u32> {
-    let btf = btf_rs::Btf::from_file("/sys/kernel/btf/vmlinux").ok()?;
+    const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+    // Mapped and read lazily where the kernel allows (6.16+): parsing all of it costs ~0.2 s.
+    let btf = btf_rs::Btf::from_file_with_backend(VMLINUX, btf_rs::Backend::Mmap)
+        .or_else(|_| btf_rs::Btf::from_file(VMLINUX))
+        .ok()?;
     for ty in btf.resolve_types_by_name("task_struct").ok()? {
         if let btf_rs::Type::Struct(s) = ty {
             for m in &s.members {

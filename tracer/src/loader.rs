@@ -73,7 +73,9 @@ impl Probes {
     /// Loads the programs and attaches the process-exit tracepoint. Needs privileges.
     pub fn load(opts: &LoadOptions) -> Result<(Probes, Rings)> {
         kernel::check_privileges()?;
+        let t = std::time::Instant::now();
         let exit_offset = kernel::task_exit_code_offset();
+        log::debug!("task_struct layout from BTF: {:?}", t.elapsed());
         let exit_offset_value = exit_offset.unwrap_or(u32::MAX);
         let mut ebpf = EbpfLoader::new()
             .override_global("WAKEUP_BYTES", &opts.wakeup_bytes, true)
@@ -82,6 +84,7 @@ impl Probes {
             .map_max_entries("LIFECYCLE", opts.lifecycle_ring_bytes)
             .load(EBPF_OBJECT)?;
 
+        log::debug!("object loaded (maps created): {:?}", t.elapsed());
         // A program without log statements leaves no log map: nothing to drain then.
         let logger = aya_log::EbpfLogger::init(&mut ebpf)
             .inspect_err(|e| log::warn!("eBPF log messages will not be shown: {e}"))
@@ -97,6 +100,7 @@ impl Probes {
             p.load().map_err(|source| prog_err(name, source))?;
         }
 
+        log::debug!("programs verified and loaded: {:?}", t.elapsed());
         let payload = take_ring(&mut ebpf, "EVENTS")?;
         let lifecycle = take_ring(&mut ebpf, "LIFECYCLE")?;
         Ok((
