@@ -88,13 +88,15 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let (_, lib, driver) = build_demo_parts()?;
     let tracer = crate::root().join("target/release/tt-tracer");
     let want = |f: Figure| a.only.is_empty() || a.only.contains(&f);
-    if want(Figure::Probe) {
-        probe_cost(&tracer, &lib, &driver, &a)?;
-    }
+    let per_call_us = if want(Figure::Probe) {
+        Some(probe_cost(&tracer, &lib, &driver, &a)?)
+    } else {
+        None
+    };
     if want(Figure::Session) {
         session_cost(&tracer, &lib, &driver, &a)?;
     }
-    let real_lib = ttnn_overhead(&tracer, &a, want(Figure::Ttnn))?;
+    let real_lib = ttnn_overhead(&tracer, &a, want(Figure::Ttnn), per_call_us)?;
     // Resolution of every role in the real 35 MB library, against reading it alone.
     if want(Figure::Resolve) {
         crate::run(
@@ -146,7 +148,12 @@ pub fn bench(a: BenchArgs) -> Result<()> {
 
 /// Overhead on the real runtime (ttnn on mock devices): the workload's own time from `import
 /// ttnn` to device close (measured inside it), untraced vs traced, alternating runs.
-fn ttnn_overhead(tracer: &Path, a: &BenchArgs, measure: bool) -> Result<String> {
+fn ttnn_overhead(
+    tracer: &Path,
+    a: &BenchArgs,
+    measure: bool,
+    per_call_us: Option<f64>,
+) -> Result<String> {
     let root = crate::root();
     let out = Command::new("bash")
         .arg(root.join("tests/ttnn/setup.sh"))
@@ -183,12 +190,15 @@ fn ttnn_overhead(tracer: &Path, a: &BenchArgs, measure: bool) -> Result<String> 
     for scenario in ["tensor", "add_fd", "n300", "t3k", "many_buffers 20000"] {
         let (scenario, arg) = scenario.split_once(' ').unwrap_or((scenario, ""));
         let oracle = scratch.join(format!("{scenario}.json"));
+        let report = scratch.join(format!("{scenario}-report.json"));
         // Per run: [import→close inside the workload, open+work+close (where the probes
         // fire), the workload's CPU time (uprobe hits are charged to it), the whole command].
         let run_once = |traced: bool| -> Result<[f64; 4]> {
             let mut cmd = if traced {
                 let mut c = Command::new(tracer);
-                c.args(["run", "--lib", &lib, "--", &python]);
+                c.args(["run", "--lib", &lib, "--report-file"])
+                    .arg(&report)
+                    .args(["--", &python]);
                 c
             } else {
                 Command::new(&python)
@@ -251,6 +261,15 @@ fn ttnn_overhead(tracer: &Path, a: &BenchArgs, measure: bool) -> Result<String> 
             cmp(2),
             cmp(3)
         );
+        // The noise floor here is several %; what the probes cost follows from their count.
+        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
+        if let (Some(events), Some(us)) = (r["events"].as_f64(), per_call_us) {
+            let ms = events * us / 1e3;
+            println!(
+                "  {events} probe events per run × {us:.2} µs (probe cost above) ≈ {ms:.2} ms = {:.2} % of open+work+close",
+                ms / (med(&base, 1) * 1e3) * 100.0
+            );
+        }
     }
     Ok(lib)
 }
@@ -285,7 +304,8 @@ fn session_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Resu
 
 /// Per-call cost of a traced kernel-binary write: the driver's own workload time (printed by
 /// the driver as `workload_ns`) untraced vs traced, divided by the number of probe hits.
-fn probe_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result<()> {
+/// Returns it in µs.
+fn probe_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result<f64> {
     let kernels = a.kernels.to_string();
     let drv_args = [
         "--devices",
@@ -335,5 +355,5 @@ fn probe_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result
         t / b,
         a.runs
     );
-    Ok(())
+    Ok(per_call_us)
 }

@@ -2,6 +2,7 @@
 //! subcommand.
 
 mod attach;
+mod completions;
 mod exec_held;
 mod probes;
 mod run;
@@ -72,6 +73,10 @@ enum Command {
     /// Example: tt-tracer probes --lib /path/to/libtt_metal.so --json
     #[command(after_help = EXIT_CODES)]
     Probes(probes::ProbesArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff).
+    Manpage,
     #[command(hide = true, name = "__exec-held")]
     ExecHeld(exec_held::ExecHeldArgs),
 }
@@ -113,6 +118,8 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a),
         Command::Attach(a) => attach::attach(a),
         Command::Probes(a) => probes::probes(a),
+        Command::Completions(a) => completions::completions(a),
+        Command::Manpage => completions::manpage(),
         Command::ExecHeld(a) => exec_held::exec_held(a),
     };
     match result {
