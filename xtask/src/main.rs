@@ -114,7 +114,7 @@ fn demo(devices: u32) -> Result<()> {
     let (tracer, lib, driver) = build_demo_parts()?;
     eprintln!(
         "\nxtask: demo: {devices} devices; fabric bring-up on worker threads while 2 application \
-         threads load kernels; one device buffer set; normal close.\n"
+         threads load kernels; program uploads; normal close.\n"
     );
     run(Command::new(tracer)
         .args(["run", "-v", "--lib"])
