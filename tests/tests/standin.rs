@@ -433,3 +433,38 @@ fn a_command_that_cannot_be_run_is_reported() {
     assert!(!t.status.success());
     assert!(t.stderr.contains("/nonexistent/command"), "{}", t.stderr);
 }
+
+/// SIGTERM to `tt-tracer run` is passed to the command; the report still comes out.
+#[test]
+fn sigterm_to_the_tracer_reaches_the_command() {
+    require_root();
+    let s = standin();
+    let mut child = spawn_trace(
+        &[
+            "run",
+            "--lib",
+            s.lib.to_str().unwrap(),
+            "--",
+            s.driver.to_str().unwrap(),
+            "--hold-ms",
+            "60000",
+        ],
+        &[],
+    )
+    .unwrap();
+    let (line, stdout) = child
+        .wait_stdout_line(Duration::from_secs(30), |l| l.starts_with("DRIVER "))
+        .unwrap();
+    let driver = driver_line(&line).unwrap();
+    // SAFETY: signalling the tracer we started.
+    assert_eq!(
+        unsafe { libc::kill(child.child.id() as i32, libc::SIGTERM) },
+        0
+    );
+    let t = child.wait_with(stdout).unwrap();
+    assert_eq!(t.status.code(), Some(128 + 15), "{}", t.stderr);
+    let p = t.process(driver["pid"].as_u64().unwrap());
+    assert_eq!(p["exit"]["status"]["signal"], 15);
+    assert_ledger(&t, p, &driver);
+    t.assert_nothing_lost();
+}

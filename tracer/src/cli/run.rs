@@ -47,6 +47,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        // Before the command exists, so a bad --events-file stops nothing half-way.
+        let mut print = trace::printer(&a.opts)?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let (hold_read, hold_write) = pipe()?;
         let mut child = spawn_held(hold_read.as_raw_fd(), creds, &a.command)?;
         drop(hold_read);
@@ -69,7 +72,6 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         }
         drop(hold_write);
 
-        let mut print = trace::printer(&a.opts)?;
         let status = session
             .run_until(
                 async {
@@ -78,6 +80,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
                             st = child.wait() => break st,
                             // The terminal's Ctrl-C reaches the command too; it decides.
                             _ = tokio::signal::ctrl_c() => {}
+                            // Asked to stop: pass it on, keep tracing until the command is gone.
+                            _ = term.recv() => {
+                                // SAFETY: signalling our own child.
+                                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                            }
                         }
                     }
                 },
