@@ -147,6 +147,8 @@ pub struct TraceChild {
     pub child: Child,
     report: PathBuf,
     events: PathBuf,
+    /// Collects stderr once [`TraceChild::wait_until_armed`] has taken it over.
+    stderr_reader: Option<std::thread::JoinHandle<String>>,
 }
 
 pub fn spawn_trace(args: &[&str], envs: &[(&str, &str)]) -> Result<TraceChild> {
@@ -166,6 +168,7 @@ pub fn spawn_trace(args: &[&str], envs: &[(&str, &str)]) -> Result<TraceChild> {
         .stderr(Stdio::piped());
     let child = cmd.spawn().context("spawning tt-tracer")?;
     Ok(TraceChild {
+        stderr_reader: None,
         child,
         report,
         events,
@@ -244,11 +247,39 @@ impl TraceChild {
         }
     }
 
+    /// Waits until `tt-tracer attach` says it is tracing (its probes are armed); stderr keeps
+    /// being collected for [`TraceChild::wait_with`].
+    pub fn wait_until_armed(&mut self, timeout: Duration) -> Result<()> {
+        let stderr = self
+            .child
+            .stderr
+            .take()
+            .ok_or_else(|| anyhow!("stderr taken"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.stderr_reader = Some(std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("tracing pid") {
+                    let _ = tx.send(());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        }));
+        rx.recv_timeout(timeout)
+            .map_err(|_| anyhow!("tt-tracer did not report being armed within {timeout:?}"))
+    }
+
     pub fn wait_with(mut self, stdout_so_far: String) -> Result<Traced> {
         let status = self.child.wait()?;
         let mut err = String::new();
         if let Some(mut e) = self.child.stderr.take() {
             e.read_to_string(&mut err)?;
+        } else if let Some(reader) = self.stderr_reader.take() {
+            err = reader
+                .join()
+                .map_err(|_| anyhow!("stderr reader panicked"))?;
         }
         finish(status, stdout_so_far, err, &self.report, &self.events)
     }

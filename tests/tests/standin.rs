@@ -253,47 +253,18 @@ fn attach_sees_only_its_pid_while_another_process_uses_the_library() {
     let pid = target.id().to_string();
     // No --lib: found in /proc/PID/maps.
     let mut tracer = spawn_trace(&["attach", "--pid", &pid], &[]).unwrap();
-    // Wait until armed: the tracer says so on stderr; give it the time to attach.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut armed = false;
-    let stderr = tracer.child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            all.push_str(&line);
-            all.push('\n');
-            if line.contains("tracing pid") {
-                let _ = tx.send(None);
-            }
-        }
-        let _ = tx.send(Some(all));
-    });
-    while std::time::Instant::now() < deadline {
-        if let Ok(None) = rx.recv_timeout(Duration::from_millis(100)) {
-            armed = true;
-            break;
-        }
-    }
-    assert!(armed, "tt-tracer attach did not report being armed");
+    // Wait until armed: the tracer says so on stderr.
+    tracer.wait_until_armed(Duration::from_secs(20)).unwrap();
     std::fs::write(&go, b"").unwrap();
     let target_out = target.wait_with_output().unwrap();
     let other_out = other.wait_with_output().unwrap();
     assert!(target_out.status.success() && other_out.status.success());
     let t = tracer.wait_with(String::new()).unwrap();
-    let stderr_text = loop {
-        if let Ok(Some(all)) = rx.recv_timeout(Duration::from_secs(5)) {
-            break all;
-        }
-    };
     assert!(
         t.status.success(),
-        "attach exit {:?}\n{stderr_text}",
-        t.status
+        "attach exit {:?}\n{}",
+        t.status,
+        t.stderr
     );
     let driver = driver_line(&String::from_utf8_lossy(&target_out.stdout)).unwrap();
     let procs = t.report["processes"].as_array().unwrap();

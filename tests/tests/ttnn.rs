@@ -433,27 +433,7 @@ fn attach_to_a_running_ttnn_process() {
     let pid = workload.id().to_string();
     let mut tracer = spawn_trace(&["attach", "--pid", &pid], &[]).unwrap();
     // Armed once the tracer says so (stderr), then let the workload go on.
-    let stderr = tracer.child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.contains("tracing pid") {
-                let _ = tx.send(None);
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        let _ = tx.send(Some(all));
-    });
-    assert!(
-        matches!(rx.recv_timeout(Duration::from_secs(30)), Ok(None)),
-        "tt-tracer attach did not report being armed"
-    );
+    tracer.wait_until_armed(Duration::from_secs(30)).unwrap();
     std::fs::remove_file(&hold).unwrap();
     assert!(workload.wait().unwrap().success(), "workload failed");
     let traced = tracer.wait_with(String::new()).unwrap();
