@@ -314,6 +314,40 @@ fn finish(
     })
 }
 
+/// Waits until a workload has created its hold file (it is then paused, state in place).
+pub fn wait_for_hold(hold: &Path, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !hold.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the workload never reached its hold point ({})",
+            hold.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `tt-tracer run` of the stand-in driver with `driver_args`, returned once the driver has
+/// printed its oracle line (it then holds, per its own `--hold-ms`): (tracer, stdout so far,
+/// the oracle).
+pub fn run_driver_until_oracle(driver_args: &[&str]) -> (TraceChild, String, Value) {
+    let s = standin();
+    let mut args = vec![
+        "run",
+        "--lib",
+        s.lib.to_str().unwrap(),
+        "--",
+        s.driver.to_str().unwrap(),
+    ];
+    args.extend_from_slice(driver_args);
+    let mut child = spawn_trace(&args, &[]).expect("tt-tracer run");
+    let (line, stdout) = child
+        .wait_stdout_line(Duration::from_secs(30), |l| l.starts_with("DRIVER "))
+        .expect("the driver's DRIVER line");
+    let driver = driver_line(&line).expect("DRIVER json");
+    (child, stdout, driver)
+}
+
 /// KiB helper for readable assertions.
 pub const KIB: u64 = 1024;
 

@@ -147,30 +147,16 @@ fn concurrent_application_loads_during_fabric_bring_up_stay_application() {
 #[test]
 fn sigkill_before_close_is_cleaned_up_at_once() {
     require_root();
-    let s = standin();
     let mut latencies = Vec::new();
     for _ in 0..5 {
-        let mut child = spawn_trace(
-            &[
-                "run",
-                "--lib",
-                s.lib.to_str().unwrap(),
-                "--",
-                s.driver.to_str().unwrap(),
-                "--devices",
-                "2",
-                "--app-kernels",
-                "3",
-                "--hold-ms",
-                "60000",
-            ],
-            &[],
-        )
-        .unwrap();
-        let (line, stdout) = child
-            .wait_stdout_line(Duration::from_secs(30), |l| l.starts_with("DRIVER "))
-            .unwrap();
-        let driver = driver_line(&line).unwrap();
+        let (child, stdout, driver) = run_driver_until_oracle(&[
+            "--devices",
+            "2",
+            "--app-kernels",
+            "3",
+            "--hold-ms",
+            "60000",
+        ]);
         let pid = driver["pid"].as_i64().unwrap() as i32;
         let t0 = monotonic_ns();
         // SAFETY: signalling the driver we started.
@@ -409,24 +395,7 @@ fn a_command_that_cannot_be_run_is_reported() {
 #[test]
 fn sigterm_to_the_tracer_reaches_the_command() {
     require_root();
-    let s = standin();
-    let mut child = spawn_trace(
-        &[
-            "run",
-            "--lib",
-            s.lib.to_str().unwrap(),
-            "--",
-            s.driver.to_str().unwrap(),
-            "--hold-ms",
-            "60000",
-        ],
-        &[],
-    )
-    .unwrap();
-    let (line, stdout) = child
-        .wait_stdout_line(Duration::from_secs(30), |l| l.starts_with("DRIVER "))
-        .unwrap();
-    let driver = driver_line(&line).unwrap();
+    let (child, stdout, driver) = run_driver_until_oracle(&["--hold-ms", "60000"]);
     // SAFETY: signalling the tracer we started.
     assert_eq!(
         unsafe { libc::kill(child.child.id() as i32, libc::SIGTERM) },

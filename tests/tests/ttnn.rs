@@ -329,14 +329,7 @@ fn sigkill_while_holding_buffers() {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let child = spawn_trace(&argv, &env).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while !hold.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the workload never reached its hold point"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_hold(&hold, Duration::from_secs(120));
     let oracle: Value =
         serde_json::from_str(&std::fs::read_to_string(&oracle_path).unwrap()).unwrap();
     let pid = u(&oracle["pid"]);
@@ -422,14 +415,7 @@ fn attach_to_a_running_ttnn_process() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut workload = workload.spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while !hold.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the workload never reached its hold point"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_hold(&hold, Duration::from_secs(120));
     let pid = workload.id().to_string();
     let mut tracer = spawn_trace(&["attach", "--pid", &pid], &[]).unwrap();
     // Armed once the tracer says so (stderr), then let the workload go on.
