@@ -17,6 +17,10 @@ fn main() -> anyhow::Result<()> {
         .parent()
         .ok_or_else(|| anyhow!("no parent for {}", ebpf.manifest_path))?
         .as_str();
+    // aya-build forwards every line the inner cargo prints on stderr as a `cargo:warning`, so its
+    // progress lines ("Compiling core …") would look like ~40 warnings on every fresh build.
+    // Quiet cargo still reports errors there, and compiler warnings come through its JSON output.
+    std::env::set_var("CARGO_TERM_QUIET", "true");
     aya_build::build_ebpf(
         [Package {
             name: "tracer-ebpf",

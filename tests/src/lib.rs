@@ -14,19 +14,13 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
-
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+pub use test_support::{median, monotonic_ns, target_dir, workspace_root, Standin};
 
 /// The tt-tracer binary under test: $TT_TRACER_BIN, else target/debug/tt-tracer.
 pub fn tracer_bin() -> PathBuf {
     let p = std::env::var_os("TT_TRACER_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/debug/tt-tracer"));
+        .unwrap_or_else(|| target_dir().join("debug/tt-tracer"));
     assert!(
         p.exists(),
         "tt-tracer binary not found at {} (build it: `cargo build -p tt-tracer`, or run `cargo xtask test`)",
@@ -37,50 +31,31 @@ pub fn tracer_bin() -> PathBuf {
 
 /// Fails the test unless running as root: loading eBPF programs needs it.
 pub fn require_root() {
-    // SAFETY: no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "this test loads eBPF programs and must run as root (run `sudo cargo xtask test`)"
-    );
-}
-
-pub struct Standin {
-    pub lib: PathBuf,
-    pub driver: PathBuf,
+    test_support::require_root("this test loads eBPF programs and");
 }
 
 /// Builds tests/standin once per test process into target/standin.
 pub fn standin() -> &'static Standin {
     static S: OnceLock<Standin> = OnceLock::new();
-    S.get_or_init(|| {
-        let root = workspace_root();
-        let out = root.join("target/standin");
-        let st = Command::new("bash")
-            .arg(root.join("tests/standin/build.sh"))
-            .arg(&out)
-            .status()
-            .expect("running tests/standin/build.sh (needs bash and g++)");
-        assert!(
-            st.success(),
-            "building the stand-in libtt_metal.so failed: {st}"
-        );
-        Standin {
-            lib: out.join("libtt_metal.so"),
-            driver: out.join("tt_driver"),
-        }
-    })
+    S.get_or_init(|| test_support::build_standin(&target_dir().join("standin")))
 }
 
-/// CLOCK_MONOTONIC in ns (the probes' clock).
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+/// The stand-in and the tt-tracer binary, copied once per test process to a directory every
+/// user can reach: for tests that run them as an unprivileged user, wherever the checkout lives.
+pub fn standin_for_other_users() -> &'static (Standin, PathBuf) {
+    static S: OnceLock<(Standin, PathBuf)> = OnceLock::new();
+    S.get_or_init(|| {
+        let s = standin();
+        let bin = tracer_bin();
+        let dir = test_support::world_reachable_copies(&[&s.lib, &s.driver, &bin]);
+        (
+            Standin {
+                lib: dir.join("libtt_metal.so"),
+                driver: dir.join("tt_driver"),
+            },
+            dir.join(bin.file_name().expect("binary name")),
+        )
+    })
 }
 
 /// A finished tracer run.
@@ -132,7 +107,7 @@ pub fn driver_line(stdout: &str) -> Option<Value> {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = workspace_root().join("target/it-scratch");
+    let dir = target_dir().join("it-scratch");
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(format!("{name}-{}-{}", std::process::id(), monotonic_ns()))
 }
@@ -350,14 +325,3 @@ pub fn run_driver_until_oracle(driver_args: &[&str]) -> (TraceChild, String, Val
 
 /// KiB helper for readable assertions.
 pub const KIB: u64 = 1024;
-
-/// Median of a slice of figures.
-pub fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}

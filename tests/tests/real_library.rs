@@ -11,49 +11,14 @@ use std::{
     time::Instant,
 };
 
+use integration_tests::{target_dir, tracer_bin};
 use serde_json::Value;
 
 const VERSION: &str = "0.81.1";
 const MEMBER: &str = "ttnn/build/lib/libtt_metal.so";
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
-
-/// $TT_TRACER_BIN, else target/debug/tt-tracer.
-fn tracer_bin() -> PathBuf {
-    let p = std::env::var_os("TT_TRACER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("debug/tt-tracer"));
-    assert!(
-        p.is_file(),
-        "tt-tracer binary not found at {} (build it first: `cargo build -p tt-tracer`, or set TT_TRACER_BIN)",
-        p.display()
-    );
-    p
-}
-
 fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    test_support::tool(program, args)
 }
 
 /// The real library, from the cache or else downloaded from PyPI and extracted (checked
@@ -137,65 +102,30 @@ fn probes(lib: &Path) -> (i32, Value) {
     (out.status.code().expect("exit code"), j)
 }
 
-/// The symbol fixtures next to the checkout (or $TT_TRACER_FIXTURES).
+/// The 0.81.1 symbol fixture that ships with the project.
 fn fixture() -> PathBuf {
-    let dir = std::env::var_os("TT_TRACER_FIXTURES")
-        .map(PathBuf::from)
-        .or_else(|| {
-            workspace_root()
-                .ancestors()
-                .map(|d| d.join("shared/fixtures/tt-metal-symbols"))
-                .find(|d| d.is_dir())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no shared/fixtures/tt-metal-symbols above {} (set TT_TRACER_FIXTURES)",
-                workspace_root().display()
-            )
-        });
-    let f = dir.join(format!("libtt_metal-{VERSION}.debug"));
-    assert!(f.is_file(), "fixture missing: {}", f.display());
-    f
+    test_support::fixture(VERSION)
 }
 
 /// The stand-in library (real 0.81.1 names), built once into the target directory.
 fn standin() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
-        let out = target_dir().join("real-library-test/standin");
-        let script = workspace_root().join("tests/standin/build.sh");
-        run("bash", &[script.to_str().unwrap(), out.to_str().unwrap()]);
-        out.join("libtt_metal.so")
+        test_support::build_standin(&target_dir().join("real-library-test/standin")).lib
     })
 }
 
-/// (mangled → (address, nm -C text)) of the defined symbols in .dynsym, from `nm -D`.
+/// (mangled, address, nm -C text) of the defined symbols in .dynsym, from `nm -D`.
 fn dynsym(lib: &Path) -> Vec<(String, u64, String)> {
-    let p = lib.to_str().unwrap();
-    let plain = run("nm", &["-D", "-p", "--defined-only", p]);
-    let demangled = run("nm", &["-D", "-p", "--defined-only", "-C", p]);
-    plain
-        .lines()
-        .zip(demangled.lines())
-        .map(|(a, b)| {
-            let mut w = a.splitn(3, ' ');
-            let addr = u64::from_str_radix(w.next().unwrap(), 16).unwrap();
-            let name = w.nth(1).unwrap().to_string();
-            (name, addr, b.splitn(3, ' ').nth(2).unwrap().to_string())
-        })
+    test_support::nm(lib, true)
+        .into_iter()
+        .map(|s| (s.mangled, s.address, s.demangled))
         .collect()
 }
 
 /// PT_LOAD (offset, vaddr, filesz) from `readelf -lW`.
 fn loads(lib: &Path) -> Vec<(u64, u64, u64)> {
-    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
-    run("readelf", &["-lW", lib.to_str().unwrap()])
-        .lines()
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            (w.first() == Some(&"LOAD")).then(|| (hex(w[1]), hex(w[2]), hex(w[4])))
-        })
-        .collect()
+    test_support::load_segments(lib)
 }
 
 /// The first bytes of the instructions at `addr`, as objdump disassembles them.

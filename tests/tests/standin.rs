@@ -216,7 +216,7 @@ fn abort_before_close_reports_signal_6() {
 fn attach_sees_only_its_pid_while_another_process_uses_the_library() {
     require_root();
     let s = standin();
-    let dir = workspace_root().join("target/it-scratch");
+    let dir = target_dir().join("it-scratch");
     std::fs::create_dir_all(&dir).unwrap();
     let go = dir.join(format!("go-{}", std::process::id()));
     let _ = std::fs::remove_file(&go);
@@ -276,7 +276,8 @@ fn target_out_pid(driver: &Value) -> u64 {
 fn run_under_sudo_drops_to_the_invoking_user() {
     let t = {
         require_root();
-        let s = standin();
+        // The command runs as nobody: it must be able to reach the driver and the library.
+        let (s, _) = standin_for_other_users();
         trace(
             &[
                 "run",
@@ -340,9 +341,9 @@ fn expected_groups(user: &str, gid: u32) -> Vec<u64> {
 #[test]
 fn refuses_clearly_without_privileges() {
     use std::os::unix::process::CommandExt;
-    let s = standin();
     require_root(); // to become someone else
-    let out = Command::new(tracer_bin())
+    let (s, tracer) = standin_for_other_users();
+    let out = Command::new(tracer)
         .args(["attach", "--pid", "1", "--lib", s.lib.to_str().unwrap()])
         .uid(65534)
         .gid(65534)

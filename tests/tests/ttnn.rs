@@ -51,7 +51,7 @@ struct Scenario {
 }
 
 fn run_dir(name: &str) -> PathBuf {
-    let d = workspace_root().join("target/it-scratch").join(format!(
+    let d = target_dir().join("it-scratch").join(format!(
         "ttnn-{name}-{}-{}",
         std::process::id(),
         monotonic_ns()

@@ -67,7 +67,7 @@ impl EventKind {
     }
 }
 
-/// One probe hit (96 bytes).
+/// One probe hit ([`Event::SIZE`] bytes on the ring buffers).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -98,8 +98,53 @@ pub struct Event {
     pub fields: [u64; crate::MAX_FIELDS],
     /// Return value for `CallWithReturn`, else 0.
     pub ret: u64,
-    /// Entry timestamp for `CallWithReturn` (ts_ns is the return), else equal to `ts_ns`.
-    pub entry_ts_ns: u64,
+}
+
+// The ring-buffer record is this struct's bytes: its size is part of the ABI.
+const _: () = assert!(core::mem::size_of::<Event>() == Event::SIZE);
+
+impl Event {
+    /// Bytes of one event on a ring buffer.
+    pub const SIZE: usize = 88;
+
+    /// A `kind` event of thread `tid` of process (`tgid`, `instance`) at `ts_ns`, about catalog
+    /// role `role`; every other field zero, for the probe (or a test) to fill in.
+    pub const fn new(
+        kind: EventKind,
+        role: u16,
+        ts_ns: u64,
+        instance: u64,
+        tgid: u32,
+        tid: u32,
+    ) -> Event {
+        Event {
+            ts_ns,
+            instance,
+            tgid,
+            tid,
+            role,
+            kind: kind as u8,
+            origin: 0,
+            depth: 0,
+            parent_origin: 0,
+            _pad: 0,
+            context_this: 0,
+            parent_this: 0,
+            fields: [0; crate::MAX_FIELDS],
+            ret: 0,
+        }
+    }
+
+    /// Decodes one ring-buffer record: None when it is too short to be an event. Any bit
+    /// pattern of the right length is an `Event` (plain integers); what its fields mean is the
+    /// reader's to check.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Event> {
+        if bytes.len() < Self::SIZE {
+            return None;
+        }
+        // SAFETY: length checked; Event is #[repr(C)] plain integers, read unaligned.
+        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
+    }
 }
 
 #[cfg(feature = "user")]

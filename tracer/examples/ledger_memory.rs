@@ -8,7 +8,7 @@ use std::{
     sync::atomic::{AtomicIsize, Ordering},
 };
 
-use tracer_common::{Event, EventKind, Origin, MAX_FIELDS};
+use tracer_common::{Event, EventKind};
 use tt_tracer::{collector::Collector, roles::Role};
 
 struct Counting;
@@ -34,25 +34,10 @@ unsafe impl GlobalAlloc for Counting {
 static A: Counting = Counting;
 
 fn event(role: Role, fields: &[u64], ret: u64) -> Event {
-    let mut f = [0; MAX_FIELDS];
-    f[..fields.len()].copy_from_slice(fields);
-    Event {
-        ts_ns: 1,
-        instance: 1,
-        tgid: 1,
-        tid: 1,
-        role: role as u16,
-        kind: EventKind::Call as u8,
-        origin: Origin::Application as u8,
-        depth: 0,
-        parent_origin: 0,
-        _pad: 0,
-        context_this: 0,
-        parent_this: 0,
-        fields: f,
-        ret,
-        entry_ts_ns: 1,
-    }
+    let mut e = Event::new(EventKind::Call, role as u16, 1, 1, 1, 1);
+    e.fields[..fields.len()].copy_from_slice(fields);
+    e.ret = ret;
+    e
 }
 
 fn main() {

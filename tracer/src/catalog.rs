@@ -9,6 +9,9 @@ use crate::{
     roles::Role,
 };
 
+/// Largest catalog file read (the built-in one is ~10 KB).
+pub const MAX_CATALOG_BYTES: u64 = 1 << 20;
+
 /// The catalog shipped in the binary.
 pub const BUILTIN: &str = include_str!("../catalog/tt-metal.toml");
 
@@ -109,11 +112,13 @@ impl Catalog {
     }
 
     pub fn from_file(path: &std::path::Path) -> Result<Catalog> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
+        let data = crate::files::read_regular(path, MAX_CATALOG_BYTES, "catalog")?;
+        let origin = path.display().to_string();
+        let text = String::from_utf8(data).map_err(|e| Error::Catalog {
+            origin: origin.clone(),
+            reason: format!("not UTF-8 text ({e})"),
         })?;
-        Catalog::parse(&text, &path.display().to_string())
+        Catalog::parse(&text, &origin)
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Catalog> {

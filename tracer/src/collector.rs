@@ -708,7 +708,6 @@ impl Collector {
 
 #[cfg(test)]
 mod tests {
-    use tracer_common::MAX_FIELDS;
 
     use super::*;
 
@@ -716,25 +715,10 @@ mod tests {
     const DISPATCH: u64 = 46 * 1024;
 
     fn ev(pid: u32, kind: EventKind, role: Option<Role>, origin: Origin, fields: &[u64]) -> Event {
-        let mut f = [0; MAX_FIELDS];
-        f[..fields.len()].copy_from_slice(fields);
-        Event {
-            ts_ns: 1000,
-            instance: 7,
-            tgid: pid,
-            tid: pid,
-            role: role.map(|r| r as u16).unwrap_or(0),
-            kind: kind as u8,
-            origin: origin as u8,
-            depth: 0,
-            parent_origin: 0,
-            _pad: 0,
-            context_this: 0,
-            parent_this: 0,
-            fields: f,
-            ret: 0,
-            entry_ts_ns: 1000,
-        }
+        let mut e = Event::new(kind, role.map(|r| r as u16).unwrap_or(0), 1000, 7, pid, pid);
+        e.origin = origin as u8;
+        e.fields[..fields.len()].copy_from_slice(fields);
+        e
     }
 
     fn open(pid: u32, dev: u64, chip: u64) -> Event {

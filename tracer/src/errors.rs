@@ -11,6 +11,19 @@ pub enum Error {
     },
     #[error("{path}: is a directory, not a library (give the path of libtt_metal.so)")]
     IsDirectory { path: PathBuf },
+    #[error("{path}: is {kind}, not a {what} file")]
+    NotRegularFile {
+        path: PathBuf,
+        kind: &'static str,
+        what: &'static str,
+    },
+    #[error("{path}: {size} bytes, larger than any {what} tt-tracer accepts ({max} bytes)")]
+    TooLarge {
+        path: PathBuf,
+        what: &'static str,
+        size: u64,
+        max: u64,
+    },
     #[error("{path}: not an ELF file ({reason})")]
     NotElf { path: PathBuf, reason: String },
     #[error("{path}: {arch} ELF; tt-tracer traces x86-64 libraries only")]
@@ -31,6 +44,15 @@ pub enum Error {
     ProcessUnreadable { pid: u32, source: std::io::Error },
     #[error("process {pid} not found")]
     NoSuchProcess { pid: u32 },
+    #[error("process {pid} exited while tt-tracer was attaching to it: nothing to trace")]
+    ProcessGone { pid: u32 },
+    #[error("process {pid} cannot be traced: {why}")]
+    NotTraceable { pid: u32, why: String },
+    #[error("cannot run `{command}`: {source}")]
+    CannotRun {
+        command: String,
+        source: std::io::Error,
+    },
     #[error(
         "tracing needs root or CAP_BPF + CAP_PERFMON (run with sudo, or `setcap cap_bpf,cap_perfmon+ep` on the binary)"
     )]

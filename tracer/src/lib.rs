@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod collector;
 pub mod errors;
+mod files;
 pub mod kernel;
 pub mod loader;
 pub mod memory;

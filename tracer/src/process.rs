@@ -3,7 +3,10 @@
 
 use std::{
     ffi::{CString, OsString},
-    os::{fd::RawFd, unix::ffi::OsStrExt},
+    os::{
+        fd::{FromRawFd as _, OwnedFd, RawFd},
+        unix::ffi::OsStrExt,
+    },
     path::PathBuf,
 };
 
@@ -38,6 +41,117 @@ pub fn tt_metal_paths_in_maps(maps: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Why a process cannot be traced, from what /proc says about it and who we are: None when it
+/// can. `maps_tt_metal` is whether it maps a libtt_metal.so now.
+fn untraceable_reason(
+    pid: u32,
+    stat: &ProcStat,
+    own_pid: u32,
+    own_ancestors: &[u32],
+    maps_tt_metal: bool,
+) -> Option<String> {
+    if pid == own_pid {
+        return Some("that is tt-tracer itself".into());
+    }
+    if stat.flags & PF_KTHREAD != 0 {
+        return Some(format!(
+            "{} is a kernel thread: it runs no user-space library",
+            stat.comm
+        ));
+    }
+    if own_ancestors.contains(&pid) {
+        return Some(format!(
+            "{} is an ancestor of tt-tracer (it would wait for tt-tracer, and tt-tracer for it)",
+            stat.comm
+        ));
+    }
+    if pid == 1 && !maps_tt_metal {
+        return Some(format!(
+            "it is the init process ({}) and maps no libtt_metal.so",
+            stat.comm
+        ));
+    }
+    None
+}
+
+/// `PF_KTHREAD` in /proc/PID/stat's flags (include/linux/sched.h).
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// The fields of /proc/PID/stat the tracer needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProcStat {
+    comm: String,
+    state: char,
+    ppid: u32,
+    flags: u64,
+}
+
+/// Parses /proc/PID/stat: `pid (comm) state ppid pgrp session tty_nr tpgid flags …`; comm may
+/// hold spaces and parentheses, so it ends at the last ')'.
+fn parse_stat(text: &str) -> Option<ProcStat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_string();
+    let mut rest = text.get(close + 1..)?.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    let flags = rest.nth(4)?.parse().ok()?;
+    Some(ProcStat {
+        comm,
+        state,
+        ppid,
+        flags,
+    })
+}
+
+fn read_stat(pid: u32) -> Result<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::NoSuchProcess { pid }
+        } else {
+            Error::ProcessUnreadable { pid, source: e }
+        }
+    })?;
+    parse_stat(&text).ok_or_else(|| Error::ProcessUnreadable {
+        pid,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "unparsable /proc/PID/stat"),
+    })
+}
+
+/// Fails unless `pid` is a live user-space process other than tt-tracer and its ancestors
+/// (attaching to those would wait forever). `maps_tt_metal`: whether it maps a libtt_metal.so.
+pub fn check_traceable(pid: u32, maps_tt_metal: bool) -> Result<()> {
+    if pid == 0 {
+        return Err(Error::NotTraceable {
+            pid,
+            why: "pid 0 is the kernel's idle task".into(),
+        });
+    }
+    let stat = read_stat(pid)?;
+    if matches!(stat.state, 'Z' | 'X' | 'x') {
+        return Err(Error::ProcessGone { pid });
+    }
+    let own = std::process::id();
+    let mut ancestors = Vec::new();
+    let mut p = nix::unistd::getppid().as_raw() as u32;
+    while p > 1 && ancestors.len() < 64 {
+        ancestors.push(p);
+        p = read_stat(p).map(|s| s.ppid).unwrap_or(0);
+    }
+    match untraceable_reason(pid, &stat, own, &ancestors, maps_tt_metal) {
+        Some(why) => Err(Error::NotTraceable { pid, why }),
+        None => Ok(()),
+    }
+}
+
+/// Whether `pid` is gone (or a zombie): an attach that failed then failed because it exited.
+pub fn is_gone(pid: u32) -> bool {
+    match read_stat(pid) {
+        Ok(s) => matches!(s.state, 'Z' | 'X' | 'x'),
+        Err(_) => true,
+    }
+}
+
 /// Who the traced command runs as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Credentials {
@@ -55,19 +169,62 @@ pub fn sudo_invoker(env: impl Fn(&str) -> Option<String>, euid: u32) -> Option<C
     (uid != 0).then_some(Credentials { uid, gid })
 }
 
+/// A pipe whose ends are for a parent (`ours`, close-on-exec) and the child it spawns
+/// (`theirs`, inherited).
+pub struct ChildPipe {
+    pub ours: OwnedFd,
+    pub theirs: OwnedFd,
+}
+
+impl ChildPipe {
+    /// `parent_reads`: the parent holds the read end (else the write end).
+    pub fn new(parent_reads: bool) -> Result<ChildPipe> {
+        let os = |what: &str, e: nix::Error| Error::Other(format!("{what}: {e}"));
+        let (r, w) = nix::unistd::pipe().map_err(|e| os("pipe", e))?;
+        let (ours, theirs) = if parent_reads { (r, w) } else { (w, r) };
+        set_cloexec(&ours, true).map_err(|e| os("fcntl", e))?;
+        Ok(ChildPipe { ours, theirs })
+    }
+}
+
+fn set_cloexec(fd: &OwnedFd, on: bool) -> nix::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let flags = if on {
+        FdFlag::FD_CLOEXEC
+    } else {
+        FdFlag::empty()
+    };
+    fcntl(fd, FcntlArg::F_SETFD(flags)).map(drop)
+}
+
+/// What the `run` child tells its parent through the status pipe when it could not exec.
+pub fn exec_error_from_status(bytes: &[u8]) -> Option<std::io::Error> {
+    let raw: [u8; 4] = bytes.try_into().ok()?;
+    Some(std::io::Error::from_raw_os_error(i32::from_le_bytes(raw)))
+}
+
 /// The hidden helper the `run` child starts as: it blocks reading `hold_fd` until the tracer
 /// has armed the probes (one byte) or gave up (EOF), then drops to `creds` and execs `argv`.
-/// Same pid throughout, so pid-scoped probes attached while it waits cover the command.
+/// Same pid throughout, so pid-scoped probes attached while it waits cover the command. If the
+/// exec fails, the errno goes to `status_fd` (closed on a successful exec, so the parent reads
+/// EOF then) and the returned error carries it.
 pub fn exec_held(
     hold_fd: RawFd,
+    status_fd: RawFd,
     creds: Option<Credentials>,
     argv: &[OsString],
 ) -> Result<std::convert::Infallible> {
+    // SAFETY: both fds were opened by our parent for this process alone and are used nowhere
+    // else in it.
+    let (hold, status) = unsafe {
+        (
+            OwnedFd::from_raw_fd(hold_fd),
+            OwnedFd::from_raw_fd(status_fd),
+        )
+    };
     let mut b = [0u8; 1];
-    // SAFETY: reading one byte into a valid buffer.
-    let n = unsafe { libc::read(hold_fd, b.as_mut_ptr().cast(), 1) };
-    // SAFETY: closing our own fd.
-    unsafe { libc::close(hold_fd) };
+    let n = nix::unistd::read(&hold, &mut b).unwrap_or(0);
+    drop(hold);
     if n != 1 {
         return Err(Error::Other(
             "tracer went away before the probes were armed; not starting".into(),
@@ -76,67 +233,54 @@ pub fn exec_held(
     if let Some(c) = creds {
         drop_privileges(c)?;
     }
+    let command = argv[0].to_string_lossy().into_owned();
+    let cannot = |source: std::io::Error| Error::CannotRun {
+        command: command.clone(),
+        source,
+    };
     let cargs: Vec<CString> = argv
         .iter()
         .map(|a| {
-            CString::new(a.as_bytes()).map_err(|_| Error::Other("argument contains NUL".into()))
+            CString::new(a.as_bytes()).map_err(|_| {
+                cannot(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "an argument contains a NUL byte",
+                ))
+            })
         })
         .collect::<Result<_>>()?;
-    let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
-    ptrs.push(std::ptr::null());
-    // SAFETY: NUL-terminated argv of valid C strings.
-    unsafe { libc::execvp(ptrs[0], ptrs.as_ptr()) };
-    Err(Error::Other(format!(
-        "cannot run {}: {}",
-        argv[0].to_string_lossy(),
-        std::io::Error::last_os_error()
-    )))
+    set_cloexec(&status, true).map_err(|e| Error::Other(format!("fcntl: {e}")))?;
+    let errno = match nix::unistd::execvp(&cargs[0], &cargs) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    let _ = nix::unistd::write(&status, &(errno as i32).to_le_bytes());
+    Err(cannot(std::io::Error::from(errno)))
 }
 
 /// setgroups (the user's groups from the group database, else just `gid`), setgid, setuid;
 /// verified, since running a user's command as root by mistake is worse than not running it.
 fn drop_privileges(c: Credentials) -> Result<()> {
-    // SAFETY: getpwuid returns a pointer into static storage or NULL; used before any other call.
-    let pw = unsafe { libc::getpwuid(c.uid) };
-    let os = |what: &str| Error::Other(format!("{what}: {}", std::io::Error::last_os_error()));
-    if pw.is_null() {
-        // SAFETY: one-element list.
-        if unsafe { libc::setgroups(1, &c.gid) } != 0 {
-            return Err(os("setgroups"));
+    use nix::unistd::{initgroups, setgid, setgroups, setuid, Gid, Uid, User};
+    let os = |what: &str, e: nix::Error| Error::Other(format!("{what}: {e}"));
+    let (uid, gid) = (Uid::from_raw(c.uid), Gid::from_raw(c.gid));
+    match User::from_uid(uid).ok().flatten() {
+        Some(user) => {
+            let name = CString::new(user.name.as_bytes())
+                .map_err(|_| Error::Other("user name contains NUL".into()))?;
+            initgroups(&name, gid).map_err(|e| os("initgroups", e))?;
+            // The command should find its own home and name, not root's. Single-threaded here.
+            std::env::set_var("HOME", &user.dir);
+            std::env::set_var("USER", &user.name);
+            std::env::set_var("LOGNAME", &user.name);
         }
-    } else {
-        // SAFETY: pw is valid; pw_name a C string.
-        let (name, dir) = unsafe {
-            (
-                (*pw).pw_name,
-                std::ffi::CStr::from_ptr((*pw).pw_dir).to_owned(),
-            )
-        };
-        // SAFETY: valid C string and gid.
-        if unsafe { libc::initgroups(name, c.gid as libc::gid_t) } != 0 {
-            return Err(os("initgroups"));
-        }
-        // SAFETY: valid C string.
-        let user = unsafe { std::ffi::CStr::from_ptr(name) }.to_owned();
-        // The command should find its own home and name, not root's. Single-threaded here.
-        unsafe {
-            std::env::set_var("HOME", std::ffi::OsStr::from_bytes(dir.to_bytes()));
-            std::env::set_var("USER", std::ffi::OsStr::from_bytes(user.to_bytes()));
-            std::env::set_var("LOGNAME", std::ffi::OsStr::from_bytes(user.to_bytes()));
-        }
+        None => setgroups(&[gid]).map_err(|e| os("setgroups", e))?,
     }
-    // SAFETY: plain syscalls.
-    if unsafe { libc::setgid(c.gid) } != 0 {
-        return Err(os("setgid"));
-    }
-    // SAFETY: as above.
-    if unsafe { libc::setuid(c.uid) } != 0 {
-        return Err(os("setuid"));
-    }
-    // SAFETY: as above.
-    if unsafe { libc::getuid() } != c.uid
-        || unsafe { libc::geteuid() } != c.uid
-        || unsafe { libc::setuid(0) } == 0
+    setgid(gid).map_err(|e| os("setgid", e))?;
+    setuid(uid).map_err(|e| os("setuid", e))?;
+    if nix::unistd::getuid() != uid
+        || nix::unistd::geteuid() != uid
+        || setuid(Uid::from_raw(0)).is_ok()
     {
         return Err(Error::Other("could not drop root privileges".into()));
     }
@@ -163,6 +307,58 @@ mod tests {
                 PathBuf::from("/opt/my build/libtt_metal.so"),
             ]
         );
+    }
+
+    #[test]
+    fn stat_lines_parse_with_odd_command_names() {
+        let s = parse_stat("4242 (tt (x) y) S 17 4242 4242 0 -1 4194560 120 0 0 0").unwrap();
+        assert_eq!(
+            s,
+            ProcStat {
+                comm: "tt (x) y".into(),
+                state: 'S',
+                ppid: 17,
+                flags: 4194560
+            }
+        );
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("1 (a) S"), None);
+    }
+
+    #[test]
+    fn kernel_threads_self_ancestors_and_a_bare_init_are_refused() {
+        let stat = |comm: &str, flags| ProcStat {
+            comm: comm.into(),
+            state: 'S',
+            ppid: 1,
+            flags,
+        };
+        let user = stat("python3", 0x0040_0100);
+        assert_eq!(untraceable_reason(500, &user, 900, &[800], true), None);
+        assert_eq!(untraceable_reason(500, &user, 900, &[800], false), None);
+        let kthread = stat("kthreadd", 0x0020_8040);
+        assert!(untraceable_reason(2, &kthread, 900, &[], false)
+            .unwrap()
+            .contains("kernel thread"));
+        assert!(untraceable_reason(900, &user, 900, &[], true)
+            .unwrap()
+            .contains("tt-tracer itself"));
+        assert!(untraceable_reason(800, &user, 900, &[800], true)
+            .unwrap()
+            .contains("ancestor"));
+        let init = stat("systemd", 0x0040_0100);
+        assert!(untraceable_reason(1, &init, 900, &[], false)
+            .unwrap()
+            .contains("init"));
+        // In a container, pid 1 can be the tt-metal job itself.
+        assert_eq!(untraceable_reason(1, &init, 900, &[], true), None);
+    }
+
+    #[test]
+    fn exec_status_bytes_carry_the_errno() {
+        let e = exec_error_from_status(&2i32.to_le_bytes()).unwrap();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        assert!(exec_error_from_status(&[]).is_none());
     }
 
     #[test]

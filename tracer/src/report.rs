@@ -15,12 +15,31 @@ pub struct Report<'a> {
     pub schema: u32,
     pub library: String,
     pub build_id: Option<String>,
-    pub processes: Vec<&'a ProcessLedger>,
+    /// False when the probes lost anything while tracing: every ledger may then be short.
+    pub complete: bool,
+    pub processes: Vec<ProcessReport<'a>>,
     /// Per-CPU loss counters of the probes, summed (all 0 when nothing was lost).
     pub lost: BTreeMap<&'static str, u64>,
     pub events: u64,
     pub unknown_events: u64,
     pub malformed_records: u64,
+}
+
+/// One process's ledger, and whether it can be trusted to be whole.
+#[derive(Debug, Serialize)]
+pub struct ProcessReport<'a> {
+    #[serde(flatten)]
+    pub ledger: &'a ProcessLedger,
+    /// False when events were lost while it was traced. The loss counters are per CPU, not
+    /// per process, so a loss marks every process of the session.
+    pub complete: bool,
+}
+
+impl std::ops::Deref for ProcessReport<'_> {
+    type Target = ProcessLedger;
+    fn deref(&self) -> &ProcessLedger {
+        self.ledger
+    }
 }
 
 impl<'a> Report<'a> {
@@ -31,16 +50,35 @@ impl<'a> Report<'a> {
         lost: BTreeMap<&'static str, u64>,
         malformed_records: u64,
     ) -> Self {
+        let complete = lost.values().all(|v| *v == 0) && malformed_records == 0;
         Report {
             schema: 1,
             library,
             build_id,
-            processes: collector.processes().collect(),
+            complete,
+            processes: collector
+                .processes()
+                .map(|ledger| ProcessReport { ledger, complete })
+                .collect(),
             lost,
             events: collector.events,
             unknown_events: collector.unknown_events,
             malformed_records,
         }
+    }
+
+    /// "N events lost (payload_ring_full=N …)": what was lost, for warnings.
+    pub fn loss_summary(&self) -> String {
+        let mut parts: Vec<String> = self
+            .lost
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if self.malformed_records > 0 {
+            parts.push(format!("malformed={}", self.malformed_records));
+        }
+        format!("{} events lost ({})", self.lost_total(), parts.join(" "))
     }
 
     pub fn lost_total(&self) -> u64 {
@@ -59,6 +97,13 @@ impl<'a> Report<'a> {
                 None => "still running".into(),
             };
             let _ = writeln!(s, "process {} — {end}", p.pid);
+            if !p.complete {
+                let _ = writeln!(
+                    s,
+                    "  INCOMPLETE: {} while tracing: the counts below may be short",
+                    self.loss_summary()
+                );
+            }
             if p.devices.is_empty() {
                 let _ = writeln!(s, "  no device opened");
             }
@@ -151,7 +196,12 @@ impl<'a> Report<'a> {
                 let _ = writeln!(s, "  workloads enqueued: {}", p.workloads_enqueued);
             }
             if let Some(c) = &p.exit {
-                let _ = writeln!(s, "  {}", cleanup_line(c));
+                let incomplete = if p.complete {
+                    ""
+                } else {
+                    " (incomplete: events were lost)"
+                };
+                let _ = writeln!(s, "  {}{incomplete}", cleanup_line(c));
                 for l in c.leaks.iter().take(20) {
                     let _ = writeln!(
                         s,
@@ -403,4 +453,62 @@ pub fn record_line(r: &Record) -> String {
 
 fn on_chip(chip: &Option<i64>) -> String {
     chip.map(|c| format!(" (device {c})")).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::{Event, EventKind};
+
+    use super::*;
+    use crate::roles::Role;
+
+    fn traced_and_exited() -> Collector {
+        let mut c = Collector::new();
+        let mut open = Event::new(EventKind::Call, Role::DeviceOpen as u16, 10, 1, 7, 7);
+        open.fields[..2].copy_from_slice(&[0xd0, 0]);
+        c.apply(&open);
+        c.apply(&Event::new(EventKind::ProcessExit, 0, 20, 1, 7, 7));
+        c
+    }
+
+    fn lost(n: u64) -> BTreeMap<&'static str, u64> {
+        BTreeMap::from([("payload_ring_full", n), ("context_map_full", 0)])
+    }
+
+    #[test]
+    fn a_session_that_lost_events_marks_every_process_incomplete() {
+        let c = traced_and_exited();
+        let r = Report::new(&c, "lib".into(), None, lost(1_880_000), 0);
+        assert!(!r.complete);
+        let text = r.to_text();
+        let section = text.split("process 7").nth(1).expect("process section");
+        assert!(
+            section.contains("INCOMPLETE: 1880000 events lost (payload_ring_full=1880000)"),
+            "{text}"
+        );
+        assert!(
+            section.contains("nothing left on its devices (incomplete: events were lost)"),
+            "{text}"
+        );
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["complete"], false);
+        assert_eq!(j["processes"][0]["complete"], false);
+        assert_eq!(
+            j["processes"][0]["pid"], 7,
+            "the ledger's own fields stay in place"
+        );
+    }
+
+    #[test]
+    fn a_session_without_loss_is_complete() {
+        let c = traced_and_exited();
+        let r = Report::new(&c, "lib".into(), None, lost(0), 0);
+        assert!(r.complete);
+        assert!(!r.to_text().contains("INCOMPLETE"));
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["processes"][0]["complete"], true);
+        // A malformed ring record is a loss too.
+        let r = Report::new(&c, "lib".into(), None, lost(0), 1);
+        assert!(!r.complete);
+    }
 }

@@ -257,15 +257,13 @@ struct Candidate<'data> {
     demangled: Option<String>,
 }
 
+/// Largest library file read (the real libtt_metal.so is ~35 MB; with full debug info a few
+/// hundred MB).
+pub const MAX_LIBRARY_BYTES: u64 = 2 << 30;
+
 /// Reads `path` and resolves every catalog role in it.
 pub fn resolve_file(path: &Path, catalog: &Catalog) -> Result<Resolution> {
-    if path.is_dir() {
-        return Err(Error::IsDirectory { path: path.into() });
-    }
-    let data = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.into(),
-        source,
-    })?;
+    let data = crate::files::read_regular(path, MAX_LIBRARY_BYTES, "library")?;
     resolve_bytes(path, &data, catalog)
 }
 

@@ -26,12 +26,6 @@ pub struct Session {
     batch: Vec<Event>,
 }
 
-fn decode(bytes: &[u8]) -> Option<Event> {
-    (bytes.len() >= std::mem::size_of::<Event>())
-        // SAFETY: length checked; Event is plain integers, read unaligned.
-        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
-}
-
 impl Session {
     pub fn new(probes: Probes, rings: Rings) -> Result<Session> {
         let wrap = |r: RingBuf<MapData>| {
@@ -59,7 +53,7 @@ impl Session {
         self.batch.clear();
         for ring in [self.lifecycle.get_mut(), self.payload.get_mut()] {
             while let Some(item) = ring.next() {
-                match decode(&item) {
+                match Event::from_bytes(&item) {
                     Some(ev) => self.batch.push(ev),
                     None => self.malformed += 1,
                 }

@@ -42,13 +42,7 @@ enum Figure {
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+    test_support::median(&mut v)
 }
 
 /// Waits until no tt-tracer process is left (their probes are detached after they exit, in a

@@ -13,9 +13,7 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
     EbpfContext,
 };
-use tracer_common::{
-    counters::Counter, Event, EventKind, FieldOp, FieldRule, Recipe, RecipeKind, MAX_FIELDS,
-};
+use tracer_common::{counters::Counter, Event, EventKind, FieldOp, FieldRule, Recipe, RecipeKind};
 
 use crate::{
     context,
@@ -74,23 +72,14 @@ fn instance(tgid: u32, now: u64) -> u64 {
 
 fn new_event(recipe: &Recipe, kind: EventKind, pid_tgid: u64, now: u64) -> Event {
     let tgid = (pid_tgid >> 32) as u32;
-    Event {
-        ts_ns: now,
-        instance: instance(tgid, now),
+    Event::new(
+        kind,
+        recipe.role,
+        now,
+        instance(tgid, now),
         tgid,
-        tid: pid_tgid as u32,
-        role: recipe.role,
-        kind: kind as u8,
-        origin: 0,
-        depth: 0,
-        parent_origin: 0,
-        _pad: 0,
-        context_this: 0,
-        parent_this: 0,
-        fields: [0; MAX_FIELDS],
-        ret: 0,
-        entry_ts_ns: now,
-    }
+        pid_tgid as u32,
+    )
 }
 
 /// The six System V argument registers, read at constant offsets: the verifier refuses a

@@ -50,23 +50,15 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     let now = unsafe { bpf_ktime_get_ns() };
     let mut fields = [0; MAX_FIELDS];
     fields[0] = exit_code;
-    let ev = Event {
-        ts_ns: now,
+    let mut ev = Event::new(
+        EventKind::ProcessExit,
+        0,
+        now,
         instance,
         tgid,
-        tid: pid_tgid as u32,
-        role: 0,
-        kind: EventKind::ProcessExit as u8,
-        origin: 0,
-        depth: 0,
-        parent_origin: 0,
-        _pad: 0,
-        context_this: 0,
-        parent_this: 0,
-        fields,
-        ret: 0,
-        entry_ts_ns: now,
-    };
+        pid_tgid as u32,
+    );
+    ev.fields = fields;
     submit(Ring::Lifecycle as u8, &ev);
     0
 }

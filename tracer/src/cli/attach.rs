@@ -1,8 +1,9 @@
 //! `tt-tracer attach --pid PID [--lib PATH]`: trace a running process.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
+use tokio::signal::unix::{signal as unix_signal, SignalKind};
 use tt_tracer::{process, Error};
 
 use super::{trace, TraceOptions};
@@ -20,10 +21,25 @@ pub struct AttachArgs {
 }
 
 pub fn attach(a: AttachArgs) -> anyhow::Result<u8> {
+    let mapped = process::mapped_tt_metal(a.pid);
+    process::check_traceable(a.pid, mapped.as_ref().is_ok_and(|m| !m.is_empty()))?;
+    let mapped = match (mapped, &a.lib) {
+        // With --lib, the maps only serve a warning: not being able to read them stops nothing.
+        (Err(Error::ProcessUnreadable { .. }), Some(_)) => Vec::new(),
+        (m, _) => m?,
+    };
     let lib = match a.lib.clone() {
-        Some(lib) => lib,
+        Some(lib) => {
+            if !maps_file(&mapped, &lib) {
+                eprintln!(
+                    "tt-tracer: warning: pid {} does not map {} (yet): only what it does after loading that file is seen",
+                    a.pid,
+                    lib.display()
+                );
+            }
+            lib
+        }
         None => {
-            let mapped = process::mapped_tt_metal(a.pid)?;
             let Some(first) = mapped.first() else {
                 return Err(Error::LibraryNotMapped { pid: a.pid }.into());
             };
@@ -45,9 +61,6 @@ pub fn attach(a: AttachArgs) -> anyhow::Result<u8> {
             }
         }
     };
-    if !PathBuf::from(format!("/proc/{}", a.pid)).exists() {
-        return Err(Error::NoSuchProcess { pid: a.pid }.into());
-    }
     let catalog = trace::catalog(&a.opts)?;
     let resolution = trace::resolve_library(&lib, &catalog, &a.opts)?;
 
@@ -63,7 +76,8 @@ pub fn attach(a: AttachArgs) -> anyhow::Result<u8> {
         );
         let mut print = trace::printer(&a.opts)?;
         let pid = a.pid;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut term = unix_signal(SignalKind::terminate())?;
+        let mut hangup = unix_signal(SignalKind::hangup())?;
         loop {
             let stopped = session
                 .run_until(
@@ -71,6 +85,7 @@ pub fn attach(a: AttachArgs) -> anyhow::Result<u8> {
                         tokio::select! {
                             _ = tokio::signal::ctrl_c() => true,
                             _ = term.recv() => true,
+                            _ = hangup.recv() => true,
                             _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => false,
                         }
                     },
@@ -85,4 +100,12 @@ pub fn attach(a: AttachArgs) -> anyhow::Result<u8> {
         session.detach_in_background();
         Ok(0)
     })
+}
+
+/// Whether `lib` is one of the `mapped` files (same inode, whatever the path spelling).
+fn maps_file(mapped: &[PathBuf], lib: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let want = id(lib);
+    want.is_some() && mapped.iter().any(|m| id(m) == want)
 }

@@ -26,8 +26,13 @@ pub mod exit {
     pub const PRIVILEGE: u8 = 4;
     /// The kernel refused to load or attach the probes.
     pub const KERNEL: u8 = 5;
-    /// The target process does not exist or maps no libtt_metal.so.
+    /// The target process does not exist, exited while being attached, cannot be traced
+    /// (a kernel thread, tt-tracer itself), or maps no libtt_metal.so.
     pub const PROCESS: u8 = 6;
+    /// `run`: the command could not be executed (found, but not executable).
+    pub const COMMAND_NOT_EXECUTABLE: u8 = 126;
+    /// `run`: the command was not found.
+    pub const COMMAND_NOT_FOUND: u8 = 127;
 }
 
 const EXIT_CODES: &str = "\
@@ -38,7 +43,35 @@ Exit codes:
   3    library unusable (missing, not x86-64 ELF, not tt-metal, required probe role unresolved)
   4    needs root, or CAP_BPF + CAP_PERFMON
   5    the kernel refused to load or attach the probes
-  6    process not found, or it maps no libtt_metal.so";
+  6    process not found, gone while attaching, not traceable (kernel thread, tt-tracer
+       itself or its parent, init), or it maps no libtt_metal.so
+  126  `run`: the command was found but could not be executed (permissions, not a program)
+  127  `run`: the command was not found";
+
+const RUN_NOTES: &str = "\
+Output:
+  The command keeps stdout and stderr to itself; tt-tracer writes its text report to stderr
+  after the command ends. The JSON report goes only to a file (--report-file FILE), so it never
+  mixes with the command's output; --json is refused here for that reason.
+
+Signals:
+  Ctrl-C      reaches the command and tt-tracer alike (one process group): tt-tracer keeps
+              tracing until the command ends, then reports. SIGINT sent to tt-tracer alone is
+              ignored: the command decides whether to stop.
+  SIGTERM,    sent to tt-tracer, is passed on to the command (the same signal); tt-tracer
+  SIGHUP      reports once the command has ended and exits with its status.
+  SIGKILL     ends tt-tracer at once, without a report; the command runs on, untraced (the
+              kernel removes the probes when tt-tracer's last file descriptor closes).";
+
+const ATTACH_NOTES: &str = "\
+Output:
+  The text report goes to stderr; --json prints the JSON report on stdout instead (the traced
+  process's output is its own), --report-file FILE writes it to a file as well.
+
+Signals:
+  Ctrl-C, SIGINT, SIGTERM, SIGHUP: stop tracing, report what was seen, exit 0; the process runs
+              on, untraced.
+  SIGKILL     ends tt-tracer at once, without a report; the process is not affected.";
 
 /// What is on my Tenstorrent device, who put it there, and is it still there?
 ///
@@ -61,12 +94,12 @@ enum Command {
     /// groups), not as root.
     ///
     /// Example: sudo tt-tracer run --lib venv/lib/python3.10/site-packages/ttnn/build/lib/libtt_metal.so -- python model.py
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = format!("{RUN_NOTES}\n\n{EXIT_CODES}"))]
     Run(run::RunArgs),
     /// Trace a running process until it exits or you press Ctrl-C.
     ///
     /// Example: sudo tt-tracer attach --pid 12345
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = format!("{ATTACH_NOTES}\n\n{EXIT_CODES}"))]
     Attach(attach::AttachArgs),
     /// Show where every probe role resolves in a library, or why it does not (no root needed).
     ///
@@ -87,10 +120,11 @@ pub struct TraceOptions {
     /// Print every event as it happens (to stderr).
     #[arg(short, long)]
     pub verbose: bool,
-    /// Print the final report as JSON on stdout instead of text.
+    /// `attach` only: print the final report as JSON on stdout instead of text (`run` leaves
+    /// stdout to the command: use --report-file).
     #[arg(long)]
     pub json: bool,
-    /// Also write the final report as JSON to this file.
+    /// Write the final report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub report_file: Option<PathBuf>,
     /// Stream every event as one JSON object per line to this file (docs/report.md).
@@ -153,6 +187,8 @@ fn code_for(e: &anyhow::Error) -> u8 {
         Some(
             Error::Io { .. }
             | Error::IsDirectory { .. }
+            | Error::NotRegularFile { .. }
+            | Error::TooLarge { .. }
             | Error::NotElf { .. }
             | Error::WrongArchitecture { .. }
             | Error::NoSymbols { .. }
@@ -167,9 +203,19 @@ fn code_for(e: &anyhow::Error) -> u8 {
         }
         Some(
             Error::NoSuchProcess { .. }
+            | Error::ProcessGone { .. }
+            | Error::NotTraceable { .. }
             | Error::LibraryNotMapped { .. }
             | Error::ProcessUnreadable { .. },
         ) => exit::PROCESS,
+        // The shells' convention: 127 not found, 126 found but not executable.
+        Some(Error::CannotRun { source, .. }) => {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                exit::COMMAND_NOT_FOUND
+            } else {
+                exit::COMMAND_NOT_EXECUTABLE
+            }
+        }
         Some(Error::Other(_)) | None => exit::FAILURE,
     }
 }

@@ -81,6 +81,8 @@ fn error_kind(e: &Error) -> &'static str {
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => "not_found",
         Error::Io { .. } => "io",
         Error::IsDirectory { .. } => "is_directory",
+        Error::NotRegularFile { .. } => "not_regular_file",
+        Error::TooLarge { .. } => "too_large",
         Error::NotElf { .. } => "not_elf",
         Error::WrongArchitecture { .. } => "wrong_architecture",
         Error::NoSymbols { .. } => "no_symbols",

@@ -1,10 +1,23 @@
 //! `tt-tracer run [--lib PATH] -- CMD…`: trace a command from its first instruction.
 
-use std::{ffi::OsString, os::fd::AsRawFd, path::PathBuf, time::Duration};
+use std::{
+    ffi::OsString,
+    os::fd::{AsRawFd, OwnedFd},
+    path::PathBuf,
+    time::Duration,
+};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use tt_tracer::process::{self, Credentials};
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
+use tokio::signal::unix::{signal as unix_signal, SignalKind};
+use tt_tracer::{
+    process::{self, ChildPipe, Credentials},
+    Error,
+};
 
 use super::{exit, trace, TraceOptions};
 
@@ -32,11 +45,17 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         );
         return Ok(exit::USAGE);
     };
+    if a.opts.json {
+        eprintln!(
+            "tt-tracer: run --json would mix the JSON report with the command's own output on \
+             stdout; write it to a file with --report-file FILE (the text report goes to stderr)"
+        );
+        return Ok(exit::USAGE);
+    }
     let catalog = trace::catalog(&a.opts)?;
     let resolution = trace::resolve_library(&lib, &catalog, &a.opts)?;
     tt_tracer::kernel::check_privileges()?;
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = nix::unistd::geteuid().as_raw();
     let creds = if a.as_root {
         None
     } else {
@@ -49,28 +68,43 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
     rt.block_on(async move {
         // Before the command exists, so a bad --events-file stops nothing half-way.
         let mut print = trace::printer(&a.opts)?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let (hold_read, hold_write) = pipe()?;
-        let mut child = spawn_held(hold_read.as_raw_fd(), creds, &a.command)?;
-        drop(hold_read);
+        let mut term = unix_signal(SignalKind::terminate())?;
+        let mut hangup = unix_signal(SignalKind::hangup())?;
+        let hold = ChildPipe::new(false)?;
+        let exec_status = ChildPipe::new(true)?;
+        let mut child = spawn_held(&hold.theirs, &exec_status.theirs, creds, &a.command)?;
+        // Our copies of the child's ends: the child alone holds them now, so we see EOF when
+        // it execs (status) and it sees EOF if we go away (hold).
+        drop((hold.theirs, exec_status.theirs));
         let pid = child.id().context("child has no pid")?;
 
         log::debug!("resolved; loading probes");
         let mut session = match trace::start(&lib, &resolution, &catalog, pid) {
             Ok(s) => s,
             Err(e) => {
-                drop(hold_write); // EOF: the child exits without running the command
+                drop(hold.ours); // EOF: the child exits without running the command
                 let _ = child.wait().await;
                 return Err(e);
             }
         };
         log::debug!("armed; releasing the command");
-        // Armed: release the command.
-        // SAFETY: writing one byte from a valid buffer to our pipe.
-        if unsafe { libc::write(hold_write.as_raw_fd(), b"g".as_ptr().cast(), 1) } != 1 {
+        if nix::unistd::write(&hold.ours, b"g") != Ok(1) {
             bail!("releasing the command: {}", std::io::Error::last_os_error());
         }
-        drop(hold_write);
+        drop(hold.ours);
+        // EOF once the command is exec'd (the status pipe is close-on-exec there); an errno if
+        // it could not be: then there is no command to trace and no report to give.
+        let mut errno = [0u8; 4];
+        let n = read_full(&exec_status.ours, &mut errno);
+        if let Some(source) = process::exec_error_from_status(&errno[..n]) {
+            let _ = child.wait().await;
+            session.detach_in_background();
+            return Err(Error::CannotRun {
+                command: a.command[0].to_string_lossy().into_owned(),
+                source,
+            }
+            .into());
+        }
 
         let status = session
             .run_until(
@@ -82,8 +116,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
                             _ = tokio::signal::ctrl_c() => {}
                             // Asked to stop: pass it on, keep tracing until the command is gone.
                             _ = term.recv() => {
-                                // SAFETY: signalling our own child.
-                                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+                            }
+                            _ = hangup.recv() => {
+                                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGHUP);
                             }
                         }
                     }
@@ -110,27 +146,23 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
     })
 }
 
-fn pipe() -> anyhow::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
-    use std::os::fd::FromRawFd as _;
-    let mut fds = [0; 2];
-    // SAFETY: valid out-array. No O_CLOEXEC: the read end must survive into the child.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        bail!("pipe: {}", std::io::Error::last_os_error());
+/// Reads until `buf` is full or EOF; returns how much was read.
+fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match nix::unistd::read(fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(nix::Error::EINTR) => continue,
+            Err(_) => break,
+        }
     }
-    // The write end must not leak into the child, or it would never see EOF.
-    // SAFETY: fcntl on our fd.
-    unsafe { libc::fcntl(fds[1], libc::F_SETFD, libc::FD_CLOEXEC) };
-    // SAFETY: fresh fds we own.
-    Ok(unsafe {
-        (
-            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-        )
-    })
+    n
 }
 
 fn spawn_held(
-    hold_fd: i32,
+    hold: &OwnedFd,
+    exec_status: &OwnedFd,
     creds: Option<Credentials>,
     command: &[OsString],
 ) -> anyhow::Result<tokio::process::Child> {
@@ -138,7 +170,9 @@ fn spawn_held(
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("__exec-held")
         .arg("--hold-fd")
-        .arg(hold_fd.to_string());
+        .arg(hold.as_raw_fd().to_string())
+        .arg("--status-fd")
+        .arg(exec_status.as_raw_fd().to_string());
     if let Some(c) = creds {
         cmd.arg("--uid")
             .arg(c.uid.to_string())

@@ -49,7 +49,14 @@ pub fn start(
     }
     // Tracked before the probes can fire, so the process has one instance from the start.
     probes.track_process(pid, tt_tracer::kernel::monotonic_ns())?;
-    let n = probes.attach_library(lib, resolution, catalog, Some(pid))?;
+    let n = match probes.attach_library(lib, resolution, catalog, Some(pid)) {
+        Ok(n) => n,
+        // The kernel refuses a pid-scoped probe on a process that has just exited: say that.
+        Err(_) if tt_tracer::process::is_gone(pid) => {
+            return Err(tt_tracer::Error::ProcessGone { pid }.into())
+        }
+        Err(e) => return Err(e.into()),
+    };
     log::info!("{n} probes attached to {} for pid {pid}", lib.display());
     Ok(Session::new(probes, rings)?)
 }
@@ -93,6 +100,18 @@ pub fn finish(
         lost,
         session.malformed,
     );
+    if !report.complete {
+        let pids: Vec<String> = report.processes.iter().map(|p| p.pid.to_string()).collect();
+        eprintln!(
+            "tt-tracer: warning: {}: the ledger of {} is incomplete",
+            report.loss_summary(),
+            if pids.is_empty() {
+                "every process".to_string()
+            } else {
+                format!("pid {}", pids.join(", pid "))
+            }
+        );
+    }
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

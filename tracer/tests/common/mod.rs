@@ -1,7 +1,7 @@
-//! Helpers shared by the no-root tests: locating the symbol fixtures, running binutils as an
-//! independent oracle, building small libraries with g++, and running the tt-tracer binary.
+//! Helpers of the no-root tests that run the tt-tracer binary built for them; everything else
+//! (fixtures, binutils as an oracle, the stand-in build) comes from `test-support`.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::{
     path::{Path, PathBuf},
@@ -9,125 +9,9 @@ use std::{
     sync::OnceLock,
 };
 
-pub const VERSIONS: [&str; 3] = ["0.62.2", "0.72.0", "0.81.1"];
-
-/// `shared/fixtures/tt-metal-symbols`: from TT_TRACER_FIXTURES, else the first ancestor of this
-/// crate that has `shared/fixtures/tt-metal-symbols` (the checkout sits next to `shared/`).
-/// Missing fixtures fail the test: they are what proves the catalog on real releases.
-pub fn fixtures_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("TT_TRACER_FIXTURES") {
-        let dir = PathBuf::from(dir);
-        assert!(
-            dir.join("libtt_metal-0.81.1.debug").is_file(),
-            "TT_TRACER_FIXTURES={} has no libtt_metal-0.81.1.debug",
-            dir.display()
-        );
-        return dir;
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in manifest.ancestors() {
-        let candidate = dir.join("shared/fixtures/tt-metal-symbols");
-        if candidate.is_dir() {
-            return candidate;
-        }
-    }
-    panic!(
-        "tt-metal symbol fixtures not found: no shared/fixtures/tt-metal-symbols in any parent of {} \
-         (expected ../shared/fixtures next to the checkout, or set TT_TRACER_FIXTURES to the directory \
-         holding libtt_metal-{{0.62.2,0.72.0,0.81.1}}.debug)",
-        manifest.display()
-    );
-}
-
-pub fn fixture(version: &str) -> PathBuf {
-    let path = fixtures_dir().join(format!("libtt_metal-{version}.debug"));
-    assert!(path.is_file(), "fixture missing: {}", path.display());
-    path
-}
-
-/// Runs a tool and returns its stdout; any failure fails the test with the tool's stderr.
-pub fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 tool output")
-}
-
-/// A defined symbol as binutils sees it.
-#[derive(Debug, Clone)]
-pub struct NmSymbol {
-    pub address: u64,
-    pub kind: char,
-    pub mangled: String,
-    /// What `nm -C` prints.
-    pub demangled: String,
-}
-
-/// Every defined symbol of `path` from `nm` and `nm -C`, in symbol-table order (`-p`), so the two
-/// listings pair up line by line. `dynamic` reads .dynsym (`-D`) instead of .symtab.
-pub fn nm(path: &Path, dynamic: bool) -> Vec<NmSymbol> {
-    let p = path.to_str().unwrap();
-    let mut args = vec!["-p", "--defined-only"];
-    if dynamic {
-        args.push("-D");
-    }
-    let plain = tool("nm", &[&args[..], &[p]].concat());
-    let demangled = tool("nm", &[&args[..], &["-C", p]].concat());
-    let split = |line: &str| {
-        let (addr, rest) = line.split_once(' ').expect("nm line");
-        let (kind, name) = rest.split_once(' ').expect("nm line");
-        (
-            u64::from_str_radix(addr, 16).expect("nm address"),
-            kind.chars().next().unwrap(),
-            name.to_string(),
-        )
-    };
-    let plain: Vec<_> = plain.lines().map(split).collect();
-    let demangled: Vec<_> = demangled.lines().map(split).collect();
-    assert_eq!(
-        plain.len(),
-        demangled.len(),
-        "nm and nm -C list different symbols"
-    );
-    plain
-        .into_iter()
-        .zip(demangled)
-        .map(|((address, kind, mangled), (a2, _, demangled))| {
-            assert_eq!(address, a2);
-            NmSymbol {
-                address,
-                kind,
-                mangled,
-                demangled,
-            }
-        })
-        .collect()
-}
-
-/// File offset of virtual address `addr`, from the PT_LOAD lines of `readelf -lW`.
-pub fn file_offset_by_readelf(path: &Path, addr: u64) -> Option<u64> {
-    let out = tool("readelf", &["-lW", path.to_str().unwrap()]);
-    let hex =
-        |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("readelf number");
-    out.lines()
-        .map(str::split_whitespace)
-        .filter_map(|mut w| {
-            (w.next()? == "LOAD").then(|| {
-                let v: Vec<&str> = w.collect();
-                // Offset VirtAddr PhysAddr FileSiz MemSiz Flg... Align
-                (hex(v[0]), hex(v[1]), hex(v[3]))
-            })
-        })
-        .find(|&(_, vaddr, filesz)| addr >= vaddr && addr - vaddr < filesz)
-        .map(|(off, vaddr, _)| addr - vaddr + off)
-}
+pub use test_support::{
+    file_offset_by_readelf, fixture, nm, tool, NmSymbol, FIXTURE_VERSIONS as VERSIONS,
+};
 
 /// Where scratch files for these tests go (inside the target directory).
 pub fn scratch(name: &str) -> PathBuf {
@@ -142,13 +26,8 @@ pub fn scratch(name: &str) -> PathBuf {
 /// The stand-in libtt_metal.so (real 0.81.1 names), built once per test process.
 pub fn standin() -> PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let out = scratch("standin");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/standin/build.sh");
-        tool("bash", &[script.to_str().unwrap(), out.to_str().unwrap()]);
-        out.join("libtt_metal.so")
-    })
-    .clone()
+    LIB.get_or_init(|| test_support::build_standin(&scratch("standin")).lib)
+        .clone()
 }
 
 /// Compiles C++ `source` into the shared library `dir/name`.
