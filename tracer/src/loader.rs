@@ -236,30 +236,32 @@ impl Probes {
     /// the kernel), seconds for a full catalog that the user should not wait for. Falls back
     /// to detaching now if the helper cannot be started.
     pub fn detach_in_background(self) {
-        let mut fds = [0; 2];
-        // SAFETY: valid out-array.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        use nix::unistd::{fork, pipe, read, ForkResult};
+        let Ok((read_end, write_end)) = pipe() else {
             return drop(self);
-        }
-        // SAFETY: the child only makes async-signal-safe calls (close, read, _exit).
-        match unsafe { libc::fork() } {
-            0 => unsafe {
+        };
+        // SAFETY: the child only makes async-signal-safe calls (close, read, _exit) before it
+        // exits; it never returns into Rust code of the parent's threads.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
                 // Not the user's terminal or pipes: whoever reads our output sees EOF at our exit.
                 for fd in 0..3 {
-                    libc::close(fd);
+                    let _ = nix::unistd::close(fd);
                 }
-                libc::close(fds[1]);
-                let mut b = 0u8;
+                drop(write_end);
+                let mut b = [0u8; 1];
                 // EOF once the parent (holding the write end) has exited.
-                while libc::read(fds[0], (&mut b as *mut u8).cast(), 1) > 0 {}
-                libc::_exit(0)
-            },
-            pid if pid > 0 => {
-                // SAFETY: our read end; the write end stays open until we exit.
-                unsafe { libc::close(fds[0]) };
+                while matches!(read(&read_end, &mut b), Ok(n) if n > 0) {}
+                // SAFETY: _exit is async-signal-safe and ends this process at once.
+                unsafe { libc::_exit(0) }
+            }
+            Ok(ForkResult::Parent { .. }) => {
+                drop(read_end);
+                // Kept open until this process exits: the helper's EOF.
+                std::mem::forget(write_end);
                 std::mem::forget(self);
             }
-            _ => drop(self),
+            Err(_) => drop(self),
         }
     }
 }
