@@ -2,6 +2,11 @@
 
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "user",
+    derive(strum::IntoStaticStr, strum::EnumIter),
+    strum(serialize_all = "snake_case")
+)]
 pub enum Counter {
     /// Payload ring full: an event was dropped.
     PayloadRingFull = 0,
@@ -22,28 +27,6 @@ pub enum Counter {
 }
 
 impl Counter {
+    /// Number of counters (the `COUNTERS` map's size).
     pub const COUNT: u32 = 8;
-    pub const ALL: [Counter; Self::COUNT as usize] = [
-        Self::PayloadRingFull,
-        Self::LifecycleRingFull,
-        Self::ContextMapFull,
-        Self::ContextTooDeep,
-        Self::PendingMapFull,
-        Self::ReturnWithoutEntry,
-        Self::ProcessMapFull,
-        Self::FieldReadFailed,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::PayloadRingFull => "payload_ring_full",
-            Self::LifecycleRingFull => "lifecycle_ring_full",
-            Self::ContextMapFull => "context_map_full",
-            Self::ContextTooDeep => "context_too_deep",
-            Self::PendingMapFull => "pending_map_full",
-            Self::ReturnWithoutEntry => "return_without_entry",
-            Self::ProcessMapFull => "process_map_full",
-            Self::FieldReadFailed => "field_read_failed",
-        }
-    }
 }

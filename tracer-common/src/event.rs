@@ -3,6 +3,11 @@
 /// The origin of a kernel binary: the innermost context active on the loading thread.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "user",
+    derive(serde::Serialize, serde::Deserialize, strum::FromRepr),
+    serde(rename_all = "snake_case")
+)]
 pub enum Origin {
     /// No context active: user code loading its own kernels.
     Application = 0,
@@ -24,26 +29,10 @@ pub enum Origin {
     ScratchAllocator = 8,
 }
 
-impl Origin {
-    pub fn from_u8(v: u8) -> Option<Self> {
-        Some(match v {
-            0 => Self::Application,
-            1 => Self::Fabric,
-            2 => Self::Dispatch,
-            3 => Self::Program,
-            4 => Self::DeviceInit,
-            5 => Self::MeshOpen,
-            6 => Self::DeviceAllocator,
-            7 => Self::MeshAllocator,
-            8 => Self::ScratchAllocator,
-            _ => return None,
-        })
-    }
-}
-
 /// What an event reports.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(strum::FromRepr))]
 pub enum EventKind {
     /// A [`crate::RecipeKind::Call`] or `CallWithReturn` attach point was called.
     Call = 0,
@@ -53,18 +42,6 @@ pub enum EventKind {
     ContextExit = 2,
     /// A traced process's last thread exited (`sched_process_exit`, group dead).
     ProcessExit = 3,
-}
-
-impl EventKind {
-    pub fn from_u8(v: u8) -> Option<Self> {
-        Some(match v {
-            0 => Self::Call,
-            1 => Self::ContextEnter,
-            2 => Self::ContextExit,
-            3 => Self::ProcessExit,
-            _ => return None,
-        })
-    }
 }
 
 /// One probe hit ([`Event::SIZE`] bytes on the ring buffers).

@@ -13,6 +13,12 @@ pub const MAX_FIELDS: usize = 4;
 /// What the entry / return programs do at an attach point.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "user",
+    derive(serde::Serialize, serde::Deserialize, strum::Display),
+    serde(rename_all = "snake_case"),
+    strum(serialize_all = "snake_case")
+)]
 pub enum RecipeKind {
     /// Unused slot.
     None = 0,
@@ -27,6 +33,11 @@ pub enum RecipeKind {
 /// Which ring buffer the recipe's events go to.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "user",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum Ring {
     /// Frequent events (kernel binaries, allocations), woken in batches.
     Payload = 0,
@@ -35,16 +46,25 @@ pub enum Ring {
 }
 
 /// How one field is read.
+/// (The catalog spells them `reg`, `u64`, `u32`, `vec_bytes`.)
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "user",
+    derive(serde::Serialize, serde::Deserialize, strum::Display),
+    serde(rename_all = "snake_case"),
+    strum(serialize_all = "snake_case")
+)]
 pub enum FieldOp {
     /// Field not used.
     None = 0,
     /// The argument register itself.
     Reg = 1,
     /// A u64 read from user memory at `arg + offset`.
+    #[cfg_attr(feature = "user", serde(rename = "u64"), strum(serialize = "u64"))]
     Load64 = 2,
     /// A u32 read from user memory at `arg + offset`.
+    #[cfg_attr(feature = "user", serde(rename = "u32"), strum(serialize = "u32"))]
     Load32 = 3,
     /// Length in bytes of a `std::vector` whose begin/end pointers sit at `arg + offset`
     /// and `arg + offset + 8` (libstdc++ layout).

@@ -2,11 +2,11 @@
 //! overrides it). Parsing and validation only; resolution against a library is in `resolve`.
 
 use serde::Deserialize;
-use tracer_common::{Origin, RecipeKind, Ring};
+use tracer_common::{FieldOp, Origin, RecipeKind, Ring};
 
 use crate::{
     errors::{Error, Result},
-    roles::Role,
+    roles::{Field, Role},
 };
 
 /// Largest catalog file read (the built-in one is ~10 KB).
@@ -28,13 +28,13 @@ struct RawCatalog {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRole {
-    id: String,
+    id: Role,
     summary: String,
-    kind: String,
+    kind: RecipeKind,
     #[serde(default)]
-    origin: Option<String>,
+    origin: Option<Origin>,
     #[serde(default)]
-    ring: Option<String>,
+    ring: Option<Ring>,
     required: bool,
     member: bool,
     #[serde(default)]
@@ -43,14 +43,14 @@ struct RawRole {
     #[serde(default)]
     fields: Vec<FieldSpec>,
     #[serde(default)]
-    ret: Option<String>,
+    ret: Option<Field>,
 }
 
 /// How to find one field's argument in a demangled parameter list.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FieldSpec {
-    pub name: String,
+    pub name: Field,
     #[serde(default)]
     pub this: bool,
     #[serde(default, rename = "type")]
@@ -60,7 +60,7 @@ pub struct FieldSpec {
     #[serde(default)]
     pub after: Option<String>,
     #[serde(default)]
-    pub read: Option<String>,
+    pub read: Option<FieldOp>,
     #[serde(default)]
     pub offset: u32,
     /// Why a struct offset is needed (documentation; required when `offset` is used).
@@ -96,7 +96,7 @@ pub struct RoleSpec {
     pub returns_by_value: bool,
     pub names: Vec<String>,
     pub fields: Vec<FieldSpec>,
-    pub ret: Option<String>,
+    pub ret: Option<Field>,
 }
 
 #[derive(Debug, Clone)]
@@ -135,39 +135,21 @@ impl Catalog {
         }
         let mut roles = Vec::new();
         for r in raw.roles {
-            let role =
-                Role::from_id(&r.id).ok_or_else(|| bad(format!("unknown role `{}`", r.id)))?;
+            let (role, kind) = (r.id, r.kind);
+            let id = role.id();
             if roles.iter().any(|s: &RoleSpec| s.role == role) {
-                return Err(bad(format!("role `{}` listed twice", r.id)));
+                return Err(bad(format!("role `{id}` listed twice")));
             }
-            let kind = match r.kind.as_str() {
-                "context" => RecipeKind::Context,
-                "call" => RecipeKind::Call,
-                "call_with_return" => RecipeKind::CallWithReturn,
-                k => return Err(bad(format!("role `{}`: unknown kind `{k}`", r.id))),
-            };
-            let origin = match r.origin.as_deref() {
-                None | Some("application") => Origin::Application,
-                Some("fabric") => Origin::Fabric,
-                Some("dispatch") => Origin::Dispatch,
-                Some("program") => Origin::Program,
-                Some("device_init") => Origin::DeviceInit,
-                Some("mesh_open") => Origin::MeshOpen,
-                Some("device_allocator") => Origin::DeviceAllocator,
-                Some("mesh_allocator") => Origin::MeshAllocator,
-                Some("scratch_allocator") => Origin::ScratchAllocator,
-                Some(o) => return Err(bad(format!("role `{}`: unknown origin `{o}`", r.id))),
-            };
+            if kind == RecipeKind::None {
+                return Err(bad(format!("role `{id}`: kind `none` is not a kind")));
+            }
             if kind == RecipeKind::Context && r.origin.is_none() {
-                return Err(bad(format!("context role `{}` needs an origin", r.id)));
+                return Err(bad(format!("context role `{id}` needs an origin")));
             }
-            let ring = match r.ring.as_deref() {
-                None | Some("payload") => Ring::Payload,
-                Some("lifecycle") => Ring::Lifecycle,
-                Some(x) => return Err(bad(format!("role `{}`: unknown ring `{x}`", r.id))),
-            };
+            let origin = r.origin.unwrap_or(Origin::Application);
+            let ring = r.ring.unwrap_or(Ring::Payload);
             if r.names.is_empty() {
-                return Err(bad(format!("role `{}` lists no names", r.id)));
+                return Err(bad(format!("role `{id}` lists no names")));
             }
             // Names are matched against the text before the parameter list.
             if let Some(n) = r
@@ -176,63 +158,52 @@ impl Catalog {
                 .find(|n| n.contains(['(', ')', ' ']) || n.is_empty())
             {
                 return Err(bad(format!(
-                    "role `{}`: name `{n}` must be a qualified name without parameters (like `tt::tt_metal::Device::close`)",
-                    r.id
+                    "role `{id}`: name `{n}` must be a qualified name without parameters (like `tt::tt_metal::Device::close`)"
                 )));
             }
             for f in &r.fields {
-                if role.field_index(&f.name).is_none() {
+                let name = f.name.id();
+                if role.field_index(f.name).is_none() {
+                    let known: Vec<&str> = role.fields().iter().map(|f| f.id()).collect();
                     return Err(bad(format!(
-                        "role `{}`: field `{}` is not one of {:?}",
-                        r.id,
-                        f.name,
-                        role.fields()
+                        "role `{id}`: field `{name}` is not one of {known:?}"
                     )));
                 }
                 if f.this == f.ty.is_some() {
                     return Err(bad(format!(
-                        "role `{}` field `{}`: give exactly one of `this = true` or `type`",
-                        r.id, f.name
+                        "role `{id}` field `{name}`: give exactly one of `this = true` or `type`"
                     )));
                 }
                 if f.this && !r.member {
                     return Err(bad(format!(
-                        "role `{}` field `{}`: `this` on a non-member",
-                        r.id, f.name
+                        "role `{id}` field `{name}`: `this` on a non-member"
                     )));
                 }
                 if f.offset != 0 && f.why.is_none() {
                     return Err(bad(format!(
-                        "role `{}` field `{}`: a struct offset needs a `why`",
-                        r.id, f.name
+                        "role `{id}` field `{name}`: a struct offset needs a `why`"
                     )));
                 }
-                if !matches!(
-                    f.read.as_deref(),
-                    None | Some("reg" | "u64" | "u32" | "vec_bytes")
-                ) {
+                if f.read == Some(FieldOp::None) {
                     return Err(bad(format!(
-                        "role `{}` field `{}`: unknown read",
-                        r.id, f.name
+                        "role `{id}` field `{name}`: read `none` reads nothing"
                     )));
                 }
             }
             for need in role.fields() {
                 if !r.fields.iter().any(|f| f.name == *need) {
-                    return Err(bad(format!("role `{}` lacks field `{need}`", r.id)));
+                    return Err(bad(format!("role `{id}` lacks field `{}`", need.id())));
                 }
             }
-            if r.ret.as_deref() != role.return_value() {
+            if r.ret != role.return_value() {
                 return Err(bad(format!(
-                    "role `{}`: ret must be {:?}",
-                    r.id,
-                    role.return_value()
+                    "role `{id}`: ret must be {}",
+                    role.return_value().map_or("absent", |f| f.id())
                 )));
             }
             if role.return_value().is_some() != (kind == RecipeKind::CallWithReturn) {
                 return Err(bad(format!(
-                    "role `{}`: only call_with_return roles read a return value",
-                    r.id
+                    "role `{id}`: only call_with_return roles read a return value"
                 )));
             }
             roles.push(RoleSpec {
@@ -264,7 +235,7 @@ mod tests {
     #[test]
     fn builtin_catalog_parses_and_covers_every_role() {
         let c = Catalog::builtin();
-        for r in Role::ALL {
+        for r in <Role as strum::IntoEnumIterator>::iter() {
             assert!(c.roles.iter().any(|s| s.role == r), "{} missing", r.id());
         }
     }
@@ -273,7 +244,7 @@ mod tests {
     fn bad_catalogs_are_rejected_with_a_reason() {
         let cases = [
             ("schema = 2\nrole = []", "schema 2"),
-            ("schema = 1\n[[role]]\nid = \"x\"\nsummary=\"\"\nkind=\"call\"\nrequired=true\nmember=true\nnames=[\"a\"]", "unknown role"),
+            ("schema = 1\n[[role]]\nid = \"x\"\nsummary=\"\"\nkind=\"call\"\nrequired=true\nmember=true\nnames=[\"a\"]", "unknown variant `x`"),
             ("schema = 1\n[[role]]\nid = \"device_close\"\nsummary=\"\"\nkind=\"call\"\nrequired=true\nmember=true\nnames=[\"a\"]", "lacks field"),
             ("not toml [", "catalog"),
             ("schema = 1\n[[role]]\nid = \"device_close\"\nsummary=\"\"\nkind=\"call\"\nrequired=true\nmember=true\nnames=[\"a::close()\"]", "without parameters"),

@@ -10,7 +10,7 @@ pub mod errors;
 mod files;
 pub mod kernel;
 pub mod loader;
-pub mod memory;
+
 pub mod process;
 pub mod report;
 pub mod resolve;

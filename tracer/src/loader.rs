@@ -11,13 +11,13 @@ use aya::{
     },
     Btf, Ebpf, EbpfLoader,
 };
-use tracer_common::{counters::Counter, Recipe, RecipeKind, MAX_RECIPES};
+use tracer_common::{counters::Counter, FieldRule, Recipe, RecipeKind, MAX_FIELDS, MAX_RECIPES};
 
 use crate::{
-    catalog::Catalog,
+    catalog::{Catalog, RoleSpec},
     errors::{Error, Result},
     kernel,
-    resolve::{self, Resolution},
+    resolve::{AttachPoint, Resolution},
 };
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
@@ -141,7 +141,7 @@ impl Probes {
                     )));
                 }
                 let cookie = self.next_cookie as u64;
-                let recipe: Recipe = resolve::recipe(spec, point);
+                let recipe = recipe(spec, point);
                 let mut recipes: Array<_, Recipe> = Array::try_from(
                     self.ebpf
                         .map_mut("RECIPES")
@@ -220,11 +220,11 @@ impl Probes {
         )
         .map_err(|source| map_err("COUNTERS", source))?;
         let mut out = BTreeMap::new();
-        for c in Counter::ALL {
+        for c in <Counter as strum::IntoEnumIterator>::iter() {
             let v = arr
                 .get(&(c as u32), 0)
                 .map_err(|source| map_err("COUNTERS", source))?;
-            out.insert(c.name(), v.iter().sum());
+            out.insert(c.into(), v.iter().sum());
         }
         Ok(out)
     }
@@ -277,6 +277,34 @@ impl Drop for Probes {
             }
         });
     }
+}
+
+/// The BPF recipe for one attach point of a role.
+fn recipe(spec: &RoleSpec, point: &AttachPoint) -> Recipe {
+    let mut r = Recipe::EMPTY;
+    r.role = spec.role as u16;
+    r.kind = spec.kind as u8;
+    r.ring = spec.ring as u8;
+    r.origin = spec.origin as u8;
+    // `this` comes after a hidden result pointer; a static or free function is named by its
+    // first argument (the result pointer itself, when there is one: unique per call).
+    r.context_arg = (spec.member && spec.returns_by_value) as u8;
+    for f in &point.fields {
+        let Some(i) = spec.role.field_index(f.name) else {
+            continue;
+        };
+        if i >= MAX_FIELDS {
+            continue;
+        }
+        r.fields[i] = FieldRule {
+            op: f.read as u8,
+            arg: f.arg,
+            _pad: [0; 2],
+            offset: f.offset,
+        };
+    }
+    debug_assert!(spec.kind != RecipeKind::None);
+    r
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T>

@@ -5,8 +5,10 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use serde::Serialize;
 
 use crate::{
-    collector::{Cleanup, Collector, Kernels, ProcessLedger, Record, Tally},
-    memory::{MemoryBooks, Outstanding},
+    collector::{
+        memory::{MemoryBooks, Outstanding},
+        Cleanup, Collector, Kernels, ProcessLedger, Record, Tally,
+    },
     roles::Role,
 };
 
@@ -419,10 +421,7 @@ pub fn record_line(r: &Record) -> String {
             ..
         } => format!(
             "[{pid}/{tid}] kernel {} {} → device {chip} L1 {address:#x}",
-            serde_json::to_value(class)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
+            <&str>::from(class),
             kib(*bytes)
         ),
         Record::DeviceClosed {

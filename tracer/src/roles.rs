@@ -1,12 +1,32 @@
 //! The roles the collector understands. Which function plays a role in a given tt-metal release,
-//! and where its arguments are, is data (catalog/tt-metal.toml); what a role *means* is here.
+//! and where its arguments are, is data (catalog/tt-metal.toml); what a role *means*, and which
+//! fields its events carry, is here.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use strum::{Display, EnumIter, EnumString, FromRepr, IntoStaticStr};
 
-/// A role, as carried in every event (`Event::role`).
+/// A role, as carried in every event (`Event::role`). The catalog and the reports spell it in
+/// snake_case (`fabric_context`).
 #[repr(u16)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    Display,
+    IntoStaticStr,
+    EnumString,
+    EnumIter,
+    FromRepr,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Role {
     DeviceInit = 1,
     FabricContext = 2,
@@ -29,76 +49,59 @@ pub enum Role {
     WorkloadEnqueue = 19,
 }
 
+/// A value a probe reads for the collector. The catalog names each in a role's `fields`; its
+/// place in `Event::fields` is its index in [`Role::fields`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Display, IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Field {
+    /// A `Device*` (or `IDevice const*`).
+    Device,
+    /// A chip id (`int`).
+    Chip,
+    /// A kernel binary's size in bytes.
+    Bytes,
+    /// A device address.
+    Address,
+    /// A `MeshDevice*`.
+    Mesh,
+    /// A `BankManager*`.
+    Bank,
+    /// A `BufferType` value.
+    BufferType,
+    /// A buffer's size in bytes.
+    Size,
+    /// A command queue.
+    Queue,
+}
+
 impl Role {
-    pub const ALL: [Role; 19] = [
-        Role::DeviceInit,
-        Role::FabricContext,
-        Role::DispatchContext,
-        Role::ProgramBinaries,
-        Role::DeviceOpen,
-        Role::KernelBinaryWrite,
-        Role::DeviceClose,
-        Role::MeshClose,
-        Role::MeshOpen,
-        Role::DeviceAllocator,
-        Role::MeshAllocator,
-        Role::ScratchAllocator,
-        Role::BankNew,
-        Role::BankAllocate,
-        Role::BankFree,
-        Role::BankFreeAll,
-        Role::CbAllocate,
-        Role::CbFreeAll,
-        Role::WorkloadEnqueue,
-    ];
-
+    /// How the catalog and the reports spell it.
     pub fn id(self) -> &'static str {
-        match self {
-            Role::DeviceInit => "device_init",
-            Role::FabricContext => "fabric_context",
-            Role::DispatchContext => "dispatch_context",
-            Role::ProgramBinaries => "program_binaries",
-            Role::DeviceOpen => "device_open",
-            Role::KernelBinaryWrite => "kernel_binary_write",
-            Role::DeviceClose => "device_close",
-            Role::MeshClose => "mesh_close",
-            Role::MeshOpen => "mesh_open",
-            Role::DeviceAllocator => "device_allocator",
-            Role::MeshAllocator => "mesh_allocator",
-            Role::ScratchAllocator => "scratch_allocator",
-            Role::BankNew => "bank_new",
-            Role::BankAllocate => "bank_allocate",
-            Role::BankFree => "bank_free",
-            Role::BankFreeAll => "bank_free_all",
-            Role::CbAllocate => "cb_allocate",
-            Role::CbFreeAll => "cb_free_all",
-            Role::WorkloadEnqueue => "workload_enqueue",
-        }
+        self.into()
     }
 
+    /// The role the catalog spells `id`.
     pub fn from_id(id: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.id() == id)
-    }
-
-    pub fn from_u16(v: u16) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| *r as u16 == v)
+        id.parse().ok()
     }
 
     /// The fields the collector reads, in the order they sit in `Event::fields`.
-    pub fn fields(self) -> &'static [&'static str] {
+    pub fn fields(self) -> &'static [Field] {
+        use Field::*;
         match self {
-            Role::DeviceOpen => &["device", "chip"],
-            Role::KernelBinaryWrite => &["bytes", "chip", "address"],
-            Role::DeviceClose => &["device"],
-            Role::MeshClose => &["mesh"],
-            Role::MeshAllocator => &["mesh"],
-            Role::BankNew => &["bank", "buffer_type"],
-            Role::BankAllocate => &["bank", "size"],
-            Role::BankFree => &["bank", "address"],
-            Role::BankFreeAll => &["bank"],
-            Role::CbAllocate => &["address", "size", "device"],
-            Role::CbFreeAll => &["device"],
-            Role::WorkloadEnqueue => &["queue"],
+            Role::DeviceOpen => &[Device, Chip],
+            Role::KernelBinaryWrite => &[Bytes, Chip, Address],
+            Role::DeviceClose => &[Device],
+            Role::MeshClose => &[Mesh],
+            Role::MeshAllocator => &[Mesh],
+            Role::BankNew => &[Bank, BufferType],
+            Role::BankAllocate => &[Bank, Size],
+            Role::BankFree => &[Bank, Address],
+            Role::BankFreeAll => &[Bank],
+            Role::CbAllocate => &[Address, Size, Device],
+            Role::CbFreeAll => &[Device],
+            Role::WorkloadEnqueue => &[Queue],
             Role::DeviceInit
             | Role::FabricContext
             | Role::DispatchContext
@@ -110,31 +113,44 @@ impl Role {
     }
 
     /// The return value a `call_with_return` role reads, if any.
-    pub fn return_value(self) -> Option<&'static str> {
+    pub fn return_value(self) -> Option<Field> {
         match self {
-            Role::BankAllocate => Some("address"),
+            Role::BankAllocate => Some(Field::Address),
             _ => None,
         }
     }
 
     /// Index of `field` in `Event::fields`.
-    pub fn field_index(self, field: &str) -> Option<usize> {
+    pub fn field_index(self, field: Field) -> Option<usize> {
         self.fields().iter().position(|f| *f == field)
+    }
+}
+
+impl Field {
+    /// How the catalog spells it.
+    pub fn id(self) -> &'static str {
+        self.into()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use strum::IntoEnumIterator as _;
+
     use super::*;
 
     #[test]
     fn ids_round_trip_and_are_distinct() {
-        for r in Role::ALL {
-            assert_eq!(Role::from_id(r.id()), Some(r));
-            assert_eq!(Role::from_u16(r as u16), Some(r));
+        let mut seen = std::collections::BTreeSet::new();
+        for r in Role::iter() {
+            let id = serde_json::to_value(r).unwrap();
+            assert_eq!(id, r.id(), "serde and strum spell it alike");
+            assert_eq!(serde_json::from_value::<Role>(id).unwrap(), r);
+            assert_eq!(Role::from_repr(r as u16), Some(r));
+            assert!(seen.insert(r.id()));
             assert!(r.fields().len() <= tracer_common::MAX_FIELDS);
         }
-        assert_eq!(Role::from_u16(0), None);
-        assert_eq!(Role::from_id("nope"), None);
+        assert_eq!(Role::from_repr(0), None);
+        assert!(serde_json::from_str::<Role>("\"nope\"").is_err());
     }
 }

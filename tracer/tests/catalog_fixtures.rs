@@ -197,7 +197,7 @@ fn every_role_resolves_on_every_release_as_nm_prints_it() {
                 let got: Vec<(String, &str)> = p
                     .fields
                     .iter()
-                    .map(|f| (f.name.clone(), f.register))
+                    .map(|f| (f.name.to_string(), f.register))
                     .collect();
                 assert_eq!(
                     got,
@@ -255,7 +255,7 @@ fn the_move_constructor_of_062_is_refused_not_attached() {
     assert_eq!(moved.aliases.len(), 1, "{:?}", moved.aliases);
     assert!(open.attach.iter().all(|p| p.address != moved.address));
     let chip = &open.attach[0].fields[1];
-    assert_eq!((chip.name.as_str(), chip.register), ("chip", "rsi"));
+    assert_eq!((chip.name.id(), chip.register), ("chip", "rsi"));
 }
 
 #[test]
@@ -465,7 +465,7 @@ fn an_unseen_release_with_other_shapes_resolves() {
             let got: Vec<(String, &str)> = p
                 .fields
                 .iter()
-                .map(|f| (f.name.clone(), f.register))
+                .map(|f| (f.name.to_string(), f.register))
                 .collect();
             assert_eq!(
                 got,
@@ -481,7 +481,7 @@ fn an_unseen_release_with_other_shapes_resolves() {
         rr.attach[0]
             .fields
             .iter()
-            .map(|f| (f.name.clone(), f.register))
+            .map(|f| (f.name.to_string(), f.register))
             .collect()
     };
     let pairs = |v: &[(&str, &'static str)]| {
@@ -655,7 +655,7 @@ fn every_catalog_role_places_its_fields_as_the_abi_says() {
                 assert_eq!(p.fields.len(), fields.len(), "{ctx}");
                 for (f, got) in fields.iter().zip(&p.fields) {
                     let name = f["name"].as_str().unwrap();
-                    assert_eq!(got.name, name, "{ctx}");
+                    assert_eq!(got.name.id(), name, "{ctx}");
                     let want = if f.get("this").and_then(toml::Value::as_bool) == Some(true) {
                         ["rdi", "rsi"][flag("returns_by_value") as usize]
                     } else {

@@ -5,9 +5,11 @@ use std::{fmt::Write as _, path::PathBuf};
 
 use clap::Args;
 use serde::Serialize;
+use tracer_common::{FieldOp, RecipeKind};
 use tt_tracer::{
     catalog::Catalog,
     resolve::{self, Feature, Resolution},
+    roles::Field,
     Error,
 };
 
@@ -134,7 +136,7 @@ struct RoleOut<'a> {
     id: &'static str,
     summary: &'a str,
     required: bool,
-    kind: &'a str,
+    kind: RecipeKind,
     resolved: bool,
     attach: Vec<AttachOut<'a>>,
     rejected: Vec<RejectedOut<'a>>,
@@ -153,11 +155,11 @@ struct AttachOut<'a> {
 
 #[derive(Serialize)]
 struct FieldOut<'a> {
-    name: &'a str,
+    name: Field,
     register: &'a str,
     arg: u8,
     param: &'a str,
-    read: &'a str,
+    read: FieldOp,
     offset: u32,
 }
 
@@ -189,7 +191,7 @@ fn json<'a>(r: &'a Resolution, catalog: &'a str, exit_code: u8, resolve_ms: f64)
             id: role.role.id(),
             summary: &role.summary,
             required: role.required,
-            kind: &role.kind,
+            kind: role.kind,
             resolved: !role.attach.is_empty(),
             attach: role
                 .attach
@@ -204,11 +206,11 @@ fn json<'a>(r: &'a Resolution, catalog: &'a str, exit_code: u8, resolve_ms: f64)
                         .fields
                         .iter()
                         .map(|f| FieldOut {
-                            name: &f.name,
+                            name: f.name,
                             register: f.register,
                             arg: f.arg,
                             param: &f.param,
-                            read: &f.read,
+                            read: f.read,
                             offset: f.offset,
                         })
                         .collect(),
@@ -314,7 +316,7 @@ fn text(r: &Resolution) -> String {
                 let _ = writeln!(s, "    alias {a}");
             }
             for f in &p.fields {
-                let read = if f.read == "reg" {
+                let read = if f.read == FieldOp::Reg {
                     String::new()
                 } else {
                     format!(" -> {} at +{}", f.read, f.offset)

@@ -1,0 +1,234 @@
+//! The ledger itself: per process, per device and per mesh, kernels by origin and memory books.
+//! Plain data with small helpers; the collector's handlers fill it.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tracer_common::Origin;
+
+use super::{
+    attribution::{Attribution, Owner},
+    memory::{BufferType, CircularBuffers, LiveAllocations, MemoryBooks, Outstanding, OwnerId},
+    records::Cleanup,
+};
+use crate::roles::Role;
+
+/// A process instance: pid plus when the tracer first saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ProcKey {
+    pub pid: u32,
+    pub instance: u64,
+}
+
+/// Count and bytes of kernel binaries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, bytes: u64) {
+        self.count += 1;
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+    fn merge(&mut self, o: &Tally) {
+        self.count += o.count;
+        self.bytes = self.bytes.saturating_add(o.bytes);
+    }
+}
+
+/// Kernel binaries by origin. Fabric and dispatch are the system kernels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Kernels {
+    pub fabric: Tally,
+    pub dispatch: Tally,
+    /// Written during device initialisation outside fabric/dispatch bring-up.
+    pub init: Tally,
+    pub application: Tally,
+}
+
+impl Kernels {
+    pub fn system(&self) -> Tally {
+        let mut t = self.fabric;
+        t.merge(&self.dispatch);
+        t.merge(&self.init);
+        t
+    }
+    pub fn total(&self) -> Tally {
+        let mut t = self.system();
+        t.merge(&self.application);
+        t
+    }
+    pub fn is_empty(&self) -> bool {
+        self.total().count == 0
+    }
+    pub(super) fn add(&mut self, class: KernelClass, bytes: u64) {
+        match class {
+            KernelClass::Fabric => &mut self.fabric,
+            KernelClass::Dispatch => &mut self.dispatch,
+            KernelClass::Init => &mut self.init,
+            KernelClass::Application => &mut self.application,
+        }
+        .add(bytes)
+    }
+    pub(super) fn merge(&mut self, o: &Kernels) {
+        self.fabric.merge(&o.fabric);
+        self.dispatch.merge(&o.dispatch);
+        self.init.merge(&o.init);
+        self.application.merge(&o.application);
+    }
+}
+
+/// What a kernel binary is, from the context active on its thread when it was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum KernelClass {
+    Fabric,
+    Dispatch,
+    Init,
+    Application,
+}
+
+impl KernelClass {
+    pub fn of(origin: Option<Origin>) -> KernelClass {
+        match origin {
+            Some(Origin::Fabric) => KernelClass::Fabric,
+            Some(Origin::Dispatch) => KernelClass::Dispatch,
+            // Written while a device or mesh is being brought up (firmware): system, not user.
+            Some(
+                Origin::DeviceInit
+                | Origin::MeshOpen
+                | Origin::DeviceAllocator
+                | Origin::MeshAllocator
+                | Origin::ScratchAllocator,
+            ) => KernelClass::Init,
+            Some(Origin::Application | Origin::Program) | None => KernelClass::Application,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DeviceLedger {
+    pub chip: i64,
+    pub opened_ns: Option<u64>,
+    pub closed_ns: Option<u64>,
+    /// Every kernel binary written to the device while traced.
+    pub loaded: Kernels,
+    /// Kernels still on the device (released at device close or process exit).
+    pub resident: Kernels,
+    pub first_load_ns: Option<u64>,
+    pub last_load_ns: Option<u64>,
+    /// Buffers of the chip's own allocator (a mesh's lock-step buffers are in its mesh).
+    pub memory: MemoryBooks,
+    pub circular_buffers: CircularBuffers,
+    /// The chip's own buffers still allocated when it closed.
+    pub outstanding_at_close: Vec<Outstanding>,
+    /// The mesh whose lock-step allocator also places buffers on this chip, if any.
+    pub mesh: Option<u32>,
+    /// Banks of the chip's own allocator, by type.
+    pub banks: BTreeMap<BufferType, u32>,
+    /// Time spent in each context that configured this device (fabric, dispatch, allocator),
+    /// summed, ns.
+    pub phases: BTreeMap<Role, u64>,
+}
+
+/// A mesh: its lock-step allocator places every buffer at the same address on all its chips.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MeshLedger {
+    /// 1, 2, … in the order the process built them.
+    pub index: u32,
+    /// Chips opened while the mesh was being created (empty if they were opened before).
+    pub chips: Vec<i64>,
+    pub opened_ns: u64,
+    pub closed_ns: Option<u64>,
+    /// Banks of the mesh allocator, by type.
+    pub banks: BTreeMap<BufferType, u32>,
+    /// Buffers of the mesh allocator: each occupies its size on every chip of the mesh.
+    pub memory: MemoryBooks,
+    pub outstanding_at_close: Vec<Outstanding>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProcessLedger {
+    pub pid: u32,
+    pub instance: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub devices: BTreeMap<i64, DeviceLedger>,
+    pub exit: Option<Cleanup>,
+    pub meshes: BTreeMap<u32, MeshLedger>,
+    /// Buffers whose owner is unknown (banks built outside any allocator context).
+    pub unattributed: MemoryBooks,
+    /// Banks built for throw-away bank-table allocators.
+    pub scratch_banks: u32,
+    /// Banks built outside any known allocator context (0 when attribution is complete).
+    pub unattributed_banks: u32,
+    pub workloads_enqueued: u64,
+    /// Time spent in contexts not tied to one device (device init, mesh open, program
+    /// uploads), summed, ns.
+    pub phases: BTreeMap<Role, u64>,
+    /// Events that referred to something unknown (closing a device never opened, freeing an
+    /// address never allocated, a CB on an unknown device).
+    pub unmatched: u64,
+    #[serde(skip)]
+    pub(super) attribution: Attribution,
+    #[serde(skip)]
+    pub(super) live: LiveAllocations,
+}
+
+impl ProcessLedger {
+    pub(super) fn new(key: ProcKey, ts: u64) -> Self {
+        ProcessLedger {
+            pid: key.pid,
+            instance: key.instance,
+            first_ns: ts,
+            last_ns: ts,
+            devices: BTreeMap::new(),
+            exit: None,
+            meshes: BTreeMap::new(),
+            unattributed: MemoryBooks::default(),
+            scratch_banks: 0,
+            unattributed_banks: 0,
+            workloads_enqueued: 0,
+            phases: BTreeMap::new(),
+            unmatched: 0,
+            attribution: Attribution::default(),
+            live: LiveAllocations::default(),
+        }
+    }
+
+    /// Live device buffers the process holds now.
+    pub fn live_allocations(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Every kernel loaded, all devices together.
+    pub fn loaded(&self) -> Kernels {
+        let mut k = Kernels::default();
+        for d in self.devices.values() {
+            k.merge(&d.loaded);
+        }
+        k
+    }
+
+    pub(super) fn device(&mut self, chip: i64) -> &mut DeviceLedger {
+        self.devices.entry(chip).or_insert_with(|| DeviceLedger {
+            chip,
+            ..Default::default()
+        })
+    }
+
+    /// The books an owner's allocations go to.
+    pub(super) fn books(&mut self, id: OwnerId) -> &mut MemoryBooks {
+        match self.attribution.owner(id) {
+            Owner::Chip(c) => &mut self.device(c).memory,
+            Owner::Mesh(m) => match self.meshes.get_mut(&m) {
+                Some(mesh) => &mut mesh.memory,
+                None => &mut self.unattributed,
+            },
+            Owner::Scratch | Owner::Unattributed => &mut self.unattributed,
+        }
+    }
+}

@@ -1,0 +1,812 @@
+//! The collector: turns decoded probe events into a per-process × per-device ledger.
+//!
+//! Pure: no I/O, no clocks, no kernel. Events go in through [`Collector::apply`], records for
+//! the live stream come out, and [`Collector::processes`] is the final state. Processes are keyed
+//! by (pid, instance) so a reused pid is never merged with a process that ended.
+//!
+//! - [`ledger`]: what is kept (kernels by origin, devices, meshes, processes);
+//! - [`memory`]: device-memory books (buffers by type, live allocations, circular buffers);
+//! - [`attribution`]: which chip or mesh a bank, and so a buffer, belongs to;
+//! - [`calls`]: each role's event fields, typed;
+//! - [`records`]: what is told as it happens (and the cleanup record of an exit).
+
+mod attribution;
+mod calls;
+pub mod ledger;
+pub mod memory;
+pub mod records;
+
+use std::collections::{BTreeMap, HashMap};
+
+use tracer_common::{Event, EventKind, Origin};
+
+use self::{
+    attribution::Owner,
+    calls::Call,
+    ledger::MeshLedger,
+    memory::{Allocation, BufferType},
+};
+pub use self::{
+    ledger::{DeviceLedger, KernelClass, Kernels, ProcKey, ProcessLedger, Tally},
+    records::{Cleanup, ExitStatus, Leak, Record},
+};
+use crate::roles::Role;
+
+#[derive(Default)]
+pub struct Collector {
+    live: BTreeMap<ProcKey, ProcessLedger>,
+    ended: Vec<ProcessLedger>,
+    /// Context entry times keyed by (process, thread, depth): a context nested in one of the
+    /// same role (an overload calling another) keeps its own start.
+    context_starts: HashMap<(u32, u32, u8), u64>,
+    pub events: u64,
+    /// Events naming a role or kind this build does not know (a newer catalog, a bad record).
+    pub unknown_events: u64,
+}
+
+impl Collector {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one event; returns what to tell the user.
+    pub fn apply(&mut self, ev: &Event) -> Option<Record> {
+        self.events += 1;
+        let key = ProcKey {
+            pid: ev.tgid,
+            instance: ev.instance,
+        };
+        let kind = EventKind::from_repr(ev.kind);
+        if kind == Some(EventKind::ProcessExit) {
+            return Some(self.process_exit(key, ev));
+        }
+        let (Some(kind), Some(role)) = (kind, Role::from_repr(ev.role)) else {
+            self.unknown_events += 1;
+            return None;
+        };
+        let proc = self
+            .live
+            .entry(key)
+            .or_insert_with(|| ProcessLedger::new(key, ev.ts_ns));
+        proc.last_ns = proc.last_ns.max(ev.ts_ns);
+        match kind {
+            EventKind::ContextEnter => {
+                self.context_starts
+                    .insert((ev.tgid, ev.tid, ev.depth), ev.ts_ns);
+                Some(proc.context_entered(role, ev))
+            }
+            EventKind::ContextExit => {
+                let start = self.context_starts.remove(&(ev.tgid, ev.tid, ev.depth));
+                Some(proc.context_exited(role, ev, start))
+            }
+            EventKind::Call => proc.call(Call::decode(role, ev), ev),
+            EventKind::ProcessExit => unreachable!("handled above"),
+        }
+    }
+
+    fn process_exit(&mut self, key: ProcKey, ev: &Event) -> Record {
+        let mut proc = self
+            .live
+            .remove(&key)
+            .unwrap_or_else(|| ProcessLedger::new(key, ev.ts_ns));
+        let cleanup = proc.exited(ev);
+        self.context_starts.retain(|(pid, _, _), _| *pid != key.pid);
+        self.ended.push(proc);
+        Record::ProcessExited(cleanup)
+    }
+
+    /// Every process seen, ended ones first (in the order they ended), then live ones.
+    pub fn processes(&self) -> impl Iterator<Item = &ProcessLedger> {
+        self.ended.iter().chain(self.live.values())
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Whether the process `pid` (any instance) has ended and none of that pid is live.
+    pub fn has_ended(&self, pid: u32) -> bool {
+        self.ended.iter().any(|p| p.pid == pid) && !self.live.keys().any(|k| k.pid == pid)
+    }
+}
+
+/// One handler per event: contexts entered and left, each role's call, the exit.
+impl ProcessLedger {
+    fn context_entered(&mut self, role: Role, ev: &Event) -> Record {
+        match role {
+            Role::MeshOpen => self.attribution.mesh_open_began(ev.context_this),
+            Role::MeshAllocator => self.mesh_allocator_built(ev),
+            _ => {}
+        }
+        Record::ContextEntered {
+            pid: self.pid,
+            tid: ev.tid,
+            ts_ns: ev.ts_ns,
+            role,
+            chip: self.attribution.chip_of(ev.context_this),
+        }
+    }
+
+    /// A mesh's lock-step allocator: its chips are those opened in the enclosing
+    /// `MeshDevice::create`, if it is one.
+    fn mesh_allocator_built(&mut self, ev: &Event) {
+        let index = self.meshes.len() as u32 + 1;
+        let chips = if Origin::from_repr(ev.parent_origin) == Some(Origin::MeshOpen) {
+            self.attribution.chips_opened_in(ev.parent_this)
+        } else {
+            Vec::new()
+        };
+        for c in &chips {
+            self.device(*c).mesh = Some(index);
+        }
+        self.meshes.insert(
+            index,
+            MeshLedger {
+                index,
+                chips,
+                opened_ns: ev.ts_ns,
+                ..Default::default()
+            },
+        );
+        self.attribution
+            .mesh_built(index, ev.context_this, calls::mesh_of_allocator(ev));
+    }
+
+    fn context_exited(&mut self, role: Role, ev: &Event, start: Option<u64>) -> Record {
+        let chip = self.attribution.chip_of(ev.context_this);
+        let duration_ns = start.map(|s| ev.ts_ns.saturating_sub(s));
+        if let Some(d) = duration_ns {
+            let phases = match chip {
+                Some(c) => &mut self.device(c).phases,
+                None => &mut self.phases,
+            };
+            let total = phases.entry(role).or_default();
+            *total = total.saturating_add(d);
+        }
+        Record::ContextExited {
+            pid: self.pid,
+            tid: ev.tid,
+            ts_ns: ev.ts_ns,
+            role,
+            chip,
+            duration_ns,
+        }
+    }
+
+    fn call(&mut self, call: Call, ev: &Event) -> Option<Record> {
+        match call {
+            Call::DeviceOpen { device, chip } => Some(self.device_opened(ev, device, chip)),
+            Call::KernelBinaryWrite {
+                bytes,
+                chip,
+                address,
+            } => Some(self.kernel_written(ev, bytes, chip, address)),
+            Call::DeviceClose { device } => self.device_closed(ev, device),
+            Call::MeshClose { mesh } => Some(self.mesh_closed(ev, mesh)),
+            Call::BankNew { bank, buffer_type } => {
+                self.bank_built(ev, bank, buffer_type);
+                None
+            }
+            Call::BankAllocate {
+                bank,
+                size,
+                address,
+            } => {
+                self.allocated(ev, bank, size, address);
+                None
+            }
+            Call::BankFree { bank, address } => {
+                match self.live.remove(bank, address) {
+                    Some(a) => self.books(a.owner).free(a.buffer_type, a.size),
+                    None => self.unmatched += 1,
+                }
+                None
+            }
+            Call::BankFreeAll { bank } => {
+                for (_, a) in self.live.drain_bank(bank) {
+                    self.books(a.owner).clear(a.buffer_type, a.size);
+                }
+                None
+            }
+            Call::CbAllocate { size, device } => {
+                match self.attribution.chip_of(device) {
+                    Some(c) => self.device(c).circular_buffers.allocate(size),
+                    None => self.unmatched += 1,
+                }
+                None
+            }
+            Call::CbFreeAll { device } => {
+                match self.attribution.chip_of(device) {
+                    Some(c) => self.device(c).circular_buffers.clear(),
+                    None => self.unmatched += 1,
+                }
+                None
+            }
+            Call::WorkloadEnqueue => {
+                self.workloads_enqueued += 1;
+                None
+            }
+            // A context role reported as a plain call: only a foreign catalog could do that.
+            Call::Context => {
+                self.unmatched += 1;
+                None
+            }
+        }
+    }
+
+    fn device_opened(&mut self, ev: &Event, device: u64, chip: i64) -> Record {
+        self.attribution.device_opened(device, chip);
+        if Origin::from_repr(ev.origin) == Some(Origin::MeshOpen) {
+            self.attribution.chip_opened_in_mesh(ev.context_this, chip);
+        }
+        let d = self.device(chip);
+        d.opened_ns = Some(ev.ts_ns);
+        d.closed_ns = None;
+        Record::DeviceOpened {
+            pid: self.pid,
+            ts_ns: ev.ts_ns,
+            chip,
+        }
+    }
+
+    fn kernel_written(&mut self, ev: &Event, bytes: u64, chip: i64, address: u64) -> Record {
+        let class = KernelClass::of(Origin::from_repr(ev.origin));
+        let d = self.device(chip);
+        d.loaded.add(class, bytes);
+        d.resident.add(class, bytes);
+        d.first_load_ns.get_or_insert(ev.ts_ns);
+        d.last_load_ns = Some(ev.ts_ns);
+        Record::KernelLoaded {
+            pid: self.pid,
+            tid: ev.tid,
+            ts_ns: ev.ts_ns,
+            chip,
+            class,
+            bytes,
+            address,
+        }
+    }
+
+    fn device_closed(&mut self, ev: &Event, device: u64) -> Option<Record> {
+        let Some(chip) = self.attribution.chip_of(device) else {
+            self.unmatched += 1;
+            return None;
+        };
+        let owner = self.attribution.owner_id(Owner::Chip(chip));
+        let outstanding = self.live.of_owner(owner, ev.ts_ns);
+        let d = self.device(chip);
+        d.closed_ns = Some(ev.ts_ns);
+        d.outstanding_at_close = outstanding;
+        let released = std::mem::take(&mut d.resident);
+        Some(Record::DeviceClosed {
+            pid: self.pid,
+            ts_ns: ev.ts_ns,
+            chip,
+            released,
+        })
+    }
+
+    fn mesh_closed(&mut self, ev: &Event, mesh_device: u64) -> Record {
+        let mesh = self.attribution.mesh_of_device(mesh_device);
+        let mut outstanding = 0;
+        if let Some(m) = mesh {
+            let owner = self.attribution.owner_id(Owner::Mesh(m));
+            let o = self.live.of_owner(owner, ev.ts_ns);
+            outstanding = o.len() as u64;
+            if let Some(ml) = self.meshes.get_mut(&m) {
+                ml.closed_ns = Some(ev.ts_ns);
+                ml.outstanding_at_close = o;
+            }
+        }
+        Record::MeshClosed {
+            pid: self.pid,
+            ts_ns: ev.ts_ns,
+            mesh,
+            outstanding,
+        }
+    }
+
+    fn bank_built(&mut self, ev: &Event, bank: u64, buffer_type: BufferType) {
+        let owner = self
+            .attribution
+            .owner_of_new_bank(Origin::from_repr(ev.origin), ev.context_this);
+        match owner {
+            Owner::Chip(c) => *self.device(c).banks.entry(buffer_type).or_default() += 1,
+            Owner::Mesh(m) => {
+                if let Some(ml) = self.meshes.get_mut(&m) {
+                    *ml.banks.entry(buffer_type).or_default() += 1;
+                }
+            }
+            Owner::Scratch => self.scratch_banks += 1,
+            Owner::Unattributed => self.unattributed_banks += 1,
+        }
+        self.attribution.bank_built(bank, buffer_type, owner);
+    }
+
+    fn allocated(&mut self, ev: &Event, bank: u64, size: u64, address: u64) {
+        let (buffer_type, owner) = self.attribution.bank(bank);
+        let a = Allocation {
+            size,
+            allocated_ns: ev.ts_ns,
+            owner,
+            buffer_type,
+        };
+        if let Some(old) = self.live.insert(bank, address, a) {
+            // The same address again without a free we saw: book the old one freed.
+            self.unmatched += 1;
+            self.books(old.owner).free(old.buffer_type, old.size);
+        }
+        self.books(owner).allocate(buffer_type, size);
+    }
+
+    /// The process is gone: everything still resident or allocated is released by its exit.
+    fn exited(&mut self, ev: &Event) -> Cleanup {
+        let mut released = Kernels::default();
+        let mut devices = Vec::new();
+        for d in self.devices.values_mut() {
+            if !d.resident.is_empty() {
+                devices.push(d.chip);
+            }
+            released.merge(&std::mem::take(&mut d.resident));
+        }
+        let mut leaks: Vec<Leak> = Vec::new();
+        for id in self.attribution.owner_ids() {
+            for buffer in self.live.of_owner(id, ev.ts_ns) {
+                leaks.push(Leak {
+                    owner: self.attribution.owner_name(id),
+                    buffer,
+                });
+            }
+        }
+        leaks.sort_by_key(|l| (l.buffer.allocated_ns, l.buffer.address));
+        self.live.clear();
+        let cleanup = Cleanup {
+            pid: self.pid,
+            exit_ns: ev.ts_ns,
+            status: ExitStatus::from_raw(ev.fields[0]),
+            released,
+            devices,
+            leaks,
+        };
+        self.last_ns = self.last_ns.max(ev.ts_ns);
+        self.exit = Some(cleanup.clone());
+        cleanup
+    }
+}
+
+#[cfg(test)]
+mod tests {
+
+    use super::{memory::BufferType, *};
+
+    const FABRIC: u64 = 56 * 1024;
+    const DISPATCH: u64 = 46 * 1024;
+
+    fn ev(pid: u32, kind: EventKind, role: Option<Role>, origin: Origin, fields: &[u64]) -> Event {
+        let mut e = Event::new(kind, role.map(|r| r as u16).unwrap_or(0), 1000, 7, pid, pid);
+        e.origin = origin as u8;
+        e.fields[..fields.len()].copy_from_slice(fields);
+        e
+    }
+
+    fn open(pid: u32, dev: u64, chip: u64) -> Event {
+        ev(
+            pid,
+            EventKind::Call,
+            Some(Role::DeviceOpen),
+            Origin::Application,
+            &[dev, chip],
+        )
+    }
+    fn write(pid: u32, origin: Origin, chip: u64, bytes: u64) -> Event {
+        ev(
+            pid,
+            EventKind::Call,
+            Some(Role::KernelBinaryWrite),
+            origin,
+            &[bytes, chip, 0x4000],
+        )
+    }
+    fn healthy_device(c: &mut Collector, pid: u32, dev: u64, chip: u64) {
+        c.apply(&open(pid, dev, chip));
+        for _ in 0..2 {
+            c.apply(&write(pid, Origin::Fabric, chip, FABRIC));
+            c.apply(&write(pid, Origin::Dispatch, chip, DISPATCH));
+        }
+    }
+
+    #[test]
+    fn system_kernels_of_a_healthy_device_are_204_kib() {
+        let mut c = Collector::new();
+        healthy_device(&mut c, 10, 0xd0, 0);
+        c.apply(&write(10, Origin::Application, 0, 4096));
+        c.apply(&write(10, Origin::Program, 0, 8192));
+        let p = c.processes().next().unwrap();
+        let d = &p.devices[&0];
+        assert_eq!(
+            d.loaded.fabric,
+            Tally {
+                count: 2,
+                bytes: 2 * FABRIC
+            }
+        );
+        assert_eq!(
+            d.loaded.dispatch,
+            Tally {
+                count: 2,
+                bytes: 2 * DISPATCH
+            }
+        );
+        assert_eq!(
+            d.loaded.system(),
+            Tally {
+                count: 4,
+                bytes: 204 * 1024
+            }
+        );
+        assert_eq!(
+            d.loaded.application,
+            Tally {
+                count: 2,
+                bytes: 12288
+            }
+        );
+        assert_eq!(d.loaded.total().count, 6);
+    }
+
+    #[test]
+    fn kernels_go_to_the_chip_named_by_the_write() {
+        let mut c = Collector::new();
+        healthy_device(&mut c, 10, 0xd0, 0);
+        healthy_device(&mut c, 10, 0xd1, 1);
+        c.apply(&write(10, Origin::Application, 1, 100));
+        let p = c.processes().next().unwrap();
+        assert_eq!(p.devices[&0].loaded.application.count, 0);
+        assert_eq!(
+            p.devices[&1].loaded.application,
+            Tally {
+                count: 1,
+                bytes: 100
+            }
+        );
+    }
+
+    #[test]
+    fn device_close_releases_that_device_only() {
+        let mut c = Collector::new();
+        healthy_device(&mut c, 10, 0xd0, 0);
+        healthy_device(&mut c, 10, 0xd1, 1);
+        let r = c.apply(&ev(
+            10,
+            EventKind::Call,
+            Some(Role::DeviceClose),
+            Origin::Application,
+            &[0xd1],
+        ));
+        match r {
+            Some(Record::DeviceClosed {
+                chip: 1, released, ..
+            }) => assert_eq!(released.system().bytes, 204 * 1024),
+            other => panic!("{other:?}"),
+        }
+        let p = c.processes().next().unwrap();
+        assert!(p.devices[&1].resident.is_empty());
+        assert_eq!(p.devices[&1].loaded.system().count, 4, "history is kept");
+        assert_eq!(p.devices[&0].resident.system().count, 4);
+        // Closing an unknown device is counted, not guessed.
+        c.apply(&ev(
+            10,
+            EventKind::Call,
+            Some(Role::DeviceClose),
+            Origin::Application,
+            &[0xee],
+        ));
+        assert_eq!(c.processes().next().unwrap().unmatched, 1);
+    }
+
+    #[test]
+    fn process_exit_releases_everything_and_reports_the_signal() {
+        let mut c = Collector::new();
+        healthy_device(&mut c, 12345, 0xd0, 0);
+        c.apply(&write(12345, Origin::Application, 0, 3000));
+        let r = c.apply(&ev(
+            12345,
+            EventKind::ProcessExit,
+            None,
+            Origin::Application,
+            &[9],
+        ));
+        let Some(Record::ProcessExited(cl)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(cl.status, ExitStatus::Signal(9));
+        assert_eq!(
+            cl.released.fabric,
+            Tally {
+                count: 2,
+                bytes: 2 * FABRIC
+            }
+        );
+        assert_eq!(
+            cl.released.dispatch,
+            Tally {
+                count: 2,
+                bytes: 2 * DISPATCH
+            }
+        );
+        assert_eq!(cl.released.application.bytes, 3000);
+        assert_eq!(cl.devices, vec![0]);
+        assert_eq!(c.live_count(), 0);
+        assert!(c.has_ended(12345));
+    }
+
+    #[test]
+    fn a_reused_pid_is_a_new_process() {
+        let mut c = Collector::new();
+        healthy_device(&mut c, 5, 0xd0, 0);
+        c.apply(&ev(
+            5,
+            EventKind::ProcessExit,
+            None,
+            Origin::Application,
+            &[0],
+        ));
+        let mut again = write(5, Origin::Application, 0, 10);
+        again.instance = 99;
+        c.apply(&again);
+        let all: Vec<_> = c.processes().collect();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].instance, 99);
+        assert_eq!(
+            all[1].devices[&0].loaded.total(),
+            Tally {
+                count: 1,
+                bytes: 10
+            }
+        );
+        assert!(!c.has_ended(5));
+    }
+
+    #[test]
+    fn nested_contexts_of_one_role_keep_their_own_durations() {
+        let mut c = Collector::new();
+        let ctx = |kind, depth: u8, ts| {
+            let mut e = ev(
+                1,
+                kind,
+                Some(Role::ScratchAllocator),
+                Origin::ScratchAllocator,
+                &[],
+            );
+            e.depth = depth;
+            e.ts_ns = ts;
+            e
+        };
+        c.apply(&ctx(EventKind::ContextEnter, 1, 100));
+        c.apply(&ctx(EventKind::ContextEnter, 2, 110));
+        c.apply(&ctx(EventKind::ContextExit, 2, 150));
+        let r = c.apply(&ctx(EventKind::ContextExit, 1, 200));
+        assert!(
+            matches!(
+                r,
+                Some(Record::ContextExited {
+                    duration_ns: Some(100),
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        let p = c.processes().next().unwrap();
+        assert_eq!(p.phases[&Role::ScratchAllocator], 40 + 100);
+    }
+
+    /// A two-chip mesh as tt-metal 0.81 builds it: devices opened inside MeshDevice::create,
+    /// each chip's own allocator, then the mesh's lock-step allocator; buffers go to the mesh.
+    #[test]
+    fn mesh_buffers_are_booked_to_the_mesh_and_its_chips() {
+        let mut c = Collector::new();
+        let pid = 7;
+        let with = |mut e: Event, origin: Origin, this: u64| {
+            e.origin = origin as u8;
+            e.context_this = this;
+            e
+        };
+        let enter = |role, origin: Origin, this: u64, fields: &[u64], parent: (Origin, u64)| {
+            let mut e = with(
+                ev(pid, EventKind::ContextEnter, Some(role), origin, fields),
+                origin,
+                this,
+            );
+            e.parent_origin = parent.0 as u8;
+            e.parent_this = parent.1;
+            e
+        };
+        const TOKEN: u64 = 0x7ff0; // MeshDevice::create's result pointer
+        c.apply(&enter(
+            Role::MeshOpen,
+            Origin::MeshOpen,
+            TOKEN,
+            &[],
+            (Origin::Application, 0),
+        ));
+        for (dev, chip) in [(0xd0, 0), (0xd1, 1)] {
+            c.apply(&with(open(pid, dev, chip), Origin::MeshOpen, TOKEN));
+            c.apply(&enter(
+                Role::DeviceAllocator,
+                Origin::DeviceAllocator,
+                dev,
+                &[],
+                (Origin::MeshOpen, TOKEN),
+            ));
+            let bank = ev(
+                pid,
+                EventKind::Call,
+                Some(Role::BankNew),
+                Origin::DeviceAllocator,
+                &[0xb000 + dev, 0],
+            );
+            c.apply(&with(bank, Origin::DeviceAllocator, dev));
+        }
+        c.apply(&enter(
+            Role::MeshAllocator,
+            Origin::MeshAllocator,
+            0x1111,
+            &[0x2222],
+            (Origin::MeshOpen, TOKEN),
+        ));
+        for (bank, ty) in [(0xb1, 0), (0xb2, 1)] {
+            let e = ev(
+                pid,
+                EventKind::Call,
+                Some(Role::BankNew),
+                Origin::MeshAllocator,
+                &[bank, ty],
+            );
+            c.apply(&with(e, Origin::MeshAllocator, 0x1111));
+        }
+        let alloc = |bank, size, addr| {
+            let mut e = ev(
+                pid,
+                EventKind::Call,
+                Some(Role::BankAllocate),
+                Origin::Application,
+                &[bank, size],
+            );
+            e.ret = addr;
+            e
+        };
+        c.apply(&alloc(0xb1, 2048, 0x1000));
+        c.apply(&alloc(0xb1, 8192, 0x2000));
+        c.apply(&alloc(0xb2, 4096, 0x1000)); // same address, other bank (L1)
+        c.apply(&ev(
+            pid,
+            EventKind::Call,
+            Some(Role::BankFree),
+            Origin::Application,
+            &[0xb1, 0x2000],
+        ));
+        c.apply(&ev(
+            pid,
+            EventKind::Call,
+            Some(Role::BankFree),
+            Origin::Application,
+            &[0xb1, 0x9999],
+        ));
+        // Mesh close: outstanding buffers listed, then tt-metal clears the banks.
+        c.apply(&ev(
+            pid,
+            EventKind::Call,
+            Some(Role::MeshClose),
+            Origin::Application,
+            &[0x2222],
+        ));
+        c.apply(&ev(
+            pid,
+            EventKind::Call,
+            Some(Role::BankFreeAll),
+            Origin::Application,
+            &[0xb1],
+        ));
+
+        let p = c.processes().next().unwrap();
+        let mesh = &p.meshes[&1];
+        assert_eq!(mesh.chips, vec![0, 1]);
+        assert_eq!(p.devices[&0].mesh, Some(1));
+        assert_eq!(
+            p.devices[&1].banks[&BufferType::Dram],
+            1,
+            "the chip's own allocator"
+        );
+        assert_eq!(mesh.banks.len(), 2);
+        let dram = mesh.memory.by_type[&BufferType::Dram];
+        assert_eq!(
+            (dram.allocs, dram.alloc_bytes, dram.frees, dram.free_bytes),
+            (2, 10240, 1, 8192)
+        );
+        assert_eq!((dram.cleared, dram.live, dram.peak_bytes), (1, 0, 10240));
+        let l1 = mesh.memory.by_type[&BufferType::L1];
+        assert_eq!((l1.allocs, l1.live_bytes), (1, 4096));
+        let out: Vec<_> = mesh
+            .outstanding_at_close
+            .iter()
+            .map(|o| (o.buffer_type, o.address, o.size))
+            .collect();
+        assert_eq!(
+            out,
+            vec![
+                (BufferType::Dram, 0x1000, 2048),
+                (BufferType::L1, 0x1000, 4096)
+            ]
+        );
+        assert_eq!(p.unmatched, 1, "the free of an address never allocated");
+        assert_eq!(p.unattributed_banks, 0);
+        assert!(
+            p.devices[&0].memory.is_empty(),
+            "nothing on the chip's own allocator"
+        );
+
+        // The L1 buffer is still live at exit: a leak of the mesh.
+        let Some(Record::ProcessExited(cl)) = c.apply(&ev(
+            pid,
+            EventKind::ProcessExit,
+            None,
+            Origin::Application,
+            &[9],
+        )) else {
+            panic!()
+        };
+        assert_eq!(cl.leaks.len(), 1);
+        assert_eq!(
+            (cl.leaks[0].owner.as_str(), cl.leaks[0].buffer.size),
+            ("mesh 1", 4096)
+        );
+    }
+
+    #[test]
+    fn circular_buffers_per_chip() {
+        let mut c = Collector::new();
+        c.apply(&open(3, 0xd0, 0));
+        c.apply(&open(3, 0xd1, 1));
+        for _ in 0..3 {
+            c.apply(&ev(
+                3,
+                EventKind::Call,
+                Some(Role::CbAllocate),
+                Origin::Application,
+                &[0x100, 4096, 0xd1],
+            ));
+        }
+        c.apply(&ev(
+            3,
+            EventKind::Call,
+            Some(Role::CbFreeAll),
+            Origin::Application,
+            &[0xd1],
+        ));
+        c.apply(&ev(
+            3,
+            EventKind::Call,
+            Some(Role::CbAllocate),
+            Origin::Application,
+            &[0x100, 4096, 0xee],
+        ));
+        let p = c.processes().next().unwrap();
+        let cb = p.devices[&1].circular_buffers;
+        assert_eq!(
+            (cb.allocs, cb.alloc_bytes, cb.live, cb.peak_bytes, cb.clears),
+            (3, 12288, 0, 12288, 1)
+        );
+        assert_eq!(p.devices[&0].circular_buffers.allocs, 0);
+        assert_eq!(p.unmatched, 1, "a CB on a device never opened");
+    }
+
+    #[test]
+    fn unknown_roles_are_counted_not_applied() {
+        let mut c = Collector::new();
+        let mut e = write(1, Origin::Application, 0, 1);
+        e.role = 999;
+        assert!(c.apply(&e).is_none());
+        assert_eq!(c.unknown_events, 1);
+        assert_eq!(c.processes().count(), 0);
+    }
+}

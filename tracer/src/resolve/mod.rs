@@ -1,0 +1,410 @@
+//! Resolving catalog roles in a library on disk: ELF symbols (.dynsym and .symtab), demangled
+//! with cpp_demangle into the text `nm -C` prints, matched by qualified name, arguments placed
+//! from the demangled parameter list by the System V ABI, virtual addresses turned into file
+//! offsets for uprobes. Resolution is per file: nothing is cached between libraries.
+
+mod abi;
+mod demangle;
+mod elf;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use tracer_common::{FieldOp, RecipeKind};
+
+pub use self::{abi::parameter_list, demangle::demangle};
+use self::{
+    abi::place_fields,
+    elf::{Candidate, Segments},
+};
+use crate::{
+    catalog::{Abi, Catalog, RoleSpec},
+    errors::{Error, Result},
+    roles::{Field, Role},
+};
+
+/// Where every role lives in one library.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resolution {
+    pub library: PathBuf,
+    pub build_id: Option<String>,
+    /// Symbols read, both tables together.
+    pub symbols_scanned: usize,
+    /// Symbols in .dynsym (what `strip --strip-all` keeps) and in .symtab.
+    pub dynsym_symbols: usize,
+    pub symtab_symbols: usize,
+    /// False for a file whose executable segments have no bytes (a separate debug file made by
+    /// `objcopy --only-keep-debug`): names and registers resolve, but there is nothing to attach
+    /// to and `AttachPoint::file_offset` is meaningless.
+    pub has_code: bool,
+    pub roles: Vec<RoleResolution>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleResolution {
+    pub role: Role,
+    pub summary: String,
+    pub required: bool,
+    /// context | call | call_with_return
+    pub kind: RecipeKind,
+    /// Every function the probes attach to for this role (overloads; aliases folded).
+    pub attach: Vec<AttachPoint>,
+    /// Candidates with the right name that were not used, and why.
+    pub rejected: Vec<Rejected>,
+    /// Why the role did not resolve (None when `attach` is non-empty).
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttachPoint {
+    /// As `nm -C` prints it.
+    pub demangled: String,
+    pub mangled: String,
+    /// Other symbols at the same address (C1/C2 constructors, folded code).
+    pub aliases: Vec<String>,
+    pub address: u64,
+    /// Where the function's first instruction is in the file: the uprobe offset. Only
+    /// meaningful when `Resolution::has_code` (0 otherwise).
+    pub file_offset: u64,
+    pub fields: Vec<ResolvedField>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedField {
+    pub name: Field,
+    /// Argument register index (0 = rdi).
+    pub arg: u8,
+    pub register: &'static str,
+    /// reg | u64 | u32 | vec_bytes
+    pub read: FieldOp,
+    pub offset: u32,
+    /// The parameter as demangled (`this` for the object pointer).
+    pub param: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejected {
+    pub demangled: String,
+    pub mangled: String,
+    pub aliases: Vec<String>,
+    pub address: u64,
+    pub reason: String,
+}
+
+/// Something the tracer reports, and the roles it depends on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Feature {
+    pub id: &'static str,
+    pub summary: &'static str,
+    pub needs: Vec<Role>,
+    /// Roles in `needs` that did not resolve.
+    pub missing: Vec<Role>,
+    pub available: bool,
+    /// What the user gets instead, when not available.
+    pub degraded: Option<&'static str>,
+}
+
+/// (id, what it gives, roles it needs, what happens without them).
+const FEATURES: [(&str, &str, &[Role], &str); 13] = [
+    (
+        "kernel_binaries",
+        "every kernel binary written to a device: bytes, chip, L1 address",
+        &[Role::KernelBinaryWrite],
+        "no kernel binary is seen: no kernel accounting at all",
+    ),
+    (
+        "fabric_kernels",
+        "fabric (system) kernels told apart from application kernels",
+        &[Role::FabricContext],
+        "fabric kernels are counted as application kernels (or as bring-up kernels when written on the bring-up thread)",
+    ),
+    (
+        "dispatch_kernels",
+        "dispatch (system) kernels told apart from application kernels",
+        &[Role::DispatchContext],
+        "dispatch kernels are counted as application kernels (or as bring-up kernels when written on the bring-up thread)",
+    ),
+    (
+        "bring_up",
+        "device bring-up timed; other kernels written during it counted as system (init) kernels",
+        &[Role::DeviceInit],
+        "no bring-up timing; kernels written during bring-up outside fabric and dispatch setup are counted as application kernels",
+    ),
+    (
+        "program_uploads",
+        "application kernels uploaded by a program (fast dispatch) marked as program uploads",
+        &[Role::ProgramBinaries],
+        "application kernels in fast dispatch are still counted but not marked as program uploads",
+    ),
+    (
+        "device_identity",
+        "device objects mapped to chip ids, so context events and device closes name their chip",
+        &[Role::DeviceOpen],
+        "fabric and dispatch context events carry no chip id, and device closes cannot be matched to a chip",
+    ),
+    (
+        "device_close",
+        "a device's kernels released when it closes",
+        &[Role::DeviceOpen, Role::DeviceClose],
+        "kernels released only at process exit",
+    ),
+    (
+        "mesh_close",
+        "mesh device closes reported",
+        &[Role::MeshClose],
+        "mesh closes are not reported (device closes still are)",
+    ),
+    (
+        "buffers",
+        "device buffers by type (DRAM, L1, L1_SMALL, TRACE, SYSTEM_MEMORY): live, peak, frees, outstanding",
+        &[Role::BankNew, Role::BankAllocate, Role::BankFree, Role::BankFreeAll],
+        "no buffer ledger (or an incomplete one: frees or types missing)",
+    ),
+    (
+        "buffer_owners",
+        "each buffer attributed to its chip's allocator or its mesh's lock-step allocator",
+        &[Role::MeshOpen, Role::MeshAllocator, Role::DeviceAllocator],
+        "buffers of banks built outside a known allocator are reported as unattributed",
+    ),
+    (
+        "circular_buffers",
+        "circular buffers per chip",
+        &[Role::CbAllocate, Role::CbFreeAll, Role::DeviceOpen],
+        "no circular-buffer ledger",
+    ),
+    (
+        "scratch_allocators",
+        "throw-away bank-table allocators told apart (they never allocate)",
+        &[Role::ScratchAllocator],
+        "their banks are listed as unattributed (they hold no buffers)",
+    ),
+    (
+        "enqueues",
+        "workload enqueues counted",
+        &[Role::WorkloadEnqueue],
+        "no enqueue count",
+    ),
+];
+
+impl Resolution {
+    pub fn role(&self, role: Role) -> Option<&RoleResolution> {
+        self.roles.iter().find(|r| r.role == role)
+    }
+
+    /// Whether a role has at least one attach point.
+    pub fn resolved(&self, role: Role) -> bool {
+        self.role(role).is_some_and(|r| !r.attach.is_empty())
+    }
+
+    /// Required roles with nothing to attach to.
+    pub fn missing_required(&self) -> Vec<Role> {
+        self.roles
+            .iter()
+            .filter(|r| r.required && r.attach.is_empty())
+            .map(|r| r.role)
+            .collect()
+    }
+
+    /// Fails unless the file has code to attach to and every required role resolved
+    /// ([`Error::MissingRoles`]).
+    pub fn ensure_complete(&self) -> Result<()> {
+        if !self.has_code {
+            return Err(Error::SymbolsOnly {
+                path: self.library.clone(),
+            });
+        }
+        let missing = self.missing_required();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::MissingRoles {
+            path: self.library.clone(),
+            roles: missing
+                .iter()
+                .map(|r| r.id())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// What the tracer can report given what resolved. Roles the catalog does not list count
+    /// as unresolved.
+    pub fn features(&self) -> Vec<Feature> {
+        FEATURES
+            .iter()
+            .map(|&(id, summary, needs, degraded)| {
+                let missing: Vec<Role> = needs
+                    .iter()
+                    .copied()
+                    .filter(|r| !self.resolved(*r))
+                    .collect();
+                Feature {
+                    id,
+                    summary,
+                    needs: needs.to_vec(),
+                    available: missing.is_empty(),
+                    degraded: (!missing.is_empty()).then_some(degraded),
+                    missing,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Largest library file read (the real libtt_metal.so is ~35 MB; with full debug info a few
+/// hundred MB).
+pub const MAX_LIBRARY_BYTES: u64 = 2 << 30;
+
+/// Reads `path` and resolves every catalog role in it.
+pub fn resolve_file(path: &Path, catalog: &Catalog) -> Result<Resolution> {
+    let data = crate::files::read_regular(path, MAX_LIBRARY_BYTES, "library")?;
+    resolve_bytes(path, &data, catalog)
+}
+
+/// Resolves every catalog role in `data`, the bytes of the file at `path`.
+pub fn resolve_bytes(path: &Path, data: &[u8], catalog: &Catalog) -> Result<Resolution> {
+    let file = elf::parse(path, data)?;
+    let symbols = elf::function_candidates(&file, catalog);
+    if symbols.dynsym + symbols.symtab == 0 {
+        return Err(Error::NoSymbols { path: path.into() });
+    }
+    let segments = Segments::of(&file);
+    let roles: Vec<RoleResolution> = catalog
+        .roles
+        .iter()
+        .map(|spec| resolve_role(spec, &catalog.abi, &symbols.candidates, &segments))
+        .collect();
+    if roles
+        .iter()
+        .all(|r| r.attach.is_empty() && r.rejected.is_empty())
+    {
+        return Err(Error::NotTtMetal { path: path.into() });
+    }
+    Ok(Resolution {
+        library: path.into(),
+        build_id: elf::build_id(&file),
+        symbols_scanned: symbols.dynsym + symbols.symtab,
+        dynsym_symbols: symbols.dynsym,
+        symtab_symbols: symbols.symtab,
+        has_code: segments.has_code,
+        roles,
+    })
+}
+
+fn resolve_role(
+    spec: &RoleSpec,
+    abi: &Abi,
+    candidates: &[Candidate],
+    segments: &Segments,
+) -> RoleResolution {
+    let mut attach: Vec<AttachPoint> = Vec::new();
+    let mut rejected: Vec<Rejected> = Vec::new();
+    for qualified in &spec.names {
+        let hint = elf::mangled_hint(qualified);
+        for c in candidates {
+            if hint.as_deref().is_some_and(|h| !c.name.contains(h)) {
+                continue;
+            }
+            let Some(demangled) = &c.demangled else {
+                continue;
+            };
+            let Some(params) = parameter_list(demangled, qualified) else {
+                continue;
+            };
+            if let Some(a) = attach.iter_mut().find(|a| a.address == c.address) {
+                a.aliases.push(c.name.to_string());
+                continue;
+            }
+            if let Some(r) = rejected.iter_mut().find(|r| r.address == c.address) {
+                r.aliases.push(c.name.to_string());
+                continue;
+            }
+            let placed = place_fields(spec, abi, &params)
+                .and_then(|f| Ok((f, segments.file_offset(c.address)?)));
+            match placed {
+                Ok((fields, file_offset)) => attach.push(AttachPoint {
+                    demangled: demangled.clone(),
+                    mangled: c.name.to_string(),
+                    aliases: Vec::new(),
+                    address: c.address,
+                    file_offset,
+                    fields,
+                }),
+                Err(reason) => rejected.push(Rejected {
+                    demangled: demangled.clone(),
+                    mangled: c.name.to_string(),
+                    aliases: Vec::new(),
+                    address: c.address,
+                    reason,
+                }),
+            }
+        }
+    }
+    let problem = attach.is_empty().then(|| {
+        if rejected.is_empty() {
+            format!("no function named {}", spec.names.join(" or "))
+        } else {
+            format!(
+                "{} found, but no overload fits the argument rules",
+                spec.names.join(" or ")
+            )
+        }
+    });
+    RoleResolution {
+        role: spec.role,
+        summary: spec.summary.clone(),
+        required: spec.required,
+        kind: spec.kind,
+        attach,
+        rejected,
+        problem,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_files_get_one_line_errors() {
+        let c = Catalog::builtin();
+        let dir = std::env::temp_dir();
+        assert!(matches!(
+            resolve_file(&dir, &c),
+            Err(Error::IsDirectory { .. })
+        ));
+        assert!(matches!(
+            resolve_file(Path::new("/nonexistent/libtt_metal.so"), &c),
+            Err(Error::Io { .. })
+        ));
+        for bytes in [&b""[..], b"not an elf at all", b"\x7fELF\x02"] {
+            assert!(matches!(
+                resolve_bytes(Path::new("x"), bytes, &c),
+                Err(Error::NotElf { .. })
+            ));
+        }
+        // ELF identification + e_machine only: the machine is named before any further parse.
+        let mut aarch64 = [0u8; 64];
+        aarch64[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        aarch64[18] = 183;
+        let err = resolve_bytes(Path::new("x"), &aarch64, &c).unwrap_err();
+        assert!(err.to_string().contains("64-bit AArch64"), "{err}");
+        let mut i386 = aarch64;
+        i386[4] = 1;
+        i386[18] = 3;
+        let err = resolve_bytes(Path::new("x"), &i386, &c).unwrap_err();
+        assert!(err.to_string().contains("32-bit i386"), "{err}");
+        // A real x86-64 ELF without tt-metal in it: this test binary's own libc.
+        let libc = [
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        ]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("libc.so.6");
+        assert!(matches!(
+            resolve_file(Path::new(libc), &c),
+            Err(Error::NotTtMetal { .. })
+        ));
+    }
+}
