@@ -31,7 +31,7 @@ pub fn check_privileges() -> Result<()> {
 }
 
 /// Byte offset of `task_struct.exit_code` in the running kernel, from /sys/kernel/btf/vmlinux.
-pub fn task_exit_code_offset() -> Option<u32> {
+pub(crate) fn task_exit_code_offset() -> Option<u32> {
     const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
     // Mapped and read lazily where the kernel allows (6.16+): parsing all of it costs ~0.2 s.
     let btf = btf_rs::Btf::from_file_with_backend(VMLINUX, btf_rs::Backend::Mmap)

@@ -4,6 +4,8 @@
 //! order) → [`collector`] (pure ledger) → [`report`]. Version knowledge lives in the catalog
 //! (`catalog/tt-metal.toml`, parsed by [`catalog`], resolved against a library by [`resolve`]).
 
+#![warn(unreachable_pub)]
+
 pub mod catalog;
 pub mod collector;
 pub mod errors;

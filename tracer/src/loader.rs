@@ -25,10 +25,10 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// Sizes and thresholds of the data path.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    pub payload_ring_bytes: u32,
-    pub lifecycle_ring_bytes: u32,
+    pub(crate) payload_ring_bytes: u32,
+    pub(crate) lifecycle_ring_bytes: u32,
     /// Wake the reader when this many payload bytes wait (else the poll timer picks them up).
-    pub wakeup_bytes: u64,
+    pub(crate) wakeup_bytes: u64,
 }
 
 impl Default for LoadOptions {
@@ -41,15 +41,6 @@ impl Default for LoadOptions {
     }
 }
 
-/// One function a probe is attached to.
-#[derive(Clone, Debug)]
-pub struct Attached {
-    pub role: &'static str,
-    pub symbol: String,
-    pub file_offset: u64,
-    pub cookie: u64,
-}
-
 /// The loaded programs and their maps.
 pub struct Probes {
     /// Messages the programs log (aya-log): drained with the rings.
@@ -58,15 +49,14 @@ pub struct Probes {
     links: Vec<UProbeLink>,
     ebpf: Ebpf,
     next_cookie: u32,
-    pub attached: Vec<Attached>,
     /// Whether exit codes can be read (task_struct layout known from BTF).
     pub exit_codes: bool,
 }
 
 /// The two ring buffers, taken out of the object for the reader.
 pub struct Rings {
-    pub payload: RingBuf<MapData>,
-    pub lifecycle: RingBuf<MapData>,
+    pub(crate) payload: RingBuf<MapData>,
+    pub(crate) lifecycle: RingBuf<MapData>,
 }
 
 impl Probes {
@@ -109,7 +99,6 @@ impl Probes {
                 links: Vec::new(),
                 ebpf,
                 next_cookie: 0,
-                attached: Vec::new(),
                 exit_codes: exit_offset.is_some(),
             },
             Rings { payload, lifecycle },
@@ -174,12 +163,6 @@ impl Probes {
                     self.links.push(p.take_link(id).map_err(attach_err)?);
                     n += 1;
                 }
-                self.attached.push(Attached {
-                    role: spec.role.id(),
-                    symbol: point.demangled.clone(),
-                    file_offset: point.file_offset,
-                    cookie,
-                });
             }
         }
         Ok(n)
@@ -205,7 +188,7 @@ impl Probes {
     }
 
     /// Passes what the programs logged to the `log` crate.
-    pub fn flush_log(&mut self) {
+    pub(crate) fn flush_log(&mut self) {
         if let Some(l) = self.logger.as_mut() {
             l.flush();
         }
@@ -235,7 +218,7 @@ impl Probes {
     /// to the probes: each uprobe detach waits for a grace period (~80 ms here, serialised in
     /// the kernel), seconds for a full catalog that the user should not wait for. Falls back
     /// to detaching now if the helper cannot be started.
-    pub fn detach_in_background(self) {
+    pub(crate) fn detach_in_background(self) {
         use nix::unistd::{fork, pipe, read, ForkResult};
         let Ok((read_end, write_end)) = pipe() else {
             return drop(self);

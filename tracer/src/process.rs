@@ -25,7 +25,7 @@ pub fn mapped_tt_metal(pid: u32) -> Result<Vec<PathBuf>> {
 }
 
 /// Paths of `libtt_metal.so*` mappings in the text of a /proc/PID/maps file.
-pub fn tt_metal_paths_in_maps(maps: &str) -> Vec<PathBuf> {
+pub(crate) fn tt_metal_paths_in_maps(maps: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     for line in maps.lines() {
         // address perms offset dev inode pathname (the path may contain spaces)

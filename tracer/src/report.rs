@@ -330,7 +330,7 @@ fn kernel_lines(s: &mut String, indent: &str, k: &Kernels) {
     );
 }
 
-pub fn kib(bytes: u64) -> String {
+pub(crate) fn kib(bytes: u64) -> String {
     format!("{:.1} KiB", bytes as f64 / 1024.0)
 }
 

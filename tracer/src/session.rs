@@ -14,7 +14,7 @@ use crate::{
 
 /// How often the reader looks at the payload ring when no wake-up came (probes wake it only
 /// when a batch has built up).
-pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 pub struct Session {
     pub probes: Probes,
@@ -48,7 +48,7 @@ impl Session {
     /// Reads everything waiting in both rings and applies it in time order. The lifecycle ring
     /// is read first: every payload event that precedes a process exit is already in the payload
     /// ring by then, so sorting the batch puts the exit after them.
-    pub fn drain(&mut self, on_record: &mut dyn FnMut(&Record)) -> usize {
+    pub(crate) fn drain(&mut self, on_record: &mut dyn FnMut(&Record)) -> usize {
         self.probes.flush_log();
         self.batch.clear();
         for ring in [self.lifecycle.get_mut(), self.payload.get_mut()] {

@@ -19,7 +19,7 @@ pub enum BufferType {
 }
 
 impl BufferType {
-    pub fn from_raw(v: u64) -> BufferType {
+    pub(crate) fn from_raw(v: u64) -> BufferType {
         match v {
             0 => BufferType::Dram,
             1 => BufferType::L1,
@@ -78,7 +78,7 @@ impl MemoryBooks {
     fn books(&mut self, t: BufferType) -> &mut TypeBooks {
         self.by_type.entry(t).or_default()
     }
-    pub fn allocate(&mut self, t: BufferType, size: u64) {
+    pub(crate) fn allocate(&mut self, t: BufferType, size: u64) {
         let b = self.books(t);
         b.allocs += 1;
         b.alloc_bytes += size;
@@ -86,14 +86,14 @@ impl MemoryBooks {
         b.live_bytes += size;
         b.peak_bytes = b.peak_bytes.max(b.live_bytes);
     }
-    pub fn free(&mut self, t: BufferType, size: u64) {
+    pub(crate) fn free(&mut self, t: BufferType, size: u64) {
         let b = self.books(t);
         b.frees += 1;
         b.free_bytes += size;
         b.live = b.live.saturating_sub(1);
         b.live_bytes = b.live_bytes.saturating_sub(size);
     }
-    pub fn clear(&mut self, t: BufferType, size: u64) {
+    pub(crate) fn clear(&mut self, t: BufferType, size: u64) {
         let b = self.books(t);
         b.cleared += 1;
         b.cleared_bytes += size;
@@ -118,14 +118,14 @@ pub struct CircularBuffers {
 }
 
 impl CircularBuffers {
-    pub fn allocate(&mut self, size: u64) {
+    pub(crate) fn allocate(&mut self, size: u64) {
         self.allocs += 1;
         self.alloc_bytes += size;
         self.live += 1;
         self.live_bytes += size;
         self.peak_bytes = self.peak_bytes.max(self.live_bytes);
     }
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.clears += 1;
         self.live = 0;
         self.live_bytes = 0;
@@ -134,32 +134,32 @@ impl CircularBuffers {
 
 /// Who an allocator (and so a bank, and so an allocation) serves, as an index into the
 /// process's owner table (small, so a live allocation costs few bytes).
-pub type OwnerId = u32;
+pub(crate) type OwnerId = u32;
 
 /// A live allocation. Kept small: the ledger holds one per live buffer.
 #[derive(Clone, Copy, Debug)]
-pub struct Allocation {
-    pub size: u64,
-    pub allocated_ns: u64,
-    pub owner: OwnerId,
-    pub buffer_type: BufferType,
+pub(crate) struct Allocation {
+    pub(crate) size: u64,
+    pub(crate) allocated_ns: u64,
+    pub(crate) owner: OwnerId,
+    pub(crate) buffer_type: BufferType,
 }
 
 /// Live allocations keyed by (bank, address): DRAM and L1 addresses overlap.
 #[derive(Default, Debug)]
-pub struct LiveAllocations {
+pub(crate) struct LiveAllocations {
     map: HashMap<(u64, u64), Allocation>,
 }
 
 impl LiveAllocations {
-    pub fn insert(&mut self, bank: u64, address: u64, a: Allocation) -> Option<Allocation> {
+    pub(crate) fn insert(&mut self, bank: u64, address: u64, a: Allocation) -> Option<Allocation> {
         self.map.insert((bank, address), a)
     }
-    pub fn remove(&mut self, bank: u64, address: u64) -> Option<Allocation> {
+    pub(crate) fn remove(&mut self, bank: u64, address: u64) -> Option<Allocation> {
         self.map.remove(&(bank, address))
     }
     /// Removes and returns every allocation of `bank`.
-    pub fn drain_bank(&mut self, bank: u64) -> Vec<(u64, Allocation)> {
+    pub(crate) fn drain_bank(&mut self, bank: u64) -> Vec<(u64, Allocation)> {
         let keys: Vec<(u64, u64)> = self
             .map
             .keys()
@@ -171,7 +171,7 @@ impl LiveAllocations {
             .collect()
     }
     /// Live allocations of `owner`, oldest first.
-    pub fn of_owner(&self, owner: OwnerId, now: u64) -> Vec<Outstanding> {
+    pub(crate) fn of_owner(&self, owner: OwnerId, now: u64) -> Vec<Outstanding> {
         let mut v: Vec<Outstanding> = self
             .map
             .iter()
@@ -187,14 +187,11 @@ impl LiveAllocations {
         v.sort_by_key(|o| (o.allocated_ns, o.address, o.buffer_type));
         v
     }
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
     /// Drops every allocation (process exit), returning how many there were.
-    pub fn clear(&mut self) -> usize {
+    pub(crate) fn clear(&mut self) -> usize {
         let n = self.map.len();
         self.map.clear();
         n

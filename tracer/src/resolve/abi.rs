@@ -8,12 +8,12 @@ use super::ResolvedField;
 use crate::catalog::{Abi, FieldSpec, RoleSpec};
 
 /// System V integer argument registers, in order.
-pub const ARG_REGISTERS: [&str; 6] = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
+pub(crate) const ARG_REGISTERS: [&str; 6] = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
 
 /// The parameters of `demangled` if it is the function `qualified` (not a lambda or template
 /// instance inside it): `a::f(int, b const&) const` → ["int", "b const&"]. ABI tags
 /// (`a::f[abi:cxx11](int)`) are allowed between the name and the list.
-pub fn parameter_list(demangled: &str, qualified: &str) -> Option<Vec<String>> {
+pub(crate) fn parameter_list(demangled: &str, qualified: &str) -> Option<Vec<String>> {
     let mut rest = demangled.strip_prefix(qualified)?;
     while let Some(tagged) = rest.strip_prefix("[abi:") {
         rest = &tagged[tagged.find(']')? + 1..];

@@ -13,17 +13,17 @@ use crate::{
 
 /// A defined function symbol whose name passed the prefilter.
 pub(super) struct Candidate<'data> {
-    pub name: &'data str,
-    pub address: u64,
+    pub(crate) name: &'data str,
+    pub(crate) address: u64,
     /// As `nm -C` prints it (None if it does not demangle).
-    pub demangled: Option<String>,
+    pub(crate) demangled: Option<String>,
 }
 
 /// The function symbols that can be catalog functions, and how many symbols each table has.
 pub(super) struct Symbols<'data> {
-    pub candidates: Vec<Candidate<'data>>,
-    pub dynsym: usize,
-    pub symtab: usize,
+    pub(crate) candidates: Vec<Candidate<'data>>,
+    pub(crate) dynsym: usize,
+    pub(crate) symtab: usize,
 }
 
 /// Checks the header, parses the ELF file, insists on x86-64.
@@ -103,11 +103,11 @@ pub(super) struct Segments {
     list: Vec<(u64, u64, u64, u64)>,
     /// False for a file whose executable segments have no bytes (a separate debug file made by
     /// `objcopy --only-keep-debug`): nothing to attach to.
-    pub has_code: bool,
+    pub(crate) has_code: bool,
 }
 
 impl Segments {
-    pub fn of(file: &object::File) -> Segments {
+    pub(crate) fn of(file: &object::File) -> Segments {
         let mut has_code = false;
         let list = file
             .segments()
@@ -122,7 +122,7 @@ impl Segments {
     }
 
     /// The file offset of virtual address `addr` (the uprobe offset); 0 in a file without code.
-    pub fn file_offset(&self, addr: u64) -> Result<u64, String> {
+    pub(crate) fn file_offset(&self, addr: u64) -> Result<u64, String> {
         let Some(&(va, _, off, filesz)) = self
             .list
             .iter()

@@ -9,12 +9,11 @@ mod elf;
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use tracer_common::{FieldOp, RecipeKind};
 
-pub use self::{abi::parameter_list, demangle::demangle};
+pub use self::demangle::demangle;
 use self::{
-    abi::place_fields,
+    abi::{parameter_list, place_fields},
     elf::{Candidate, Segments},
 };
 use crate::{
@@ -24,7 +23,7 @@ use crate::{
 };
 
 /// Where every role lives in one library.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Resolution {
     pub library: PathBuf,
     pub build_id: Option<String>,
@@ -40,7 +39,7 @@ pub struct Resolution {
     pub roles: Vec<RoleResolution>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RoleResolution {
     pub role: Role,
     pub summary: String,
@@ -55,7 +54,7 @@ pub struct RoleResolution {
     pub problem: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct AttachPoint {
     /// As `nm -C` prints it.
     pub demangled: String,
@@ -69,7 +68,7 @@ pub struct AttachPoint {
     pub fields: Vec<ResolvedField>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ResolvedField {
     pub name: Field,
     /// Argument register index (0 = rdi).
@@ -82,7 +81,7 @@ pub struct ResolvedField {
     pub param: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Rejected {
     pub demangled: String,
     pub mangled: String,
@@ -92,7 +91,7 @@ pub struct Rejected {
 }
 
 /// Something the tracer reports, and the roles it depends on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Feature {
     pub id: &'static str,
     pub summary: &'static str,
