@@ -22,8 +22,8 @@ standin_mesh* standin_open_mesh(int num_devices);
 unsigned long long standin_fabric_configs_started(void);
 long long standin_write_app_kernel(int chip, unsigned long long bytes);
 long long standin_write_program_kernel(standin_mesh* h, int device, unsigned long long bytes);
-unsigned long long standin_alloc_buffer(standin_mesh* h, int device, int buffer_type, unsigned long long size);
-int standin_free_buffer(standin_mesh* h, int device, int buffer_type, unsigned long long address);
+unsigned long long standin_alloc_buffer(standin_mesh* h, int buffer_type, unsigned long long size);
+int standin_free_buffer(standin_mesh* h, int buffer_type, unsigned long long address);
 unsigned long long standin_alloc_cb(standin_mesh* h, int device, unsigned long long size);
 int standin_free_cbs(standin_mesh* h, int device);
 int standin_close_mesh(standin_mesh* h);
@@ -59,7 +59,7 @@ const char kUsage[] =
     "  --app-kernel-bytes B   bytes per application kernel, multiple of 4 (default 12288)\n"
     "  --app-threads T        loader threads; T>1 loads during fabric bring-up (default 1)\n"
     "  --program-kernels K    extra kernels per device via ProgramImpl (default 0)\n"
-    "  --buffers K            buffers per device, all but the first freed (default 0)\n"
+    "  --buffers K            mesh buffers per open, all but the first freed (default 0)\n"
     "  --cbs K                circular buffers per device, then all freed (default 0)\n"
     "  --end close|exit|sigkill|abort   how the last run ends (default close)\n"
     "  --wait-file PATH       wait until PATH exists before starting\n"
@@ -268,21 +268,6 @@ void run_workload(const Options& o, Tally& t, standin_mesh* mesh) {
             t.program_kernels[d] += 1;
         }
 
-        std::vector<unsigned long long> addrs;
-        for (unsigned long long i = 0; i < o.buffers; ++i) {
-            const int type = i % 2 == 0 ? kDram : kL1;
-            const unsigned long long addr = standin_alloc_buffer(mesh, dev, type, 4096 * (i + 1));
-            if (addr == 0) {
-                fail("buffer allocation failed");
-            }
-            addrs.push_back(addr);
-        }
-        // The first buffer (DRAM, 4096 bytes) stays allocated.
-        for (unsigned long long i = 1; i < addrs.size(); ++i) {
-            if (standin_free_buffer(mesh, dev, i % 2 == 0 ? kDram : kL1, addrs[i]) != 0) {
-                fail("buffer free failed");
-            }
-        }
 
         for (unsigned long long i = 0; i < o.cbs; ++i) {
             if (standin_alloc_cb(mesh, dev, 2048 * (i + 1)) == 0) {
@@ -291,6 +276,22 @@ void run_workload(const Options& o, Tally& t, standin_mesh* mesh) {
         }
         if (o.cbs > 0 && standin_free_cbs(mesh, dev) != 0) {
             fail("circular buffer free failed");
+        }
+    }
+    // Mesh buffers (the mesh's lock-step allocator), once per open.
+    std::vector<unsigned long long> addrs;
+    for (unsigned long long i = 0; i < o.buffers; ++i) {
+        const int type = i % 2 == 0 ? kDram : kL1;
+        const unsigned long long addr = standin_alloc_buffer(mesh, type, 4096 * (i + 1));
+        if (addr == 0) {
+            fail("buffer allocation failed");
+        }
+        addrs.push_back(addr);
+    }
+    // The first buffer (DRAM, 4096 bytes) stays allocated.
+    for (unsigned long long i = 1; i < addrs.size(); ++i) {
+        if (standin_free_buffer(mesh, i % 2 == 0 ? kDram : kL1, addrs[i]) != 0) {
+            fail("buffer free failed");
         }
     }
 }

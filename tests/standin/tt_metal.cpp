@@ -3,8 +3,8 @@
 // Exports the real library's mangled names for the functions the tracer
 // probes, with the same parameter types (hence the same System V register
 // assignment), and reproduces the real call structure of device bring-up,
-// kernel loading, memory allocation and teardown. No hardware is touched:
-// "writes" only checksum the binary and bump counters.
+// allocator construction, kernel loading, memory allocation and teardown.
+// No hardware is touched: "writes" only checksum the binary and bump counters.
 //
 // Every probed function is TT_PROBED and has an observable side effect, so
 // the compiler can neither fold, clone, inline nor drop a call to it.
@@ -15,9 +15,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <thread>
 #include <unordered_map>
@@ -59,6 +61,7 @@ public:
     }
 
     const std::vector<word_t>& data() const { return data_; }
+    std::size_t size_bytes() const { return data_.size() * sizeof(word_t); }
 
 private:
     // Must stay the first member: probes read the binary size as
@@ -111,11 +114,14 @@ public:
     std::atomic<std::uint32_t> programs_configured{0};
 };
 
+class AllocatorImpl;
+
 class IDevice {
 public:
     virtual ~IDevice() = default;
     virtual int id() const = 0;
     virtual bool close() = 0;
+    virtual AllocatorImpl* allocator_impl() const = 0;
 };
 
 namespace {
@@ -127,6 +133,27 @@ constexpr std::uint32_t kDispatchFirmwareAddr = 0x14000;
 constexpr std::uint32_t kAppKernelAddr = 0x20000;
 constexpr std::uint32_t kProgramKernelAddr = 0x30000;
 constexpr int kMaxDevices = 64;
+
+// The stand-in chip's memory, as its soc descriptor and HAL would give it.
+constexpr std::size_t kDramChannels = 8;
+constexpr DeviceAddr kDramChannelBytes = DeviceAddr{1} << 30;
+constexpr std::uint32_t kDramUnreservedBase = 0x10000;
+constexpr std::uint32_t kDramAlignment = 64;
+constexpr std::size_t kWorkerL1Bytes = 1536 * 1024;
+constexpr std::uint32_t kL1Alignment = 16;
+constexpr std::size_t kComputeCores = 64;  // 8 x 8 grid: one L1 bank each
+// Bank tables need no L1_SMALL or trace region (as tt-metal's DEFAULT_* sizes).
+constexpr std::size_t kDefaultL1SmallSize = 0;
+constexpr std::size_t kDefaultTraceRegionSize = 0;
+// Kernel binary buffers are paged at this size.
+constexpr DeviceAddr kProgramPageSize = 2048;
+
+constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
+
+// Where allocatable worker L1 starts when worker_l1_size bytes are left to buffers.
+std::size_t worker_l1_unreserved_start(std::size_t worker_l1_size) {
+    return align_up(kWorkerL1Bytes - std::min(worker_l1_size, kWorkerL1Bytes), std::max(kDramAlignment, kL1Alignment));
+}
 
 MetalEnv& metal_env() {
     static MetalEnv env;
@@ -156,16 +183,30 @@ bool chip_is_live(int chip) {
 
 }  // namespace
 
+// One buffer type's banks of one allocator. A bump allocator: addresses only
+// ever increase and are never reused.
 class BankManager {
 public:
     struct AllocatorDependencies {
         std::vector<std::vector<std::uint32_t>> adjacency{{}};
     };
 
+    // One bank per DRAM channel (DRAM, TRACE).
     BankManager(
         const BufferType& buffer_type,
         const std::vector<std::int64_t>& bank_offsets,
         DeviceAddr size_bytes,
+        std::uint32_t alignment_bytes,
+        std::uint32_t min_allocation_bytes,
+        DeviceAddr alloc_offset,
+        bool disable_interleaved,
+        const AllocatorDependencies& dependencies);
+    // Banks by id (L1, L1_SMALL: one per compute-and-storage core).
+    BankManager(
+        const BufferType& buffer_type,
+        const std::unordered_map<std::uint32_t, std::int64_t>& bank_id_to_bank_offset,
+        DeviceAddr size_bytes,
+        DeviceAddr interleaved_address_limit,
         std::uint32_t alignment_bytes,
         std::uint32_t min_allocation_bytes,
         DeviceAddr alloc_offset,
@@ -183,18 +224,39 @@ public:
         const std::optional<std::unordered_set<std::uint32_t>>& bank_ids);
     void deallocate_buffer(DeviceAddr address, AllocatorID allocator_id);
     void deallocate_all();
+    // Forgets every buffer without freeing them one by one (allocator teardown).
+    void clear();
+
+    std::size_t num_banks() const { return bank_offsets_.size(); }
+    std::int64_t bank_offset(std::uint32_t bank_id) const {
+        const auto it = bank_offsets_.find(bank_id);
+        return it == bank_offsets_.end() ? 0 : it->second;
+    }
 
 private:
     BufferType buffer_type_;
-    std::size_t num_banks_;
+    std::unordered_map<std::uint32_t, std::int64_t> bank_offsets_;
     DeviceAddr limit_;
+    DeviceAddr interleaved_address_limit_;
     std::uint32_t alignment_;
     bool interleaved_;
     std::size_t num_allocators_;
     std::mutex mutex_;
-    DeviceAddr next_;  // bump allocator: addresses only ever increase
+    DeviceAddr next_;
     std::unordered_set<DeviceAddr> live_;
 };
+
+namespace {
+
+std::unordered_map<std::uint32_t, std::int64_t> banks_by_id(const std::vector<std::int64_t>& offsets) {
+    std::unordered_map<std::uint32_t, std::int64_t> by_id;
+    for (std::uint32_t id = 0; id < offsets.size(); ++id) {
+        by_id.emplace(id, offsets[id]);
+    }
+    return by_id;
+}
+
+}  // namespace
 
 TT_PROBED BankManager::BankManager(
     const BufferType& buffer_type,
@@ -206,8 +268,28 @@ TT_PROBED BankManager::BankManager(
     bool disable_interleaved,
     const AllocatorDependencies& dependencies) :
     buffer_type_(buffer_type),
-    num_banks_(bank_offsets.size()),
+    bank_offsets_(banks_by_id(bank_offsets)),
     limit_(alloc_offset + size_bytes),
+    interleaved_address_limit_(0),
+    alignment_(std::max(alignment_bytes, min_allocation_bytes)),
+    interleaved_(!disable_interleaved),
+    num_allocators_(dependencies.adjacency.size()),
+    next_(alloc_offset) {}
+
+TT_PROBED BankManager::BankManager(
+    const BufferType& buffer_type,
+    const std::unordered_map<std::uint32_t, std::int64_t>& bank_id_to_bank_offset,
+    DeviceAddr size_bytes,
+    DeviceAddr interleaved_address_limit,
+    std::uint32_t alignment_bytes,
+    std::uint32_t min_allocation_bytes,
+    DeviceAddr alloc_offset,
+    bool disable_interleaved,
+    const AllocatorDependencies& dependencies) :
+    buffer_type_(buffer_type),
+    bank_offsets_(bank_id_to_bank_offset),
+    limit_(alloc_offset + size_bytes),
+    interleaved_address_limit_(interleaved_address_limit),
     alignment_(std::max(alignment_bytes, min_allocation_bytes)),
     interleaved_(!disable_interleaved),
     num_allocators_(dependencies.adjacency.size()),
@@ -222,13 +304,14 @@ TT_PROBED DeviceAddr BankManager::allocate_buffer(
     AllocatorID allocator_id,
     const std::vector<std::pair<DeviceAddr, DeviceAddr>>& /*reserved_ranges*/,
     const std::optional<std::unordered_set<std::uint32_t>>& /*bank_ids*/) {
-    if (size == 0 || page_size == 0 || allocator_id.get() >= num_allocators_) {
+    const std::size_t banks = num_banks();
+    if (size == 0 || page_size == 0 || banks == 0 || allocator_id.get() >= num_allocators_) {
         return 0;
     }
-    const DeviceAddr per_bank = interleaved_ ? (size + num_banks_ - 1) / num_banks_ : size;
-    const DeviceAddr rounded = (per_bank + alignment_ - 1) / alignment_ * alignment_;
+    const DeviceAddr per_bank = interleaved_ ? (size + banks - 1) / banks : size;
+    const DeviceAddr rounded = align_up(per_bank, alignment_);
     std::lock_guard<std::mutex> lock(mutex_);
-    if (next_ + rounded > limit_) {
+    if (next_ + rounded > limit_ || next_ < interleaved_address_limit_) {
         return 0;
     }
     const DeviceAddr address = next_;
@@ -245,6 +328,292 @@ TT_PROBED void BankManager::deallocate_buffer(DeviceAddr address, AllocatorID /*
 TT_PROBED void BankManager::deallocate_all() {
     std::lock_guard<std::mutex> lock(mutex_);
     live_.clear();
+}
+
+TT_PROBED void BankManager::clear() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    live_.clear();
+}
+
+// What an allocator manages on one chip (from the soc descriptor and HAL).
+struct AllocatorConfig {
+    std::size_t num_dram_channels = 0;
+    DeviceAddr dram_bank_size = 0;
+    std::vector<std::int64_t> dram_bank_offsets;
+    std::uint32_t dram_unreserved_base = 0;
+    std::uint32_t dram_alignment = 0;
+    std::uint32_t l1_unreserved_base = 0;
+    std::size_t num_l1_banks = 0;
+    std::size_t worker_l1_size = 0;
+    std::size_t l1_small_size = 0;
+    std::size_t trace_region_size = 0;
+    std::uint32_t l1_alignment = 0;
+    bool disable_interleaved = false;
+    std::vector<std::uint32_t> l1_bank_remap;
+};
+
+// An allocator: four bank managers, one per buffer type it places.
+class AllocatorImpl {
+public:
+    explicit AllocatorImpl(const AllocatorConfig& config) : config_(config) {}
+    virtual ~AllocatorImpl();
+
+    const AllocatorConfig& get_config() const { return config_; }
+    BankManager* bank_manager(BufferType type) const;
+    std::size_t get_num_banks(BufferType type) const;
+    std::int64_t get_bank_offset(BufferType type, std::uint32_t bank_id) const;
+
+    DeviceAddr allocate_buffer(BufferType type, DeviceAddr size, DeviceAddr page_size);
+    bool deallocate_buffer(BufferType type, DeviceAddr address);
+    // Every buffer of every bank released at once (the allocator is going away).
+    void deallocate_buffers();
+
+protected:
+    void init_one_bank_per_channel();
+    void init_compute_and_storage_l1_bank_manager();
+
+private:
+    AllocatorConfig config_;
+    std::unique_ptr<BankManager> dram_manager_;
+    std::unique_ptr<BankManager> trace_buffer_manager_;
+    std::unique_ptr<BankManager> l1_manager_;
+    std::unique_ptr<BankManager> l1_small_manager_;
+};
+
+AllocatorImpl::~AllocatorImpl() {
+    for (BankManager* bm : {dram_manager_.get(), trace_buffer_manager_.get(), l1_manager_.get(), l1_small_manager_.get()}) {
+        if (bm != nullptr) {
+            bm->clear();
+        }
+    }
+}
+
+BankManager* AllocatorImpl::bank_manager(BufferType type) const {
+    switch (type) {
+        case BufferType::DRAM: return dram_manager_.get();
+        case BufferType::L1: return l1_manager_.get();
+        case BufferType::L1_SMALL: return l1_small_manager_.get();
+        case BufferType::TRACE: return trace_buffer_manager_.get();
+        case BufferType::SYSTEM_MEMORY: break;
+    }
+    return nullptr;
+}
+
+std::size_t AllocatorImpl::get_num_banks(BufferType type) const {
+    const BankManager* bm = bank_manager(type);
+    return bm == nullptr ? 0 : bm->num_banks();
+}
+
+std::int64_t AllocatorImpl::get_bank_offset(BufferType type, std::uint32_t bank_id) const {
+    const BankManager* bm = bank_manager(type);
+    return bm == nullptr ? 0 : bm->bank_offset(bank_id);
+}
+
+DeviceAddr AllocatorImpl::allocate_buffer(BufferType type, DeviceAddr size, DeviceAddr page_size) {
+    BankManager* bm = bank_manager(type);
+    if (bm == nullptr) {
+        return 0;
+    }
+    const CoreRangeSet grid{{{xy_pair{0, 0}, xy_pair{7, 7}}}};
+    const std::vector<std::pair<DeviceAddr, DeviceAddr>> reserved;
+    const std::optional<std::unordered_set<std::uint32_t>> bank_ids;
+    return bm->allocate_buffer(size, page_size, true, grid, std::nullopt, AllocatorID{0}, reserved, bank_ids);
+}
+
+bool AllocatorImpl::deallocate_buffer(BufferType type, DeviceAddr address) {
+    BankManager* bm = bank_manager(type);
+    if (bm == nullptr) {
+        return false;
+    }
+    bm->deallocate_buffer(address, AllocatorID{0});
+    return true;
+}
+
+void AllocatorImpl::deallocate_buffers() {
+    for (BankManager* bm : {dram_manager_.get(), trace_buffer_manager_.get(), l1_manager_.get(), l1_small_manager_.get()}) {
+        bm->deallocate_all();
+    }
+}
+
+// DRAM: one bank per channel, from the unreserved base up to the trace region,
+// which takes the top of every channel.
+void AllocatorImpl::init_one_bank_per_channel() {
+    const DeviceAddr dram_bank_size =
+        config_.dram_bank_size - config_.dram_unreserved_base - config_.trace_region_size;
+    const BankManager::AllocatorDependencies dependencies;
+    dram_manager_ = std::make_unique<BankManager>(
+        BufferType::DRAM,
+        config_.dram_bank_offsets,
+        dram_bank_size,
+        config_.dram_alignment,
+        config_.dram_alignment,
+        config_.dram_unreserved_base,
+        config_.disable_interleaved,
+        dependencies);
+    trace_buffer_manager_ = std::make_unique<BankManager>(
+        BufferType::TRACE,
+        config_.dram_bank_offsets,
+        config_.trace_region_size,
+        config_.dram_alignment,
+        config_.dram_alignment,
+        config_.dram_unreserved_base + dram_bank_size,
+        false,
+        dependencies);
+}
+
+// L1: one bank per compute-and-storage core, from the unreserved base up to
+// L1_SMALL, which takes the top of every core's L1.
+void AllocatorImpl::init_compute_and_storage_l1_bank_manager() {
+    std::unordered_map<std::uint32_t, std::int64_t> bank_id_to_bank_offset;
+    std::unordered_map<std::uint32_t, std::int64_t> small_bank_id_to_bank_offset;
+    for (std::uint32_t bank_id = 0; bank_id < config_.num_l1_banks; ++bank_id) {
+        const std::uint32_t remapped =
+            bank_id < config_.l1_bank_remap.size() ? config_.l1_bank_remap[bank_id] : bank_id;
+        bank_id_to_bank_offset.emplace(remapped, 0);
+        if (config_.l1_small_size > 0) {
+            small_bank_id_to_bank_offset.emplace(remapped, 0);
+        }
+    }
+    const DeviceAddr allocatable_l1_size =
+        config_.worker_l1_size - config_.l1_unreserved_base - config_.l1_small_size;
+    const BankManager::AllocatorDependencies dependencies;
+    l1_manager_ = std::make_unique<BankManager>(
+        BufferType::L1,
+        bank_id_to_bank_offset,
+        allocatable_l1_size,
+        config_.l1_unreserved_base,
+        config_.l1_alignment,
+        config_.l1_alignment,
+        config_.l1_unreserved_base,
+        config_.disable_interleaved,
+        dependencies);
+    l1_small_manager_ = std::make_unique<BankManager>(
+        BufferType::L1_SMALL,
+        small_bank_id_to_bank_offset,
+        config_.l1_small_size,
+        config_.worker_l1_size - config_.l1_small_size,
+        config_.l1_alignment,
+        config_.l1_alignment,
+        config_.l1_unreserved_base + allocatable_l1_size,
+        config_.disable_interleaved,
+        dependencies);
+}
+
+// The only allocator scheme: DRAM banked per channel, L1 per core.
+class L1BankingAllocator : public AllocatorImpl {
+public:
+    explicit L1BankingAllocator(const AllocatorConfig& config) : AllocatorImpl(config) {
+        init_one_bank_per_channel();
+        init_compute_and_storage_l1_bank_manager();
+    }
+
+    static AllocatorConfig generate_config(
+        int device_id,
+        std::uint8_t num_hw_cqs,
+        std::size_t l1_small_size,
+        std::size_t trace_region_size,
+        std::size_t worker_l1_unreserved_start,
+        std::vector<std::uint32_t> l1_bank_remap);
+};
+
+AllocatorConfig L1BankingAllocator::generate_config(
+    int /*device_id*/,
+    std::uint8_t /*num_hw_cqs*/,
+    std::size_t l1_small_size,
+    std::size_t trace_region_size,
+    std::size_t worker_l1_unreserved_start,
+    std::vector<std::uint32_t> l1_bank_remap) {
+    AllocatorConfig config;
+    config.num_dram_channels = kDramChannels;
+    config.dram_bank_size = kDramChannelBytes;
+    config.dram_bank_offsets.assign(kDramChannels, 0);
+    config.dram_unreserved_base = kDramUnreservedBase;
+    config.dram_alignment = kDramAlignment;
+    config.l1_unreserved_base = static_cast<std::uint32_t>(align_up(worker_l1_unreserved_start, kDramAlignment));
+    config.num_l1_banks = kComputeCores;
+    config.worker_l1_size = kWorkerL1Bytes;
+    config.l1_small_size = align_up(l1_small_size, kDramAlignment);
+    config.trace_region_size = align_up(trace_region_size, kDramAlignment);
+    config.l1_alignment = kL1Alignment;
+    config.l1_bank_remap = std::move(l1_bank_remap);
+    return config;
+}
+
+// Firmware bring-up. Its build phase computes every chip's bank-to-NOC tables
+// from a throw-away allocator, on worker threads, before the devices exist.
+class RiscFirmwareInitializer {
+public:
+    RiscFirmwareInitializer(
+        std::uint8_t num_hw_cqs, std::size_t worker_l1_unreserved_start, std::vector<std::uint32_t> l1_bank_remap) :
+        num_hw_cqs_(num_hw_cqs),
+        worker_l1_unreserved_start_(worker_l1_unreserved_start),
+        l1_bank_remap_(std::move(l1_bank_remap)) {}
+
+    void run_async_build_phase(const std::set<int>& device_ids);
+    void generate_device_bank_to_noc_tables(
+        int device_id,
+        std::vector<std::int32_t>& dram_bank_offset_map,
+        std::vector<std::int32_t>& l1_bank_offset_map,
+        std::vector<std::uint16_t>& dram_bank_to_noc_xy,
+        std::vector<std::uint16_t>& l1_bank_to_noc_xy);
+
+private:
+    struct Tables {
+        std::vector<std::int32_t> dram_bank_offset_map;
+        std::vector<std::int32_t> l1_bank_offset_map;
+        std::vector<std::uint16_t> dram_bank_to_noc_xy;
+        std::vector<std::uint16_t> l1_bank_to_noc_xy;
+    };
+
+    std::uint8_t num_hw_cqs_;
+    std::size_t worker_l1_unreserved_start_;
+    std::vector<std::uint32_t> l1_bank_remap_;
+    std::map<int, Tables> tables_;
+};
+
+void RiscFirmwareInitializer::run_async_build_phase(const std::set<int>& device_ids) {
+    // The per-chip tables are created here, single-threaded; each worker fills its own.
+    std::vector<std::pair<int, Tables*>> refs;
+    for (const int id : device_ids) {
+        refs.emplace_back(id, &tables_[id]);
+    }
+    std::vector<std::future<void>> pending;
+    pending.reserve(refs.size());
+    for (const auto& [id, t] : refs) {
+        pending.push_back(std::async(std::launch::async, [this, id, t] {
+            generate_device_bank_to_noc_tables(
+                id, t->dram_bank_offset_map, t->l1_bank_offset_map, t->dram_bank_to_noc_xy, t->l1_bank_to_noc_xy);
+        }));
+    }
+    for (auto& f : pending) {
+        f.get();
+    }
+}
+
+TT_PROBED void RiscFirmwareInitializer::generate_device_bank_to_noc_tables(
+    int device_id,
+    std::vector<std::int32_t>& dram_bank_offset_map,
+    std::vector<std::int32_t>& l1_bank_offset_map,
+    std::vector<std::uint16_t>& dram_bank_to_noc_xy,
+    std::vector<std::uint16_t>& l1_bank_to_noc_xy) {
+    const AllocatorConfig config = L1BankingAllocator::generate_config(
+        device_id, num_hw_cqs_, kDefaultL1SmallSize, kDefaultTraceRegionSize, worker_l1_unreserved_start_,
+        l1_bank_remap_);
+    const L1BankingAllocator allocator(config);
+    const std::size_t num_dram_banks = allocator.get_num_banks(BufferType::DRAM);
+    const std::size_t num_l1_banks = allocator.get_num_banks(BufferType::L1);
+    dram_bank_offset_map.assign(num_dram_banks, 0);
+    dram_bank_to_noc_xy.clear();
+    for (std::uint32_t bank_id = 0; bank_id < num_dram_banks; ++bank_id) {
+        dram_bank_offset_map[bank_id] = static_cast<std::int32_t>(allocator.get_bank_offset(BufferType::DRAM, bank_id));
+        dram_bank_to_noc_xy.push_back(static_cast<std::uint16_t>((bank_id % 2 == 0 ? 0 : 5) << 6 | bank_id));
+    }
+    l1_bank_offset_map.assign(num_l1_banks, 0);
+    l1_bank_to_noc_xy.clear();
+    for (std::uint32_t bank_id = 0; bank_id < num_l1_banks; ++bank_id) {
+        l1_bank_offset_map[bank_id] = static_cast<std::int32_t>(allocator.get_bank_offset(BufferType::L1, bank_id));
+        l1_bank_to_noc_xy.push_back(static_cast<std::uint16_t>((1 + bank_id / 8) << 6 | (1 + bank_id % 8)));
+    }
 }
 
 class GraphTracker {
@@ -323,10 +692,24 @@ public:
 
     int id() const override { return id_; }
     bool close() override;
+    AllocatorImpl* allocator_impl() const override { return allocator_.get(); }
+
+    bool initialize(
+        std::uint8_t num_hw_cqs,
+        std::size_t l1_small_size,
+        std::size_t trace_region_size,
+        std::size_t worker_l1_size,
+        std::span<const std::uint32_t> l1_bank_remap,
+        bool minimal);
+    std::unique_ptr<AllocatorImpl> initialize_allocator(
+        std::size_t l1_small_size,
+        std::size_t trace_region_size,
+        std::size_t worker_l1_unreserved_start,
+        std::span<const std::uint32_t> l1_bank_remap);
     void configure_fabric();
     void configure_command_queue_programs(DispatchTopology* topology);
 
-    BankManager* bank_manager(BufferType type);
+    std::uint8_t num_hw_cqs() const { return num_hw_cqs_; }
     std::uint64_t next_cb_address(std::uint64_t size);
     void reset_cb_addresses();
 
@@ -337,10 +720,7 @@ private:
     std::uint8_t num_hw_cqs_;
     bool closed_ = false;
     std::atomic<bool> fabric_configured_{false};
-    std::unique_ptr<BankManager> dram_;
-    std::unique_ptr<BankManager> l1_;
-    std::unique_ptr<BankManager> l1_small_;
-    std::unique_ptr<BankManager> trace_;
+    std::unique_ptr<AllocatorImpl> allocator_;
     std::mutex cb_mutex_;
     std::uint64_t cb_cursor_;
 };
@@ -348,13 +728,6 @@ private:
 namespace {
 
 constexpr std::uint64_t kCbRegionBase = 0x40000;
-
-std::unique_ptr<BankManager> make_bank_manager(
-    BufferType type, std::size_t banks, DeviceAddr size, std::uint32_t alignment, DeviceAddr offset) {
-    const std::vector<std::int64_t> offsets(banks, 0);
-    const BankManager::AllocatorDependencies deps;
-    return std::make_unique<BankManager>(type, offsets, size, alignment, alignment, offset, false, deps);
-}
 
 }  // namespace
 
@@ -365,29 +738,47 @@ TT_PROBED Device::Device(
     std::uint8_t num_hw_cqs,
     std::size_t l1_small_size,
     std::size_t trace_region_size,
-    std::span<const std::uint32_t> /*l1_bank_remap*/,
-    bool /*minimal*/,
+    std::span<const std::uint32_t> l1_bank_remap,
+    bool minimal,
     std::uint32_t /*worker_thread_core*/,
     std::uint32_t /*completion_queue_reader_core*/,
     std::size_t worker_l1_size) :
     env_(env), context_(context), id_(device_id), num_hw_cqs_(num_hw_cqs), cb_cursor_(kCbRegionBase) {
-    // Allocators are built while the device is constructed, as in the real
-    // library. Their ranges are disjoint, so an address is unique per device.
-    dram_ = make_bank_manager(BufferType::DRAM, 8, DeviceAddr{1} << 30, 64, DeviceAddr{1} << 30);
-    l1_ = make_bank_manager(BufferType::L1, 64, worker_l1_size, 16, 0x100000);
-    l1_small_ = make_bank_manager(BufferType::L1_SMALL, 64, l1_small_size, 16, 0x80000);
-    trace_ = make_bank_manager(BufferType::TRACE, 8, trace_region_size, 64, 0x10000000);
+    this->initialize(num_hw_cqs, l1_small_size, trace_region_size, worker_l1_size, l1_bank_remap, minimal);
+}
+
+TT_PROBED bool Device::initialize(
+    std::uint8_t /*num_hw_cqs*/,
+    std::size_t l1_small_size,
+    std::size_t trace_region_size,
+    std::size_t worker_l1_size,
+    std::span<const std::uint32_t> l1_bank_remap,
+    bool /*minimal*/) {
+    // The chip's own allocator, built while the device is initialised.
+    allocator_ = this->initialize_allocator(
+        l1_small_size, trace_region_size, worker_l1_unreserved_start(worker_l1_size), l1_bank_remap);
     std::lock_guard<std::mutex> lock(g_live_mutex);
     g_live_chips.insert(id_);
+    return true;
+}
+
+TT_PROBED std::unique_ptr<AllocatorImpl> Device::initialize_allocator(
+    std::size_t l1_small_size,
+    std::size_t trace_region_size,
+    std::size_t worker_l1_unreserved_start,
+    std::span<const std::uint32_t> l1_bank_remap) {
+    const AllocatorConfig config = L1BankingAllocator::generate_config(
+        this->id(), this->num_hw_cqs(), l1_small_size, trace_region_size, worker_l1_unreserved_start,
+        {l1_bank_remap.begin(), l1_bank_remap.end()});
+    return std::make_unique<L1BankingAllocator>(config);
 }
 
 TT_PROBED bool Device::close() {
     if (closed_) {
         return false;
     }
-    for (BankManager* bm : {dram_.get(), l1_.get(), l1_small_.get(), trace_.get()}) {
-        bm->deallocate_all();
-    }
+    // The chip's allocator goes with it: its banks are cleared, not freed buffer by buffer.
+    allocator_.reset();
     closed_ = true;
     std::lock_guard<std::mutex> lock(g_live_mutex);
     g_live_chips.erase(id_);
@@ -413,17 +804,6 @@ TT_PROBED void Device::configure_command_queue_programs(DispatchTopology* topolo
     const ll_api::memory dispatch(kDispatchBinaryBytes, 0xD151 + id_);
     llrt::write_binary_to_address(env_->impl(), dispatch, id_, xy_pair{2, 9}, kDispatchFirmwareAddr);
     topology->programs_configured.fetch_add(1);
-}
-
-BankManager* Device::bank_manager(BufferType type) {
-    switch (type) {
-        case BufferType::DRAM: return dram_.get();
-        case BufferType::L1: return l1_.get();
-        case BufferType::L1_SMALL: return l1_small_.get();
-        case BufferType::TRACE: return trace_.get();
-        case BufferType::SYSTEM_MEMORY: break;
-    }
-    return nullptr;
 }
 
 std::uint64_t Device::next_cb_address(std::uint64_t size) {
@@ -474,18 +854,51 @@ TT_PROBED bool DeviceManager::close_devices(const std::vector<IDevice*>& devices
 
 namespace detail {
 
+// A program's kernel binary. Uploading it to a device first places its
+// kernel-binary buffer (DRAM) on that device's own allocator; the buffer lives
+// as long as the program.
 class ProgramImpl {
 public:
     explicit ProgramImpl(ll_api::memory binary) : binary_(std::move(binary)) {}
+    ~ProgramImpl();
+    ProgramImpl(const ProgramImpl&) = delete;
+    ProgramImpl& operator=(const ProgramImpl&) = delete;
+
     void allocate_kernel_bin_buf_on_device(IDevice* device);
+    DeviceAddr kernel_bin_buf_address(int device_id) const {
+        const auto it = kernels_buffer_.find(device_id);
+        return it == kernels_buffer_.end() ? 0 : it->second.address;
+    }
 
 private:
+    struct KernelBinBuffer {
+        AllocatorImpl* allocator;
+        DeviceAddr address;
+    };
+
     ll_api::memory binary_;
+    std::unordered_map<int, KernelBinBuffer> kernels_buffer_;
     std::uint32_t devices_loaded_ = 0;
 };
 
+ProgramImpl::~ProgramImpl() {
+    for (const auto& [device_id, buffer] : kernels_buffer_) {
+        buffer.allocator->deallocate_buffer(BufferType::DRAM, buffer.address);
+    }
+}
+
 TT_PROBED void ProgramImpl::allocate_kernel_bin_buf_on_device(IDevice* device) {
-    llrt::write_binary_to_address(metal_env().impl(), binary_, device->id(), xy_pair{1, 1}, kProgramKernelAddr);
+    const int device_id = device->id();
+    if (!kernels_buffer_.contains(device_id)) {
+        AllocatorImpl* allocator = device->allocator_impl();
+        const DeviceAddr address =
+            allocator == nullptr ? 0 : allocator->allocate_buffer(BufferType::DRAM, binary_.size_bytes(), kProgramPageSize);
+        if (address == 0) {
+            return;
+        }
+        kernels_buffer_.emplace(device_id, KernelBinBuffer{allocator, address});
+    }
+    llrt::write_binary_to_address(metal_env().impl(), binary_, device_id, xy_pair{1, 1}, kProgramKernelAddr);
     ++devices_loaded_;
 }
 
@@ -495,6 +908,37 @@ namespace distributed {
 
 struct MeshDeviceConfig {
     std::size_t num_devices;
+};
+
+class MeshDevice;
+
+// The mesh's state: its devices and its lock-step allocator, which places
+// every mesh buffer once, at the same address on all of its chips.
+class MeshDeviceImpl {
+public:
+    explicit MeshDeviceImpl(std::vector<std::unique_ptr<Device>> devices);
+
+    bool initialize_impl(
+        MeshDevice* pimpl_wrapper,
+        std::uint8_t num_hw_cqs,
+        std::size_t l1_small_size,
+        std::size_t trace_region_size,
+        std::size_t worker_l1_size,
+        std::span<const std::uint32_t> l1_bank_remap,
+        bool minimal);
+    bool close_impl(MeshDevice* pimpl_wrapper);
+
+    AllocatorImpl* allocator_impl() const { return allocator_.get(); }
+    Device* reference_device() const { return devices_.at(0).get(); }
+    std::size_t num_devices() const { return devices_.size(); }
+    Device* device(std::size_t index) const { return devices_.at(index).get(); }
+    DeviceManager& device_manager() { return manager_; }
+
+private:
+    std::vector<std::unique_ptr<Device>> devices_;
+    DeviceManager manager_;
+    std::unique_ptr<AllocatorImpl> allocator_;
+    MeshDevice* initialized_for_ = nullptr;
 };
 
 class MeshDevice {
@@ -511,16 +955,59 @@ public:
     ~MeshDevice();
     bool close();
 
-    std::size_t num_devices() const { return devices_.size(); }
-    Device* device(std::size_t index) const { return devices_.at(index).get(); }
+    MeshDeviceImpl& impl() { return *pimpl_; }
+    std::size_t num_devices() const { return pimpl_->num_devices(); }
+    Device* device(std::size_t index) const { return pimpl_->device(index); }
+    AllocatorImpl* allocator_impl() const { return pimpl_->allocator_impl(); }
 
 private:
-    MeshDevice() = default;
+    explicit MeshDevice(std::unique_ptr<MeshDeviceImpl> pimpl) : pimpl_(std::move(pimpl)) {}
 
-    std::vector<std::unique_ptr<Device>> devices_;
-    DeviceManager manager_;
+    std::unique_ptr<MeshDeviceImpl> pimpl_;
     bool closed_ = false;
 };
+
+MeshDeviceImpl::MeshDeviceImpl(std::vector<std::unique_ptr<Device>> devices) : devices_(std::move(devices)) {
+    std::vector<Device*> raw;
+    for (auto& d : devices_) {
+        raw.push_back(d.get());
+    }
+    manager_.adopt(std::move(raw));
+}
+
+TT_PROBED bool MeshDeviceImpl::initialize_impl(
+    MeshDevice* pimpl_wrapper,
+    std::uint8_t /*num_hw_cqs*/,
+    std::size_t /*l1_small_size*/,
+    std::size_t /*trace_region_size*/,
+    std::size_t /*worker_l1_size*/,
+    std::span<const std::uint32_t> /*l1_bank_remap*/,
+    bool /*minimal*/) {
+    if (devices_.empty() || allocator_ != nullptr) {
+        return false;
+    }
+    // The lock-step allocator manages what the reference device's allocator does.
+    allocator_ = std::make_unique<L1BankingAllocator>(reference_device()->allocator_impl()->get_config());
+    initialized_for_ = pimpl_wrapper;
+    return true;
+}
+
+bool MeshDeviceImpl::close_impl(MeshDevice* pimpl_wrapper) {
+    if (pimpl_wrapper != initialized_for_) {
+        return false;
+    }
+    // The mesh's allocator first: every mesh buffer still allocated is released.
+    if (allocator_ != nullptr) {
+        allocator_->deallocate_buffers();
+        allocator_.reset();
+    }
+    // Then the devices it opened.
+    std::vector<IDevice*> devices;
+    for (auto& d : devices_) {
+        devices.push_back(d.get());
+    }
+    return manager_.close_devices(devices, true);
+}
 
 TT_PROBED std::shared_ptr<MeshDevice> MeshDevice::create(
     const MeshDeviceConfig& config,
@@ -530,14 +1017,23 @@ TT_PROBED std::shared_ptr<MeshDevice> MeshDevice::create(
     const DispatchCoreConfig& /*dispatch_core_config*/,
     std::span<const std::uint32_t> l1_bank_remap,
     std::size_t worker_l1_size) {
-    std::shared_ptr<MeshDevice> mesh(new MeshDevice());
-    std::vector<Device*> raw;
+    const auto num_hw_cqs = static_cast<std::uint8_t>(num_command_queues);
+    std::set<int> device_ids;
     for (std::size_t i = 0; i < config.num_devices; ++i) {
-        mesh->devices_.push_back(std::make_unique<Device>(
+        device_ids.insert(static_cast<int>(i));
+    }
+    // Firmware build phase (MetalContext::initialize): bank tables per chip.
+    RiscFirmwareInitializer firmware(
+        num_hw_cqs, worker_l1_unreserved_start(worker_l1_size), {l1_bank_remap.begin(), l1_bank_remap.end()});
+    firmware.run_async_build_phase(device_ids);
+    // The devices (each with its own allocator).
+    std::vector<std::unique_ptr<Device>> devices;
+    for (const int id : device_ids) {
+        devices.push_back(std::make_unique<Device>(
             &metal_env(),
             &metal_context(),
-            static_cast<int>(i),
-            static_cast<std::uint8_t>(num_command_queues),
+            id,
+            num_hw_cqs,
             l1_small_size,
             trace_region_size,
             l1_bank_remap,
@@ -545,10 +1041,12 @@ TT_PROBED std::shared_ptr<MeshDevice> MeshDevice::create(
             0,
             0,
             worker_l1_size));
-        raw.push_back(mesh->devices_.back().get());
     }
-    mesh->manager_.adopt(std::move(raw));
-    mesh->manager_.initialize_fabric_and_dispatch_fw();
+    // The mesh over them, and its lock-step allocator.
+    std::shared_ptr<MeshDevice> mesh(new MeshDevice(std::make_unique<MeshDeviceImpl>(std::move(devices))));
+    mesh->pimpl_->initialize_impl(
+        mesh.get(), num_hw_cqs, l1_small_size, trace_region_size, worker_l1_size, l1_bank_remap, false);
+    mesh->pimpl_->device_manager().initialize_fabric_and_dispatch_fw();
     return mesh;
 }
 
@@ -556,12 +1054,8 @@ TT_PROBED bool MeshDevice::close() {
     if (closed_) {
         return false;
     }
-    std::vector<IDevice*> devices;
-    for (auto& d : devices_) {
-        devices.push_back(d.get());
-    }
     closed_ = true;
-    return manager_.close_devices(devices, false);
+    return pimpl_->close_impl(this);
 }
 
 MeshDevice::~MeshDevice() {
@@ -579,10 +1073,14 @@ MeshDevice::~MeshDevice() {
 
 using tt::tt_metal::BufferType;
 using tt::tt_metal::Device;
+using tt::tt_metal::detail::ProgramImpl;
 using tt::tt_metal::distributed::MeshDevice;
 
 struct standin_mesh {
     std::shared_ptr<MeshDevice> mesh;
+    // Programs loaded through this handle; each holds its kernel-binary buffers
+    // until the handle is closed.
+    std::vector<std::unique_ptr<ProgramImpl>> programs;
 };
 
 namespace {
@@ -610,7 +1108,7 @@ standin_mesh* standin_open_mesh(int num_devices) {
     const tt::tt_metal::distributed::MeshDeviceConfig config{static_cast<std::size_t>(num_devices)};
     const tt::tt_metal::DispatchCoreConfig dispatch_core_config;
     auto mesh = MeshDevice::create(config, 32 * 1024, 1 << 20, 1, dispatch_core_config, {}, 1 << 20);
-    return new standin_mesh{std::move(mesh)};
+    return new standin_mesh{std::move(mesh), {}};
 }
 
 int standin_num_devices(standin_mesh* h) { return h == nullptr ? 0 : static_cast<int>(h->mesh->num_devices()); }
@@ -633,39 +1131,40 @@ long long standin_write_app_kernel(int chip, unsigned long long bytes) {
     return static_cast<long long>(bytes);
 }
 
-// Application kernel written through ProgramImpl::allocate_kernel_bin_buf_on_device.
+// Application kernel written through ProgramImpl::allocate_kernel_bin_buf_on_device,
+// which first places the program's kernel-binary buffer (DRAM, `bytes`) on the
+// chip's own allocator. The program, and so that buffer, is kept until
+// standin_close_mesh. Returns the bytes written, or -1.
 long long standin_write_program_kernel(standin_mesh* h, int device, unsigned long long bytes) {
     Device* dev = mesh_device(h, device);
     if (dev == nullptr || !valid_binary_size(bytes)) {
         return -1;
     }
-    tt::tt_metal::detail::ProgramImpl program(ll_api::memory(bytes, 0xB000 + device));
-    program.allocate_kernel_bin_buf_on_device(dev);
+    auto program = std::make_unique<ProgramImpl>(ll_api::memory(bytes, 0xB000 + device));
+    program->allocate_kernel_bin_buf_on_device(dev);
+    if (program->kernel_bin_buf_address(dev->id()) == 0) {
+        return -1;
+    }
+    h->programs.push_back(std::move(program));
     return static_cast<long long>(bytes);
 }
 
-// buffer_type is a tt::tt_metal::BufferType value. Returns the address, 0 on failure.
-unsigned long long standin_alloc_buffer(standin_mesh* h, int device, int buffer_type, unsigned long long size) {
-    Device* dev = mesh_device(h, device);
-    tt::tt_metal::BankManager* bm = dev == nullptr ? nullptr : dev->bank_manager(static_cast<BufferType>(buffer_type));
-    if (bm == nullptr) {
+// A mesh buffer: placed once by the mesh's lock-step allocator, at the same
+// address on every chip. buffer_type is a tt::tt_metal::BufferType value.
+// Returns the address, 0 on failure.
+unsigned long long standin_alloc_buffer(standin_mesh* h, int buffer_type, unsigned long long size) {
+    tt::tt_metal::AllocatorImpl* allocator = h == nullptr ? nullptr : h->mesh->allocator_impl();
+    if (allocator == nullptr) {
         return 0;
     }
-    const tt::tt_metal::CoreRangeSet grid{{{tt::xy_pair{0, 0}, tt::xy_pair{7, 7}}}};
-    const std::vector<std::pair<tt::tt_metal::DeviceAddr, tt::tt_metal::DeviceAddr>> reserved;
-    const std::optional<std::unordered_set<std::uint32_t>> bank_ids;
-    return bm->allocate_buffer(
-        size, std::min<unsigned long long>(size, 2048), true, grid, std::nullopt, tt::tt_metal::AllocatorID{0},
-        reserved, bank_ids);
+    return allocator->allocate_buffer(static_cast<BufferType>(buffer_type), size, std::min<unsigned long long>(size, 2048));
 }
 
-int standin_free_buffer(standin_mesh* h, int device, int buffer_type, unsigned long long address) {
-    Device* dev = mesh_device(h, device);
-    tt::tt_metal::BankManager* bm = dev == nullptr ? nullptr : dev->bank_manager(static_cast<BufferType>(buffer_type));
-    if (bm == nullptr) {
+int standin_free_buffer(standin_mesh* h, int buffer_type, unsigned long long address) {
+    tt::tt_metal::AllocatorImpl* allocator = h == nullptr ? nullptr : h->mesh->allocator_impl();
+    if (allocator == nullptr || !allocator->deallocate_buffer(static_cast<BufferType>(buffer_type), address)) {
         return -1;
     }
-    bm->deallocate_buffer(address, tt::tt_metal::AllocatorID{0});
     return 0;
 }
 
@@ -692,11 +1191,13 @@ int standin_free_cbs(standin_mesh* h, int device) {
     return 0;
 }
 
+// Destroys the handle's programs (freeing their kernel-binary buffers), then
 // MeshDevice::close(), then releases the handle. Returns 0 if every device closed.
 int standin_close_mesh(standin_mesh* h) {
     if (h == nullptr) {
         return -1;
     }
+    h->programs.clear();
     const bool ok = h->mesh->close();
     delete h;
     return ok ? 0 : -1;

@@ -4,21 +4,104 @@
 use std::{process::Command, time::Duration};
 
 use integration_tests::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const FABRIC_BYTES: u64 = 56 * KIB;
 const DISPATCH_BYTES: u64 = 46 * KIB;
+/// Where the stand-in's DRAM banks start (its allocators place DRAM buffers from there up).
+const DRAM_BASE: u64 = 0x10000;
+
+/// A number the report must have: a missing or non-numeric field fails, it never reads as 0.
+fn num(v: &Value, key: &str) -> u64 {
+    v.get(key)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no number {key:?} in {v}"))
+}
+
+/// A field the report must have.
+fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
+    v.get(key)
+        .unwrap_or_else(|| panic!("no field {key:?} in {v}"))
+}
 
 fn tally(v: &Value) -> (u64, u64) {
-    (v["count"].as_u64().unwrap(), v["bytes"].as_u64().unwrap())
+    (num(v, "count"), num(v, "bytes"))
+}
+
+/// One allocator's banks: tt-metal's L1BankingAllocator builds one BankManager per type.
+fn one_bank_of_each_type() -> Value {
+    json!({"DRAM": 1, "L1": 1, "L1_SMALL": 1, "TRACE": 1})
+}
+
+/// One buffer type's books, every field.
+#[allow(clippy::too_many_arguments)]
+fn books(
+    allocs: u64,
+    alloc_bytes: u64,
+    frees: u64,
+    free_bytes: u64,
+    cleared: u64,
+    cleared_bytes: u64,
+    live: u64,
+    live_bytes: u64,
+    peak_bytes: u64,
+) -> Value {
+    json!({
+        "allocs": allocs, "alloc_bytes": alloc_bytes, "frees": frees, "free_bytes": free_bytes,
+        "cleared": cleared, "cleared_bytes": cleared_bytes, "live": live, "live_bytes": live_bytes,
+        "peak_bytes": peak_bytes,
+    })
+}
+
+/// Every bank of `proc` has its owner: each chip's own allocator was built inside its
+/// `Device::initialize_allocator`, the mesh's lock-step one inside `MeshDeviceImpl::initialize_impl`
+/// (inside `MeshDevice::create`, which opened every chip), and one throw-away allocator per chip
+/// inside `generate_device_bank_to_noc_tables`. Nothing is booked as unattributed.
+fn assert_attribution(t: &Traced, proc: &Value, devices: u64) {
+    assert_eq!(num(proc, "unattributed_banks"), 0, "{}", t.report);
+    assert_eq!(num(proc, "scratch_banks"), 4 * devices, "{}", t.report);
+    assert_eq!(
+        field(proc, "unattributed"),
+        &json!({"by_type": {}}),
+        "no buffer without an owner"
+    );
+    let meshes = field(proc, "meshes").as_object().expect("meshes object");
+    assert_eq!(
+        meshes.keys().collect::<Vec<_>>(),
+        ["1"],
+        "one mesh: {}",
+        t.report
+    );
+    let mesh = &meshes["1"];
+    assert_eq!(num(mesh, "index"), 1);
+    assert_eq!(
+        field(mesh, "chips"),
+        &json!((0..devices).collect::<Vec<_>>()),
+        "the mesh's chips are those opened inside MeshDevice::create"
+    );
+    assert_eq!(field(mesh, "banks"), &one_bank_of_each_type(), "mesh banks");
+    for chip in 0..devices {
+        let d = field(field(proc, "devices"), &chip.to_string());
+        assert_eq!(
+            field(d, "banks"),
+            &one_bank_of_each_type(),
+            "chip {chip} banks"
+        );
+        assert_eq!(num(d, "mesh"), 1, "chip {chip} is in mesh 1");
+        assert!(
+            num(field(d, "phases"), "device_allocator") > 0,
+            "chip {chip}: its allocator was built in a context naming it"
+        );
+    }
 }
 
 /// Every device of `proc` carries exactly the seed's system kernels and the driver's
-/// application kernels.
+/// application kernels, and every bank is attributed.
 fn assert_ledger(t: &Traced, proc: &Value, driver: &Value) {
-    let devices = driver["devices"].as_u64().unwrap();
+    let devices = num(driver, "devices");
     let ds = proc["devices"].as_object().expect("devices");
     assert_eq!(ds.len() as u64, devices, "devices in report: {}", t.report);
+    assert_attribution(t, proc, devices);
     for chip in 0..devices {
         let d = &ds[&chip.to_string()];
         let loaded = &d["loaded"];
@@ -91,6 +174,158 @@ fn system_and_application_kernels_on_1_2_and_8_devices() {
             t.stderr
         );
     }
+}
+
+/// Mesh buffers are booked to the mesh (its lock-step allocator), each program's kernel-binary
+/// buffer to the chip it was uploaded to (the chip's own allocator), exactly, on 1, 2 and 3 chips.
+#[test]
+fn buffers_are_booked_to_the_mesh_and_kernel_binaries_to_their_chip() {
+    for n in 1..=3u64 {
+        let devices = n.to_string();
+        // Per chip: 2 programs of 12 KiB. Mesh: DRAM 4 KiB, L1 8 KiB, DRAM 12 KiB, L1 16 KiB,
+        // then all but the first freed; the first is still allocated at close.
+        let t = run_driver(&[
+            "--devices",
+            &devices,
+            "--app-kernels",
+            "1",
+            "--program-kernels",
+            "2",
+            "--buffers",
+            "4",
+        ]);
+        assert!(t.status.success(), "devices={n}: {}", t.stderr);
+        let driver = t.driver();
+        let p = t.process(num(&driver, "pid"));
+        assert_ledger(&t, p, &driver);
+        assert_eq!(num(p, "unmatched"), 0, "{}", t.report);
+
+        let mesh = &p["meshes"]["1"];
+        assert_eq!(
+            field(field(mesh, "memory"), "by_type"),
+            &json!({
+                "DRAM": books(2, 16 * KIB, 1, 12 * KIB, 1, 4 * KIB, 0, 0, 16 * KIB),
+                "L1": books(2, 24 * KIB, 2, 24 * KIB, 0, 0, 0, 0, 24 * KIB),
+            }),
+            "devices={n}: mesh 1 books"
+        );
+        let outstanding = field(mesh, "outstanding_at_close")
+            .as_array()
+            .expect("mesh outstanding_at_close");
+        assert_eq!(outstanding.len(), 1, "{outstanding:?}");
+        assert_eq!(outstanding[0]["buffer_type"], "DRAM");
+        assert_eq!(num(&outstanding[0], "size"), 4 * KIB);
+        assert_eq!(num(&outstanding[0], "address"), DRAM_BASE);
+        assert!(num(mesh, "closed_ns") >= num(mesh, "opened_ns"));
+        let closed: Vec<&Value> = t
+            .events
+            .iter()
+            .filter(|e| e["record"] == "mesh_closed")
+            .collect();
+        assert_eq!(closed.len(), 1, "one mesh_closed record");
+        assert_eq!(num(closed[0], "mesh"), 1);
+        assert_eq!(num(closed[0], "outstanding"), 1);
+
+        for chip in 0..n {
+            let d = &p["devices"][chip.to_string()];
+            assert_eq!(
+                field(field(d, "memory"), "by_type"),
+                &json!({"DRAM": books(2, 24 * KIB, 2, 24 * KIB, 0, 0, 0, 0, 24 * KIB)}),
+                "devices={n}: chip {chip} books (its programs' kernel binaries)"
+            );
+            assert_eq!(
+                field(d, "outstanding_at_close"),
+                &json!([]),
+                "chip {chip}: its programs were destroyed before the close"
+            );
+        }
+        assert_eq!(
+            field(field(p, "exit"), "leaks"),
+            &json!([]),
+            "nothing leaked"
+        );
+        let chips: Vec<String> = (0..n).map(|c| c.to_string()).collect();
+        assert!(
+            t.stderr.contains(&format!(
+                "mesh 1 (chips {}; one lock-step allocator)",
+                chips.join(", ")
+            )),
+            "{}",
+            t.stderr
+        );
+        t.assert_nothing_lost();
+    }
+}
+
+/// A process killed while holding buffers: each leak names its owner (the chip whose own
+/// allocator placed it, or the mesh), type, size and address.
+#[test]
+fn leaks_at_a_kill_name_their_chip_or_mesh() {
+    require_root();
+    let (child, stdout, driver) = run_driver_until_oracle(&[
+        "--devices",
+        "2",
+        "--app-kernels",
+        "1",
+        "--program-kernels",
+        "1",
+        "--buffers",
+        "2",
+        "--hold-ms",
+        "60000",
+    ]);
+    let pid = num(&driver, "pid");
+    // SAFETY: signalling the driver we started.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let t = child.wait_with(stdout).unwrap();
+    assert_eq!(t.status.code(), Some(128 + 9), "{}", t.stderr);
+    let p = t.process(pid);
+    assert_ledger(&t, p, &driver);
+    let exit = field(p, "exit");
+    assert_eq!(num(field(exit, "status"), "signal"), 9);
+    // Oldest first: chip 0's and chip 1's program binaries, then the mesh's first buffer (its
+    // L1 8 KiB buffer was freed).
+    let leaks: Vec<(String, String, u64, u64)> = field(exit, "leaks")
+        .as_array()
+        .expect("leaks")
+        .iter()
+        .map(|l| {
+            assert!(num(l, "allocated_ns") > 0 && l["age_ns"].is_u64(), "{l}");
+            (
+                field(l, "owner").as_str().expect("owner").to_string(),
+                field(l, "buffer_type")
+                    .as_str()
+                    .expect("buffer_type")
+                    .to_string(),
+                num(l, "size"),
+                num(l, "address"),
+            )
+        })
+        .collect();
+    let leak = |owner: &str, size| (owner.to_string(), "DRAM".to_string(), size, DRAM_BASE);
+    assert_eq!(
+        leaks,
+        [
+            leak("chip 0", 12 * KIB),
+            leak("chip 1", 12 * KIB),
+            leak("mesh 1", 4 * KIB)
+        ],
+        "{}",
+        t.report
+    );
+    for line in [
+        "leaked: chip 0 DRAM 12.0 KiB at 0x10000",
+        "leaked: chip 1 DRAM 12.0 KiB at 0x10000",
+        "leaked: mesh 1 DRAM 4.0 KiB at 0x10000",
+    ] {
+        assert!(t.stderr.contains(line), "{line:?} in:\n{}", t.stderr);
+    }
+    assert!(
+        !t.stderr.contains("unattributed"),
+        "no unattributed memory:\n{}",
+        t.stderr
+    );
+    t.assert_nothing_lost();
 }
 
 /// configure_fabric runs on worker threads while other threads load application kernels:
