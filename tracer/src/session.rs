@@ -4,7 +4,7 @@ use std::{future::Future, os::fd::AsRawFd, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
-use tracer_common::Event;
+use tracer_common::{Event, EventKind};
 
 use crate::{
     collector::{Collector, Record},
@@ -24,6 +24,8 @@ pub struct Session {
     /// Ring records too short to be an event (never expected; counted, not trusted).
     pub malformed: u64,
     batch: Vec<Event>,
+    /// Process exits read after the payload ring: applied with the next drain (see [`order`]).
+    held_exits: Vec<Event>,
 }
 
 impl Session {
@@ -42,24 +44,40 @@ impl Session {
             collector: Collector::new(),
             malformed: 0,
             batch: Vec::with_capacity(4096),
+            held_exits: Vec::new(),
         })
     }
 
-    /// Reads everything waiting in both rings and applies it in time order. The lifecycle ring
-    /// is read first: every payload event that precedes a process exit is already in the payload
-    /// ring by then, so sorting the batch puts the exit after them.
+    /// Reads everything waiting in both rings and applies it in time order (see [`order`]). An
+    /// exit held back is applied by another pass at once (a few at most), so a process's cleanup
+    /// record is not delayed until the next wake-up.
     pub(crate) fn drain(&mut self, on_record: &mut dyn FnMut(&Record)) -> usize {
         self.probes.flush_log();
-        self.batch.clear();
-        for ring in [self.lifecycle.get_mut(), self.payload.get_mut()] {
-            while let Some(item) = ring.next() {
-                match Event::from_bytes(&item) {
-                    Some(ev) => self.batch.push(ev),
-                    None => self.malformed += 1,
-                }
+        let mut applied = 0;
+        for _ in 0..4 {
+            applied += self.pass(on_record);
+            if self.held_exits.is_empty() {
+                break;
             }
         }
-        self.batch.sort_by_key(|e| e.ts_ns);
+        applied
+    }
+
+    fn pass(&mut self, on_record: &mut dyn FnMut(&Record)) -> usize {
+        self.batch.clear();
+        let mut late_lifecycle = Vec::new();
+        read_ring(
+            self.lifecycle.get_mut(),
+            &mut self.batch,
+            &mut self.malformed,
+        );
+        read_ring(self.payload.get_mut(), &mut self.batch, &mut self.malformed);
+        read_ring(
+            self.lifecycle.get_mut(),
+            &mut late_lifecycle,
+            &mut self.malformed,
+        );
+        order(&mut self.batch, late_lifecycle, &mut self.held_exits);
         for ev in &self.batch {
             if let Some(rec) = self.collector.apply(ev) {
                 on_record(&rec);
@@ -78,6 +96,8 @@ impl Session {
         loop {
             tokio::select! {
                 out = &mut stop => {
+                    // Twice: exits held back by the first drain are applied by the second.
+                    self.drain(on_record);
                     self.drain(on_record);
                     return out;
                 }
@@ -122,5 +142,79 @@ impl Session {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+}
+
+fn read_ring(ring: &mut RingBuf<MapData>, into: &mut Vec<Event>, malformed: &mut u64) {
+    while let Some(item) = ring.next() {
+        match Event::from_bytes(&item) {
+            Some(ev) => into.push(ev),
+            None => *malformed += 1,
+        }
+    }
+}
+
+/// Puts one drain's events in the order the collector must see them. The rings are read
+/// lifecycle, payload, lifecycle again (`late`):
+/// - an event read in the first lifecycle pass had been submitted before the payload ring was
+///   read, and so had every payload event of its thread that precedes it: sorting by time puts
+///   a process's exit after all its payload events;
+/// - an event submitted while the payload ring was being read (a device opened just before the
+///   banks built in its constructor, whose events were read) is in `late`, and is applied now,
+///   in time order, so the banks find their device;
+/// - but a process exit in `late` may precede payload events of its process submitted after the
+///   payload ring was read: it is held back (`held`) and applied with the next drain, whose
+///   payload pass holds them all.
+fn order(batch: &mut Vec<Event>, late: Vec<Event>, held: &mut Vec<Event>) {
+    let exits_now = std::mem::take(held);
+    for ev in late {
+        if ev.kind == EventKind::ProcessExit as u8 {
+            held.push(ev);
+        } else {
+            batch.push(ev);
+        }
+    }
+    batch.extend(exits_now);
+    batch.sort_by_key(|e| e.ts_ns);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roles::Role;
+
+    fn at(kind: EventKind, role: Role, ts: u64) -> Event {
+        Event::new(kind, role as u16, ts, 1, 10, 10)
+    }
+
+    #[test]
+    fn a_late_device_open_is_applied_before_the_banks_it_precedes() {
+        let mut batch = vec![at(EventKind::Call, Role::BankNew, 20)];
+        let late = vec![at(EventKind::Call, Role::DeviceOpen, 10)];
+        let mut held = Vec::new();
+        order(&mut batch, late, &mut held);
+        let roles: Vec<u16> = batch.iter().map(|e| e.role).collect();
+        assert_eq!(roles, [Role::DeviceOpen as u16, Role::BankNew as u16]);
+        assert!(held.is_empty());
+    }
+
+    #[test]
+    fn a_late_exit_waits_for_the_next_drain() {
+        let exit = at(EventKind::ProcessExit, Role::DeviceInit, 30);
+        let mut batch = vec![at(EventKind::Call, Role::BankNew, 20)];
+        let mut held = Vec::new();
+        order(&mut batch, vec![exit], &mut held);
+        assert_eq!(batch.len(), 1, "the exit is not applied yet");
+        assert_eq!(held.len(), 1);
+        // Next drain: a payload event of the process, submitted just before it exited.
+        let mut next = vec![at(EventKind::Call, Role::BankFree, 25)];
+        order(&mut next, Vec::new(), &mut held);
+        let kinds: Vec<u8> = next.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [EventKind::Call as u8, EventKind::ProcessExit as u8],
+            "the exit comes after the process's last payload event"
+        );
+        assert!(held.is_empty());
     }
 }
