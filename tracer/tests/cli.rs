@@ -57,3 +57,58 @@ fn completions_and_man_page_are_generated() {
         &out[..out.len().min(200)]
     );
 }
+
+/// Every document a `--help` points to exists.
+#[test]
+fn documents_named_in_help_exist() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut named = 0;
+    for sub in ["run", "attach", "probes"] {
+        let (_, out, _) = tt_tracer(&[sub, "--help"]);
+        for word in out.split(|c: char| c.is_whitespace() || "(),;".contains(c)) {
+            if let Some(doc) = word.strip_prefix("docs/") {
+                let doc = doc.trim_end_matches(['.', ':', ')']);
+                assert!(
+                    root.join("docs").join(doc).is_file(),
+                    "`{sub} --help` points to docs/{doc}, which does not exist"
+                );
+                named += 1;
+            }
+        }
+    }
+    assert!(
+        named > 0,
+        "no --help names a document any more: update this test"
+    );
+}
+
+/// Every key the built-in catalog uses is explained in docs/catalog.md.
+#[test]
+fn every_catalog_key_is_documented() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/catalog.md"),
+    )
+    .expect("docs/catalog.md");
+    let catalog: toml::Value = toml::from_str(tt_tracer::catalog::BUILTIN).unwrap();
+    let mut keys = std::collections::BTreeSet::new();
+    for role in catalog["role"].as_array().unwrap() {
+        for (k, v) in role.as_table().unwrap() {
+            keys.insert(k.clone());
+            if k == "fields" {
+                for f in v.as_array().unwrap() {
+                    keys.extend(f.as_table().unwrap().keys().cloned());
+                }
+            }
+        }
+    }
+    for b in catalog["abi"]["by_value"].as_array().unwrap() {
+        keys.extend(b.as_table().unwrap().keys().cloned());
+    }
+    assert!(keys.len() > 10, "{keys:?}");
+    for k in keys {
+        assert!(
+            doc.contains(&format!("`{k}`")) || doc.contains(&format!("{k} =")),
+            "catalog key `{k}` is not explained in docs/catalog.md"
+        );
+    }
+}
