@@ -702,3 +702,114 @@ fn sigterm_to_the_tracer_reaches_the_command() {
     assert_ledger(&t, p, &driver);
     t.assert_nothing_lost();
 }
+
+/// The child of `parent` whose command name is `comm`, once it exists (within 30 s).
+fn child_named(parent: u32, comm: &str) -> u32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let ppid = stat[close + 1..].split_whitespace().nth(1);
+            if &stat[open + 1..close] == comm && ppid == Some(&parent.to_string()) {
+                return pid;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no child {comm} of {parent}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Events lost for real (the tracer stopped while the command floods the ring): the report says
+/// the ledger is incomplete in the process's own section, in the JSON, and on stderr, and never
+/// claims the devices were left clean.
+#[test]
+fn a_ledger_with_lost_events_says_it_is_incomplete() {
+    require_root();
+    let s = standin();
+    let go = target_dir()
+        .join("it-scratch")
+        .join(format!("go-{}", monotonic_ns()));
+    std::fs::create_dir_all(go.parent().unwrap()).unwrap();
+    let child = spawn_trace(
+        &[
+            "run",
+            "--lib",
+            s.lib.to_str().unwrap(),
+            "--",
+            s.driver.to_str().unwrap(),
+            "--devices",
+            "1",
+            "--app-kernels",
+            "200000",
+            "--app-kernel-bytes",
+            "64",
+            "--wait-file",
+            go.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .unwrap();
+    let tracer = child.child.id();
+    // Exec'd (so armed), waiting for the go file.
+    let driver = child_named(tracer, "tt_driver");
+    // SAFETY: signalling the tracer we started.
+    assert_eq!(unsafe { libc::kill(tracer as i32, libc::SIGSTOP) }, 0);
+    std::fs::write(&go, "").unwrap();
+    // 200,000 kernel writes into an 8 MiB ring (~87,000 events) that nobody reads.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::fs::read_to_string(format!("/proc/{driver}/stat"))
+        .is_ok_and(|st| !st.contains(") Z "))
+    {
+        assert!(std::time::Instant::now() < deadline, "driver never ended");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(tracer as i32, libc::SIGCONT) }, 0);
+    let t = child.wait().unwrap();
+    let _ = std::fs::remove_file(&go);
+    assert!(t.status.success(), "{}", t.stderr);
+    let lost = t.report["lost"]["payload_ring_full"]
+        .as_u64()
+        .expect("payload_ring_full counter");
+    assert!(lost > 50_000, "the flood overflowed the ring: lost {lost}");
+    assert_eq!(t.report["complete"], false, "{}", t.report["complete"]);
+    let p = t.process(driver as u64);
+    assert_eq!(p["complete"], false, "the process's own section");
+    let warning = t
+        .stderr
+        .lines()
+        .find(|l| l.contains("events lost"))
+        .unwrap_or_else(|| panic!("no loss warning on stderr:\n{}", t.stderr));
+    assert!(
+        warning.contains("incomplete") && warning.contains(&driver.to_string()),
+        "{warning}"
+    );
+    let section = t
+        .stderr
+        .split(&format!("process {driver}"))
+        .nth(1)
+        .expect("the text report's process section");
+    assert!(section.contains("INCOMPLETE:"), "{section}");
+    let live = t
+        .stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("tt-tracer: pid {driver} exited")))
+        .unwrap_or_else(|| panic!("no live cleanup line:\n{}", t.stderr));
+    assert!(live.ends_with("(incomplete: events were lost)"), "{live}");
+    assert_eq!(p["exit"]["complete"], false, "the cleanup record itself");
+    assert!(
+        !section.contains("nothing left on its devices\n"),
+        "an incomplete ledger never claims a clean exit: {section}"
+    );
+}

@@ -198,12 +198,11 @@ impl<'a> Report<'a> {
                 let _ = writeln!(s, "  workloads enqueued: {}", p.workloads_enqueued);
             }
             if let Some(c) = &p.exit {
-                let incomplete = if p.complete {
-                    ""
-                } else {
-                    " (incomplete: events were lost)"
+                let c = Cleanup {
+                    complete: c.complete && p.complete,
+                    ..c.clone()
                 };
-                let _ = writeln!(s, "  {}{incomplete}", cleanup_line(c));
+                let _ = writeln!(s, "  {}", cleanup_line(&c));
                 for l in c.leaks.iter().take(20) {
                     let _ = writeln!(
                         s,
@@ -345,6 +344,15 @@ fn tally(t: &Tally, what: &str) -> String {
 /// "pid 12345 exited (signal 9): released 4 system kernels, 204.0 KiB — 2 fabric 112.0 KiB,
 /// 2 dispatch 92.0 KiB; 3 application kernels, 36.0 KiB"
 pub fn cleanup_line(c: &Cleanup) -> String {
+    let line = cleanup_text(c);
+    if c.complete {
+        line
+    } else {
+        format!("{line} (incomplete: events were lost)")
+    }
+}
+
+fn cleanup_text(c: &Cleanup) -> String {
     let r = &c.released;
     let leaks = if c.leaks.is_empty() {
         String::new()

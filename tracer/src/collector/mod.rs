@@ -95,6 +95,20 @@ impl Collector {
         Record::ProcessExited(cleanup)
     }
 
+    /// Records that an exit's cleanup was incomplete (events had been lost by then).
+    pub fn mark_exit_incomplete(&mut self, cleanup: &Cleanup) {
+        if cleanup.complete {
+            return;
+        }
+        if let Some(p) = self.ended.iter_mut().rev().find(|p| {
+            p.pid == cleanup.pid && p.exit.as_ref().map(|e| e.exit_ns) == Some(cleanup.exit_ns)
+        }) {
+            if let Some(e) = p.exit.as_mut() {
+                e.complete = false;
+            }
+        }
+    }
+
     /// Every process seen, ended ones first (in the order they ended), then live ones.
     pub fn processes(&self) -> impl Iterator<Item = &ProcessLedger> {
         self.ended.iter().chain(self.live.values())
@@ -367,6 +381,7 @@ impl ProcessLedger {
             released,
             devices,
             leaks,
+            complete: true,
         };
         self.last_ns = self.last_ns.max(ev.ts_ns);
         self.exit = Some(cleanup.clone());

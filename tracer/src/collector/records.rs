@@ -109,6 +109,10 @@ pub struct Cleanup {
     pub devices: Vec<i64>,
     /// Device buffers still allocated at exit (released by the exit), oldest first.
     pub leaks: Vec<Leak>,
+    /// False when the probes had lost events by the time of the exit: what it released may be
+    /// more than this says. The collector cannot know (it sees only what arrives): the reader
+    /// sets it.
+    pub complete: bool,
 }
 
 #[cfg(test)]
