@@ -268,7 +268,7 @@ fn outstanding_line(s: &mut String, indent: &str, what: &str, o: &[Outstanding])
     if o.is_empty() {
         return;
     }
-    let bytes: u64 = o.iter().map(|x| x.size).sum();
+    let bytes = o.iter().fold(0u64, |n, x| n.saturating_add(x.size));
     let items: Vec<String> = o
         .iter()
         .take(8)
@@ -357,7 +357,10 @@ fn cleanup_text(c: &Cleanup) -> String {
     let leaks = if c.leaks.is_empty() {
         String::new()
     } else {
-        let bytes: u64 = c.leaks.iter().map(|l| l.buffer.size).sum();
+        let bytes = c
+            .leaks
+            .iter()
+            .fold(0u64, |n, l| n.saturating_add(l.buffer.size));
         format!("{} device buffers, {}", c.leaks.len(), kib(bytes))
     };
     if r.is_empty() {

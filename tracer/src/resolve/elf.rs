@@ -271,6 +271,9 @@ pub(super) fn mangled_hint(qualified: &str) -> Option<String> {
     let last = parts.next()?;
     if last.is_empty()
         || !last.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        // An identifier never starts with a digit; one that did would run into the length
+        // prefix, which the prefilter reads back as one (overflowing) number.
+        || last.starts_with(|c: char| c.is_ascii_digit())
         || last.starts_with("operator")
     {
         return None;
