@@ -187,6 +187,15 @@ impl<'a> Report<'a> {
                     &m.outstanding_at_close,
                 );
             }
+            let unplaced = &p.unplaced_program_buffers;
+            if unplaced.count > 0 {
+                let _ = writeln!(
+                    s,
+                    "  program binary buffers on an unknown allocator: {} ({})",
+                    unplaced.count,
+                    kib(unplaced.bytes)
+                );
+            }
             if !p.unattributed.is_empty() {
                 let _ = writeln!(s, "  buffers of banks outside any known allocator:");
                 memory_lines(&mut s, "    ", &p.unattributed);
@@ -314,11 +323,23 @@ fn kernel_lines(s: &mut String, indent: &str, k: &Kernels) {
         sys.count,
         kib(sys.bytes)
     );
+    let apps = k.applications();
+    let how = if k.program_buffers.count > 0 {
+        format!(
+            "  (written to cores {}: {}, program binary buffers {}: {})",
+            k.application.count,
+            kib(k.application.bytes),
+            k.program_buffers.count,
+            kib(k.program_buffers.bytes)
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         s,
-        "{indent}Application kernels: {:>3}  {:>11}",
-        k.application.count,
-        kib(k.application.bytes)
+        "{indent}Application kernels: {:>3}  {:>11}{how}",
+        apps.count,
+        kib(apps.bytes)
     );
     let t = k.total();
     let _ = writeln!(
@@ -389,8 +410,8 @@ fn cleanup_text(c: &Cleanup) -> String {
         sys.count,
         kib(sys.bytes),
         parts.join(", "),
-        r.application.count,
-        kib(r.application.bytes)
+        r.applications().count,
+        kib(r.applications().bytes)
     )
 }
 
@@ -435,6 +456,23 @@ pub fn record_line(r: &Record) -> String {
             <&str>::from(class),
             kib(*bytes)
         ),
+        Record::ProgramBinariesPlaced {
+            pid,
+            tid,
+            chips,
+            bytes,
+            address,
+            buffer_type,
+            ..
+        } => {
+            let on: Vec<String> = chips.iter().map(|c| c.to_string()).collect();
+            format!(
+                "[{pid}/{tid}] kernel application {} as a program binary buffer ({} @{address:#x}) → device {}",
+                kib(*bytes),
+                buffer_type.name(),
+                if on.is_empty() { "unknown".to_string() } else { on.join(", ") }
+            )
+        }
         Record::DeviceClosed {
             pid,
             chip,

@@ -36,6 +36,13 @@ impl Tally {
         self.count += o.count;
         self.bytes = self.bytes.saturating_add(o.bytes);
     }
+    pub(super) fn add_bytes(&mut self, bytes: u64) {
+        self.add(bytes);
+    }
+    fn remove(&mut self, bytes: u64) {
+        self.count = self.count.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(bytes);
+    }
 }
 
 /// Kernel binaries by origin. Fabric and dispatch are the system kernels.
@@ -45,7 +52,11 @@ pub struct Kernels {
     pub dispatch: Tally,
     /// Written during device initialisation outside fabric/dispatch bring-up.
     pub init: Tally,
+    /// Application kernels written to the cores one by one (slow dispatch).
     pub application: Tally,
+    /// Application kernels a program placed in a device buffer of its binaries, which the
+    /// dispatch firmware copies to the cores (fast dispatch, ttnn's default).
+    pub program_buffers: Tally,
 }
 
 impl Kernels {
@@ -55,9 +66,15 @@ impl Kernels {
         t.merge(&self.init);
         t
     }
+    /// Application kernels however they were loaded.
+    pub fn applications(&self) -> Tally {
+        let mut t = self.application;
+        t.merge(&self.program_buffers);
+        t
+    }
     pub fn total(&self) -> Tally {
         let mut t = self.system();
-        t.merge(&self.application);
+        t.merge(&self.applications());
         t
     }
     pub fn is_empty(&self) -> bool {
@@ -77,6 +94,13 @@ impl Kernels {
         self.dispatch.merge(&o.dispatch);
         self.init.merge(&o.init);
         self.application.merge(&o.application);
+        self.program_buffers.merge(&o.program_buffers);
+    }
+    pub(super) fn add_program_buffer(&mut self, bytes: u64) {
+        self.program_buffers.add(bytes);
+    }
+    pub(super) fn remove_program_buffer(&mut self, bytes: u64) {
+        self.program_buffers.remove(bytes);
     }
 }
 
@@ -165,6 +189,8 @@ pub struct ProcessLedger {
     pub scratch_banks: u32,
     /// Banks built outside any known allocator context (0 when attribution is complete).
     pub unattributed_banks: u32,
+    /// Program binary buffers whose allocator serves no known chip or mesh.
+    pub unplaced_program_buffers: Tally,
     pub workloads_enqueued: u64,
     /// Time spent in contexts not tied to one device (device init, mesh open, program
     /// uploads), summed, ns.
@@ -191,6 +217,7 @@ impl ProcessLedger {
             unattributed: MemoryBooks::default(),
             scratch_banks: 0,
             unattributed_banks: 0,
+            unplaced_program_buffers: Tally::default(),
             workloads_enqueued: 0,
             phases: BTreeMap::new(),
             unmatched: 0,
@@ -218,6 +245,19 @@ impl ProcessLedger {
             chip,
             ..Default::default()
         })
+    }
+
+    /// The chips an owner's buffers occupy: its chip, or every chip of its mesh.
+    pub(super) fn chips_of(&self, id: OwnerId) -> Vec<i64> {
+        match self.attribution.owner(id) {
+            Owner::Chip(c) => vec![c],
+            Owner::Mesh(m) => self
+                .meshes
+                .get(&m)
+                .map(|m| m.chips.clone())
+                .unwrap_or_default(),
+            Owner::Scratch | Owner::Unattributed => Vec::new(),
+        }
     }
 
     /// The books an owner's allocations go to.

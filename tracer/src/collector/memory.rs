@@ -143,6 +143,9 @@ pub(crate) struct Allocation {
     pub(crate) allocated_ns: u64,
     pub(crate) owner: OwnerId,
     pub(crate) buffer_type: BufferType,
+    /// A program's kernel binaries (placed inside `program_binaries`): booked as application
+    /// kernels, not as an ordinary buffer.
+    pub(crate) kernel_binaries: bool,
 }
 
 /// Live allocations keyed by (bank, address): DRAM and L1 addresses overlap.
@@ -170,12 +173,18 @@ impl LiveAllocations {
             .filter_map(|k| self.map.remove(&k).map(|a| (k.1, a)))
             .collect()
     }
-    /// Live allocations of `owner`, oldest first.
-    pub(crate) fn of_owner(&self, owner: OwnerId, now: u64) -> Vec<Outstanding> {
+    /// Live allocations of `owner`, oldest first: ordinary buffers, or (`kernel_binaries`)
+    /// programs' binary buffers.
+    pub(crate) fn of_owner(
+        &self,
+        owner: OwnerId,
+        now: u64,
+        kernel_binaries: bool,
+    ) -> Vec<Outstanding> {
         let mut v: Vec<Outstanding> = self
             .map
             .iter()
-            .filter(|(_, a)| a.owner == owner)
+            .filter(|(_, a)| a.owner == owner && a.kernel_binaries == kernel_binaries)
             .map(|((_, addr), a)| Outstanding {
                 buffer_type: a.buffer_type,
                 size: a.size,
@@ -227,6 +236,7 @@ mod tests {
             allocated_ns: 0,
             owner: 0,
             buffer_type: BufferType::Dram,
+            kernel_binaries: false,
         };
         assert!(l.insert(1, 0x1000, a).is_none());
         assert!(l.insert(2, 0x1000, a).is_none());

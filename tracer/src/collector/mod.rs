@@ -205,20 +205,21 @@ impl ProcessLedger {
                 bank,
                 size,
                 address,
-            } => {
-                self.allocated(ev, bank, size, address);
-                None
-            }
+            } => self.allocated(ev, bank, size, address),
             Call::BankFree { bank, address } => {
                 match self.live.remove(bank, address) {
-                    Some(a) => self.books(a.owner).free(a.buffer_type, a.size),
+                    Some(a) => self.released(a),
                     None => self.unmatched += 1,
                 }
                 None
             }
             Call::BankFreeAll { bank } => {
                 for (_, a) in self.live.drain_bank(bank) {
-                    self.books(a.owner).clear(a.buffer_type, a.size);
+                    if a.kernel_binaries {
+                        self.released(a);
+                    } else {
+                        self.books(a.owner).clear(a.buffer_type, a.size);
+                    }
                 }
                 None
             }
@@ -287,7 +288,7 @@ impl ProcessLedger {
             return None;
         };
         let owner = self.attribution.owner_id(Owner::Chip(chip));
-        let outstanding = self.live.of_owner(owner, ev.ts_ns);
+        let outstanding = self.live.of_owner(owner, ev.ts_ns, false);
         let d = self.device(chip);
         d.closed_ns = Some(ev.ts_ns);
         d.outstanding_at_close = outstanding;
@@ -305,7 +306,7 @@ impl ProcessLedger {
         let mut outstanding = 0;
         if let Some(m) = mesh {
             let owner = self.attribution.owner_id(Owner::Mesh(m));
-            let o = self.live.of_owner(owner, ev.ts_ns);
+            let o = self.live.of_owner(owner, ev.ts_ns, false);
             outstanding = o.len() as u64;
             if let Some(ml) = self.meshes.get_mut(&m) {
                 ml.closed_ns = Some(ev.ts_ns);
@@ -337,20 +338,59 @@ impl ProcessLedger {
         self.attribution.bank_built(bank, buffer_type, owner);
     }
 
-    fn allocated(&mut self, ev: &Event, bank: u64, size: u64, address: u64) {
+    fn allocated(&mut self, ev: &Event, bank: u64, size: u64, address: u64) -> Option<Record> {
         let (buffer_type, owner) = self.attribution.bank(bank);
+        let kernel_binaries = Origin::from_repr(ev.origin) == Some(Origin::Program);
         let a = Allocation {
             size,
             allocated_ns: ev.ts_ns,
             owner,
             buffer_type,
+            kernel_binaries,
         };
         if let Some(old) = self.live.insert(bank, address, a) {
             // The same address again without a free we saw: book the old one freed.
             self.unmatched += 1;
-            self.books(old.owner).free(old.buffer_type, old.size);
+            self.released(old);
         }
-        self.books(owner).allocate(buffer_type, size);
+        if !kernel_binaries {
+            self.books(owner).allocate(buffer_type, size);
+            return None;
+        }
+        // A program's binaries, placed for the dispatch firmware to copy to the cores: they are
+        // application kernels on every chip the buffer occupies, not an ordinary buffer.
+        let chips = self.chips_of(owner);
+        if chips.is_empty() {
+            self.unplaced_program_buffers.add_bytes(size);
+        }
+        for &c in &chips {
+            let d = self.device(c);
+            d.loaded.add_program_buffer(size);
+            d.resident.add_program_buffer(size);
+            d.first_load_ns.get_or_insert(ev.ts_ns);
+            d.last_load_ns = Some(ev.ts_ns);
+        }
+        Some(Record::ProgramBinariesPlaced {
+            pid: self.pid,
+            tid: ev.tid,
+            ts_ns: ev.ts_ns,
+            chips,
+            bytes: size,
+            address,
+            buffer_type,
+        })
+    }
+
+    /// A buffer freed one by one: back out of its books, or, for a program's binaries, off its
+    /// chips' resident kernels.
+    fn released(&mut self, a: Allocation) {
+        if a.kernel_binaries {
+            for c in self.chips_of(a.owner) {
+                self.device(c).resident.remove_program_buffer(a.size);
+            }
+        } else {
+            self.books(a.owner).free(a.buffer_type, a.size);
+        }
     }
 
     /// The process is gone: everything still resident or allocated is released by its exit.
@@ -365,7 +405,7 @@ impl ProcessLedger {
         }
         let mut leaks: Vec<Leak> = Vec::new();
         for id in self.attribution.owner_ids() {
-            for buffer in self.live.of_owner(id, ev.ts_ns) {
+            for buffer in self.live.of_owner(id, ev.ts_ns, false) {
                 leaks.push(Leak {
                     owner: self.attribution.owner_name(id),
                     buffer,
@@ -823,5 +863,169 @@ mod tests {
         assert!(c.apply(&e).is_none());
         assert_eq!(c.unknown_events, 1);
         assert_eq!(c.processes().count(), 0);
+    }
+
+    /// Fast dispatch: a program's binaries go into a device buffer placed inside
+    /// `program_binaries`. They are application kernels on the buffer's chip(s), resident until
+    /// the buffer is freed, never an ordinary buffer.
+    #[test]
+    fn program_binary_buffers_are_application_kernels_until_freed() {
+        let mut c = Collector::new();
+        let pid = 9;
+        healthy_device(&mut c, pid, 0xd0, 0);
+        // The chip's own DRAM bank, built inside its allocator.
+        let mut enter = ev(
+            pid,
+            EventKind::ContextEnter,
+            Some(Role::DeviceAllocator),
+            Origin::DeviceAllocator,
+            &[],
+        );
+        enter.context_this = 0xd0;
+        c.apply(&enter);
+        let mut bank = ev(
+            pid,
+            EventKind::Call,
+            Some(Role::BankNew),
+            Origin::DeviceAllocator,
+            &[0xb0, 0],
+        );
+        bank.context_this = 0xd0;
+        c.apply(&bank);
+        let alloc = |origin: Origin, size: u64, addr: u64| {
+            let mut e = ev(
+                pid,
+                EventKind::Call,
+                Some(Role::BankAllocate),
+                origin,
+                &[0xb0, size],
+            );
+            e.ret = addr;
+            e
+        };
+        let r = c.apply(&alloc(Origin::Program, 6144, 0x8000));
+        assert!(
+            matches!(&r, Some(Record::ProgramBinariesPlaced { chips, bytes: 6144, .. }) if chips == &[0]),
+            "{r:?}"
+        );
+        c.apply(&alloc(Origin::Program, 2048, 0x9000));
+        c.apply(&alloc(Origin::Application, 4096, 0xa000)); // an ordinary buffer
+        let p = c.processes().next().unwrap();
+        let d = &p.devices[&0];
+        assert_eq!(
+            d.loaded.program_buffers,
+            Tally {
+                count: 2,
+                bytes: 8192
+            }
+        );
+        assert_eq!(d.loaded.applications().bytes, 8192);
+        assert_eq!(
+            d.loaded.system().bytes,
+            204 * 1024,
+            "system kernels untouched"
+        );
+        let dram = d.memory.by_type[&BufferType::Dram];
+        assert_eq!(
+            (dram.allocs, dram.alloc_bytes),
+            (1, 4096),
+            "only the ordinary buffer"
+        );
+        // The program is destroyed: its buffer freed, its kernels gone from the device.
+        c.apply(&ev(
+            pid,
+            EventKind::Call,
+            Some(Role::BankFree),
+            Origin::Application,
+            &[0xb0, 0x8000],
+        ));
+        let p = c.processes().next().unwrap();
+        assert_eq!(
+            p.devices[&0].resident.program_buffers,
+            Tally {
+                count: 1,
+                bytes: 2048
+            }
+        );
+        assert_eq!(p.devices[&0].memory.by_type[&BufferType::Dram].frees, 0);
+        // The exit releases the rest, and lists only the ordinary buffer as a leak.
+        let Some(Record::ProcessExited(cl)) = c.apply(&ev(
+            pid,
+            EventKind::ProcessExit,
+            None,
+            Origin::Application,
+            &[0],
+        )) else {
+            panic!()
+        };
+        assert_eq!(
+            cl.released.program_buffers,
+            Tally {
+                count: 1,
+                bytes: 2048
+            }
+        );
+        assert_eq!(cl.leaks.len(), 1);
+        assert_eq!(cl.leaks[0].buffer.size, 4096);
+    }
+
+    /// Application kernels in a mesh buffer are on every chip of the mesh.
+    #[test]
+    fn a_mesh_program_buffer_is_on_every_chip_of_the_mesh() {
+        let mut c = Collector::new();
+        let pid = 11;
+        const TOKEN: u64 = 0x7ff0;
+        let mut open_mesh = ev(
+            pid,
+            EventKind::ContextEnter,
+            Some(Role::MeshOpen),
+            Origin::MeshOpen,
+            &[],
+        );
+        open_mesh.context_this = TOKEN;
+        c.apply(&open_mesh);
+        for (dev, chip) in [(0xd0, 0), (0xd1, 1)] {
+            let mut o = open(pid, dev, chip);
+            o.origin = Origin::MeshOpen as u8;
+            o.context_this = TOKEN;
+            c.apply(&o);
+        }
+        let mut mesh_alloc = ev(
+            pid,
+            EventKind::ContextEnter,
+            Some(Role::MeshAllocator),
+            Origin::MeshAllocator,
+            &[0x2222],
+        );
+        mesh_alloc.context_this = 0x1111;
+        mesh_alloc.parent_origin = Origin::MeshOpen as u8;
+        mesh_alloc.parent_this = TOKEN;
+        c.apply(&mesh_alloc);
+        let mut bank = ev(
+            pid,
+            EventKind::Call,
+            Some(Role::BankNew),
+            Origin::MeshAllocator,
+            &[0xb1, 0],
+        );
+        bank.context_this = 0x1111;
+        c.apply(&bank);
+        let mut e = ev(
+            pid,
+            EventKind::Call,
+            Some(Role::BankAllocate),
+            Origin::Program,
+            &[0xb1, 1000],
+        );
+        e.ret = 0x4000;
+        c.apply(&e);
+        let p = c.processes().next().unwrap();
+        for chip in [0, 1] {
+            assert_eq!(
+                p.devices[&chip].loaded.program_buffers.bytes, 1000,
+                "chip {chip}"
+            );
+        }
+        assert!(p.meshes[&1].memory.is_empty());
     }
 }

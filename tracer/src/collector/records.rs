@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{
     ledger::{KernelClass, Kernels},
-    memory::Outstanding,
+    memory::{BufferType, Outstanding},
 };
 use crate::roles::Role;
 
@@ -41,6 +41,17 @@ pub enum Record {
         class: KernelClass,
         bytes: u64,
         address: u64,
+    },
+    /// A program placed its kernel binaries in a device buffer (fast dispatch): application
+    /// kernels on each of `chips` (all chips of a mesh buffer; none if its allocator is unknown).
+    ProgramBinariesPlaced {
+        pid: u32,
+        tid: u32,
+        ts_ns: u64,
+        chips: Vec<i64>,
+        bytes: u64,
+        address: u64,
+        buffer_type: BufferType,
     },
     DeviceClosed {
         pid: u32,
