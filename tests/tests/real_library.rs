@@ -327,6 +327,7 @@ fn the_standin_resolves_to_the_same_roles_and_registers() {
         "kernel_binary_write",
         "device_close",
         "mesh_close",
+        "firmware_write",
     ] {
         assert!(
             standin_ids.iter().any(|s| s == id),

@@ -131,6 +131,14 @@ impl<'a> Report<'a> {
                         kib(r.bytes)
                     );
                 }
+                if !d.firmware_by_core.is_empty() {
+                    let by: Vec<String> = d
+                        .firmware_by_core
+                        .iter()
+                        .map(|(c, t)| format!("{} {}: {}", <&str>::from(c), t.count, kib(t.bytes)))
+                        .collect();
+                    let _ = writeln!(s, "    Firmware by core:    {}", by.join(", "));
+                }
                 if !d.phases.is_empty() {
                     let _ = writeln!(s, "    Bring-up:            {}", phases(&d.phases));
                 }
@@ -341,6 +349,14 @@ fn kernel_lines(s: &mut String, indent: &str, k: &Kernels) {
         apps.count,
         kib(apps.bytes)
     );
+    if k.firmware.count > 0 {
+        let _ = writeln!(
+            s,
+            "{indent}Firmware:            {:>3}  {:>11}",
+            k.firmware.count,
+            kib(k.firmware.bytes)
+        );
+    }
     let t = k.total();
     let _ = writeln!(
         s,
@@ -403,8 +419,13 @@ fn cleanup_text(c: &Cleanup) -> String {
     } else {
         format!("; {leaks}")
     };
+    let firmware = if r.firmware.count > 0 {
+        format!("; firmware {}, {}", r.firmware.count, kib(r.firmware.bytes))
+    } else {
+        String::new()
+    };
     format!(
-        "pid {} exited ({}): released {} system kernels, {} — {}; {} application kernels, {}{leaks}",
+        "pid {} exited ({}): released {} system kernels, {} — {}; {} application kernels, {}{firmware}{leaks}",
         c.pid,
         c.status,
         sys.count,
@@ -455,6 +476,18 @@ pub fn record_line(r: &Record) -> String {
             "[{pid}/{tid}] kernel {} {} → device {chip} L1 {address:#x}",
             <&str>::from(class),
             kib(*bytes)
+        ),
+        Record::FirmwareLoaded {
+            pid,
+            tid,
+            chip,
+            core_type,
+            bytes,
+            ..
+        } => format!(
+            "[{pid}/{tid}] firmware {} for {} cores → device {chip}",
+            kib(*bytes),
+            <&str>::from(core_type)
         ),
         Record::ProgramBinariesPlaced {
             pid,

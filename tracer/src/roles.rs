@@ -47,6 +47,7 @@ pub enum Role {
     CbAllocate = 17,
     CbFreeAll = 18,
     WorkloadEnqueue = 19,
+    FirmwareWrite = 20,
 }
 
 /// A value a probe reads for the collector. The catalog names each in a role's `fields`; its
@@ -73,6 +74,8 @@ pub enum Field {
     Size,
     /// A command queue.
     Queue,
+    /// A programmable core type index (tt-metal's `HalProgrammableCoreType`).
+    CoreType,
 }
 
 impl Role {
@@ -102,6 +105,7 @@ impl Role {
             Role::CbAllocate => &[Address, Size, Device],
             Role::CbFreeAll => &[Device],
             Role::WorkloadEnqueue => &[Queue],
+            Role::FirmwareWrite => &[Bytes, Chip, CoreType],
             Role::DeviceInit
             | Role::FabricContext
             | Role::DispatchContext

@@ -27,7 +27,7 @@ enum Rule {
 type Fields = &'static [(&'static str, Rule)];
 
 /// (role, member function?, fields).
-const ROLES: [(&str, bool, Fields); 8] = [
+const ROLES: [(&str, bool, Fields); 9] = [
     ("device_init", true, &[]),
     ("fabric_context", true, &[]),
     ("dispatch_context", true, &[]),
@@ -48,6 +48,15 @@ const ROLES: [(&str, bool, Fields); 8] = [
     ),
     ("device_close", true, &[("device", Rule::This)]),
     ("mesh_close", true, &[("mesh", Rule::This)]),
+    (
+        "firmware_write",
+        false,
+        &[
+            ("bytes", Rule::First("ll_api::memory const&")),
+            ("chip", Rule::After("int", "ll_api::memory const&")),
+            ("core_type", Rule::First("unsigned int")),
+        ],
+    ),
 ];
 
 /// What each release must attach, and must refuse, per role, as `nm -C` prints it.
@@ -78,22 +87,48 @@ fn expected(version: &str) -> Vec<(&'static str, Vec<&'static str>, Vec<&'static
         "0.72.0" => "tt::llrt::write_binary_to_address(ll_api::memory const&, int, tt::xy_pair const&, unsigned int)",
         _ => "tt::llrt::write_binary_to_address(tt::tt_metal::MetalEnvImpl&, ll_api::memory const&, int, tt::xy_pair const&, unsigned int)",
     };
+    let mut program_binaries = vec![
+        "tt::tt_metal::detail::ProgramImpl::allocate_kernel_bin_buf_on_device(tt::tt_metal::IDevice*)",
+        "tt::tt_metal::distributed::MeshWorkloadImpl::load_binaries(tt::tt_metal::distributed::MeshCommandQueue&)",
+    ];
+    if v062 {
+        program_binaries.push(
+            "tt::tt_metal::Program::allocate_kernel_bin_buf_on_device(tt::tt_metal::IDevice*)",
+        );
+    }
+    let firmware = match version {
+        "0.62.2" => vec!["tt::llrt::test_load_write_read_risc_binary(ll_api::memory const&, int, tt::umd::xy_pair const&, unsigned int, unsigned int, unsigned int)"],
+        "0.72.0" => vec![
+            "tt::llrt::test_load_write_read_risc_binary(ll_api::memory const&, int, tt::xy_pair const&, unsigned int, unsigned int, unsigned int)",
+            "tt::llrt::test_load_multicast_write_risc_binary(ll_api::memory const&, int, tt::xy_pair const&, tt::xy_pair const&, unsigned int, unsigned int, unsigned int)",
+        ],
+        _ => vec![
+            "tt::llrt::test_load_write_read_risc_binary(tt::tt_metal::MetalEnvImpl&, ll_api::memory const&, int, tt::xy_pair const&, unsigned int, unsigned int, unsigned int)",
+            "tt::llrt::test_load_multicast_write_risc_binary(tt::tt_metal::MetalEnvImpl&, ll_api::memory const&, int, tt::xy_pair const&, tt::xy_pair const&, unsigned int, unsigned int, unsigned int)",
+        ],
+    };
     vec![
         ("device_init", vec![device_init], vec![]),
-        ("fabric_context", vec!["tt::tt_metal::Device::configure_fabric()"], vec![]),
-        ("dispatch_context", vec![dispatch], vec![]),
         (
-            "program_binaries",
-            vec![
-                "tt::tt_metal::detail::ProgramImpl::allocate_kernel_bin_buf_on_device(tt::tt_metal::IDevice*)",
-                "tt::tt_metal::distributed::MeshWorkloadImpl::load_binaries(tt::tt_metal::distributed::MeshCommandQueue&)",
-            ],
+            "fabric_context",
+            vec!["tt::tt_metal::Device::configure_fabric()"],
             vec![],
         ),
+        ("dispatch_context", vec![dispatch], vec![]),
+        ("program_binaries", program_binaries, vec![]),
+        ("firmware_write", firmware, vec![]),
         ("device_open", vec![device], device_rejected),
         ("kernel_binary_write", vec![write], vec![]),
-        ("device_close", vec!["tt::tt_metal::Device::close()"], vec![]),
-        ("mesh_close", vec!["tt::tt_metal::distributed::MeshDevice::close()"], vec![]),
+        (
+            "device_close",
+            vec!["tt::tt_metal::Device::close()"],
+            vec![],
+        ),
+        (
+            "mesh_close",
+            vec!["tt::tt_metal::distributed::MeshDevice::close()"],
+            vec![],
+        ),
     ]
 }
 

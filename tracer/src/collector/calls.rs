@@ -49,6 +49,11 @@ pub(super) enum Call {
         device: u64,
     },
     WorkloadEnqueue,
+    FirmwareWrite {
+        bytes: u64,
+        chip: i64,
+        core_type: u64,
+    },
     /// A context role: its enter and exit are context events, never a call.
     Context,
 }
@@ -118,6 +123,11 @@ impl Call {
                 device: f.get(Field::Device),
             },
             Role::WorkloadEnqueue => Call::WorkloadEnqueue,
+            Role::FirmwareWrite => Call::FirmwareWrite {
+                bytes: f.get(Field::Bytes),
+                chip: f.chip(),
+                core_type: f.get(Field::CoreType),
+            },
             Role::DeviceInit
             | Role::FabricContext
             | Role::DispatchContext
@@ -173,6 +183,11 @@ mod tests {
                 Role::CbAllocate => Call::CbAllocate {
                     size: at(Field::Size),
                     device: at(Field::Device),
+                },
+                Role::FirmwareWrite => Call::FirmwareWrite {
+                    bytes: at(Field::Bytes),
+                    chip: at(Field::Chip) as i64,
+                    core_type: at(Field::CoreType),
                 },
                 _ => Call::decode(role, &ev),
             };

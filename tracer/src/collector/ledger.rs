@@ -28,7 +28,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, bytes: u64) {
+    pub(super) fn add(&mut self, bytes: u64) {
         self.count += 1;
         self.bytes = self.bytes.saturating_add(bytes);
     }
@@ -57,6 +57,8 @@ pub struct Kernels {
     /// Application kernels a program placed in a device buffer of its binaries, which the
     /// dispatch firmware copies to the cores (fast dispatch, ttnn's default).
     pub program_buffers: Tally,
+    /// Firmware binaries written to the cores' RISC processors (one per write or multicast).
+    pub firmware: Tally,
 }
 
 impl Kernels {
@@ -72,15 +74,17 @@ impl Kernels {
         t.merge(&self.program_buffers);
         t
     }
+    /// Everything: system kernels, application kernels and firmware.
     pub fn total(&self) -> Tally {
         let mut t = self.system();
         t.merge(&self.applications());
+        t.merge(&self.firmware);
         t
     }
     pub fn is_empty(&self) -> bool {
         self.total().count == 0
     }
-    pub(super) fn add(&mut self, class: KernelClass, bytes: u64) {
+    pub(super) fn add_class(&mut self, class: KernelClass, bytes: u64) {
         match class {
             KernelClass::Fabric => &mut self.fabric,
             KernelClass::Dispatch => &mut self.dispatch,
@@ -95,12 +99,39 @@ impl Kernels {
         self.init.merge(&o.init);
         self.application.merge(&o.application);
         self.program_buffers.merge(&o.program_buffers);
+        self.firmware.merge(&o.firmware);
+    }
+    pub(super) fn add_firmware(&mut self, bytes: u64) {
+        self.firmware.add(bytes);
     }
     pub(super) fn add_program_buffer(&mut self, bytes: u64) {
         self.program_buffers.add(bytes);
     }
     pub(super) fn remove_program_buffer(&mut self, bytes: u64) {
         self.program_buffers.remove(bytes);
+    }
+}
+
+/// tt-metal's `HalProgrammableCoreType` (the same values in every release seen).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum CoreType {
+    Tensix,
+    ActiveEth,
+    IdleEth,
+    /// A value this build does not know.
+    Other,
+}
+
+impl CoreType {
+    pub(crate) fn from_raw(v: u64) -> CoreType {
+        match v {
+            0 => CoreType::Tensix,
+            1 => CoreType::ActiveEth,
+            2 => CoreType::IdleEth,
+            _ => CoreType::Other,
+        }
     }
 }
 
@@ -153,6 +184,8 @@ pub struct DeviceLedger {
     pub mesh: Option<u32>,
     /// Banks of the chip's own allocator, by type.
     pub banks: BTreeMap<BufferType, u32>,
+    /// Firmware binaries written, by core type (`tensix`, `active_eth`, `idle_eth`).
+    pub firmware_by_core: BTreeMap<CoreType, Tally>,
     /// Time spent in each context that configured this device (fabric, dispatch, allocator),
     /// summed, ns.
     pub phases: BTreeMap<Role, u64>,

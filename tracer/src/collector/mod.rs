@@ -27,7 +27,7 @@ use self::{
     memory::{Allocation, BufferType},
 };
 pub use self::{
-    ledger::{DeviceLedger, KernelClass, Kernels, ProcKey, ProcessLedger, Tally},
+    ledger::{CoreType, DeviceLedger, KernelClass, Kernels, ProcKey, ProcessLedger, Tally},
     records::{Cleanup, ExitStatus, Leak, Record},
 };
 use crate::roles::Role;
@@ -194,7 +194,10 @@ impl ProcessLedger {
                 bytes,
                 chip,
                 address,
-            } => Some(self.kernel_written(ev, bytes, chip, address)),
+            } => {
+                let class = KernelClass::of(Origin::from_repr(ev.origin));
+                Some(self.kernel_written(ev, class, bytes, chip, address))
+            }
             Call::DeviceClose { device } => self.device_closed(ev, device),
             Call::MeshClose { mesh } => Some(self.mesh_closed(ev, mesh)),
             Call::BankNew { bank, buffer_type } => {
@@ -241,6 +244,18 @@ impl ProcessLedger {
                 self.workloads_enqueued += 1;
                 None
             }
+            Call::FirmwareWrite {
+                bytes,
+                chip,
+                core_type,
+            } => Some(match KernelClass::of(Origin::from_repr(ev.origin)) {
+                // The same functions write ethernet kernels (EthernetKernel::configure): inside
+                // fabric or dispatch bring-up they are those system kernels, not firmware.
+                class @ (KernelClass::Fabric | KernelClass::Dispatch) => {
+                    self.kernel_written(ev, class, bytes, chip, 0)
+                }
+                _ => self.firmware_written(ev, bytes, chip, CoreType::from_raw(core_type)),
+            }),
             // A context role reported as a plain call: only a foreign catalog could do that.
             Call::Context => {
                 self.unmatched += 1;
@@ -264,11 +279,17 @@ impl ProcessLedger {
         }
     }
 
-    fn kernel_written(&mut self, ev: &Event, bytes: u64, chip: i64, address: u64) -> Record {
-        let class = KernelClass::of(Origin::from_repr(ev.origin));
+    fn kernel_written(
+        &mut self,
+        ev: &Event,
+        class: KernelClass,
+        bytes: u64,
+        chip: i64,
+        address: u64,
+    ) -> Record {
         let d = self.device(chip);
-        d.loaded.add(class, bytes);
-        d.resident.add(class, bytes);
+        d.loaded.add_class(class, bytes);
+        d.resident.add_class(class, bytes);
         d.first_load_ns.get_or_insert(ev.ts_ns);
         d.last_load_ns = Some(ev.ts_ns);
         Record::KernelLoaded {
@@ -279,6 +300,27 @@ impl ProcessLedger {
             class,
             bytes,
             address,
+        }
+    }
+
+    fn firmware_written(
+        &mut self,
+        ev: &Event,
+        bytes: u64,
+        chip: i64,
+        core_type: CoreType,
+    ) -> Record {
+        let d = self.device(chip);
+        d.loaded.add_firmware(bytes);
+        d.resident.add_firmware(bytes);
+        d.firmware_by_core.entry(core_type).or_default().add(bytes);
+        Record::FirmwareLoaded {
+            pid: self.pid,
+            tid: ev.tid,
+            ts_ns: ev.ts_ns,
+            chip,
+            core_type,
+            bytes,
         }
     }
 
@@ -1027,5 +1069,73 @@ mod tests {
             );
         }
         assert!(p.meshes[&1].memory.is_empty());
+    }
+
+    /// Firmware outside bring-up contexts is firmware, by core type; the same write inside
+    /// configure_fabric is a fabric (ethernet) kernel.
+    #[test]
+    fn firmware_has_its_own_line_and_fabric_ethernet_kernels_stay_fabric() {
+        let mut c = Collector::new();
+        c.apply(&open(4, 0xd0, 0));
+        let fw = |origin: Origin, bytes: u64, core: u64| {
+            ev(
+                4,
+                EventKind::Call,
+                Some(Role::FirmwareWrite),
+                origin,
+                &[bytes, 0, core],
+            )
+        };
+        let r = c.apply(&fw(Origin::Application, 1000, 0));
+        assert!(
+            matches!(
+                r,
+                Some(Record::FirmwareLoaded {
+                    core_type: CoreType::Tensix,
+                    bytes: 1000,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        c.apply(&fw(Origin::DeviceInit, 3000, 0));
+        c.apply(&fw(Origin::Application, 500, 1));
+        c.apply(&fw(Origin::Fabric, FABRIC, 1));
+        let p = c.processes().next().unwrap();
+        let d = &p.devices[&0];
+        assert_eq!(
+            d.loaded.firmware,
+            Tally {
+                count: 3,
+                bytes: 4500
+            }
+        );
+        assert_eq!(
+            d.firmware_by_core[&CoreType::Tensix],
+            Tally {
+                count: 2,
+                bytes: 4000
+            }
+        );
+        assert_eq!(
+            d.firmware_by_core[&CoreType::ActiveEth],
+            Tally {
+                count: 1,
+                bytes: 500
+            }
+        );
+        assert_eq!(
+            d.loaded.fabric,
+            Tally {
+                count: 1,
+                bytes: FABRIC
+            }
+        );
+        assert_eq!(
+            d.loaded.system().bytes,
+            FABRIC,
+            "firmware is not a system kernel"
+        );
+        assert_eq!(d.loaded.total().bytes, FABRIC + 4500);
     }
 }

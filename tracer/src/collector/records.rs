@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{
-    ledger::{KernelClass, Kernels},
+    ledger::{CoreType, KernelClass, Kernels},
     memory::{BufferType, Outstanding},
 };
 use crate::roles::Role;
@@ -41,6 +41,15 @@ pub enum Record {
         class: KernelClass,
         bytes: u64,
         address: u64,
+    },
+    /// A firmware binary written to a core type's RISC processors.
+    FirmwareLoaded {
+        pid: u32,
+        tid: u32,
+        ts_ns: u64,
+        chip: i64,
+        core_type: CoreType,
+        bytes: u64,
     },
     /// A program placed its kernel binaries in a device buffer (fast dispatch): application
     /// kernels on each of `chips` (all chips of a mesh buffer; none if its allocator is unknown).

@@ -104,12 +104,18 @@ pub struct Feature {
 }
 
 /// (id, what it gives, roles it needs, what happens without them).
-const FEATURES: [(&str, &str, &[Role], &str); 13] = [
+const FEATURES: [(&str, &str, &[Role], &str); 14] = [
     (
         "kernel_binaries",
         "every kernel binary written to a device: bytes, chip, L1 address",
         &[Role::KernelBinaryWrite],
         "no kernel binary is seen: no kernel accounting at all",
+    ),
+    (
+        "firmware",
+        "firmware binaries written to each core type's RISC processors, per device",
+        &[Role::FirmwareWrite],
+        "no firmware line: firmware writes are not seen",
     ),
     (
         "fabric_kernels",
