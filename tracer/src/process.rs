@@ -14,14 +14,18 @@ use crate::errors::{Error, Result};
 
 /// The libtt_metal.so files mapped by `pid`, from /proc/PID/maps (deduplicated, in map order).
 pub fn mapped_tt_metal(pid: u32) -> Result<Vec<PathBuf>> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| {
+    Ok(tt_metal_paths_in_maps(&read_proc(pid, "maps")?))
+}
+
+/// /proc/PID/`file`: a missing process is [`Error::NoSuchProcess`].
+fn read_proc(pid: u32, file: &str) -> Result<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}")).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::NoSuchProcess { pid }
         } else {
             Error::ProcessUnreadable { pid, source: e }
         }
-    })?;
-    Ok(tt_metal_paths_in_maps(&maps))
+    })
 }
 
 /// Paths of `libtt_metal.so*` mappings in the text of a /proc/PID/maps file.
@@ -105,13 +109,7 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
 }
 
 fn read_stat(pid: u32) -> Result<ProcStat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::NoSuchProcess { pid }
-        } else {
-            Error::ProcessUnreadable { pid, source: e }
-        }
-    })?;
+    let text = read_proc(pid, "stat")?;
     parse_stat(&text).ok_or_else(|| Error::ProcessUnreadable {
         pid,
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, "unparsable /proc/PID/stat"),
