@@ -27,8 +27,11 @@ use self::{
     memory::{Allocation, BufferType},
 };
 pub use self::{
-    ledger::{CoreType, DeviceLedger, KernelClass, Kernels, ProcKey, ProcessLedger, Tally},
-    records::{Cleanup, ExitStatus, Leak, Record},
+    ledger::{
+        Cleanup, CoreType, DeviceLedger, ExitStatus, KernelClass, Kernels, Leak, ProcKey,
+        ProcessLedger, Tally,
+    },
+    records::Record,
 };
 use crate::roles::Role;
 
