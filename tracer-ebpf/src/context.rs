@@ -5,25 +5,7 @@
 
 use tracer_common::counters::Counter;
 
-use crate::maps::{count, THREAD_CONTEXT};
-
-pub const MAX_DEPTH: usize = 8;
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct Frame {
-    pub this: u64,
-    pub origin: u8,
-    pub _pad: [u8; 7],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct ThreadContext {
-    pub depth: u32,
-    pub _pad: u32,
-    pub frames: [Frame; MAX_DEPTH],
-}
+use crate::maps::{count, Frame, ThreadContext, MAX_DEPTH, THREAD_CONTEXT};
 
 /// Innermost context of the thread: (origin, this, depth); (0, 0, 0) if none.
 pub fn innermost(pid_tgid: u64) -> (u8, u64, u32) {

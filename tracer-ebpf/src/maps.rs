@@ -6,8 +6,6 @@ use aya_ebpf::{
 };
 use tracer_common::{counters::Counter, Event, Recipe, MAX_RECIPES};
 
-use crate::context::ThreadContext;
-
 /// Payload events (kernel binaries, allocations). Size overridden by user space.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
@@ -48,6 +46,27 @@ pub static WAKEUP_BYTES: u64 = 64 << 10;
 /// u32::MAX: unknown, exit codes are reported as unknown.
 #[unsafe(no_mangle)]
 pub static TASK_EXIT_CODE_OFFSET: u32 = u32::MAX;
+
+/// Most contexts nested on one thread.
+pub const MAX_DEPTH: usize = 8;
+
+/// One active context: the origin it gives and the object (`this`) naming it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Frame {
+    pub this: u64,
+    pub origin: u8,
+    pub _pad: [u8; 7],
+}
+
+/// A thread's stack of active contexts (the value of [`THREAD_CONTEXT`]).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ThreadContext {
+    pub depth: u32,
+    pub _pad: u32,
+    pub frames: [Frame; MAX_DEPTH],
+}
 
 #[repr(C)]
 #[derive(Clone, Copy)]
