@@ -27,9 +27,7 @@ pub struct Session {
 }
 
 fn decode(bytes: &[u8]) -> Option<Event> {
-    (bytes.len() >= std::mem::size_of::<Event>())
-        // SAFETY: length checked; Event is plain integers, read unaligned.
-        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
+    Event::from_bytes(bytes)
 }
 
 impl Session {
