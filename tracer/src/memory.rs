@@ -74,6 +74,8 @@ pub struct MemoryBooks {
     pub by_type: BTreeMap<BufferType, TypeBooks>,
 }
 
+/// Byte totals saturate: sizes come from the traced process's arguments and are not trusted
+/// (see `Tally`).
 impl MemoryBooks {
     fn books(&mut self, t: BufferType) -> &mut TypeBooks {
         self.by_type.entry(t).or_default()
@@ -81,22 +83,22 @@ impl MemoryBooks {
     pub fn allocate(&mut self, t: BufferType, size: u64) {
         let b = self.books(t);
         b.allocs += 1;
-        b.alloc_bytes += size;
+        b.alloc_bytes = b.alloc_bytes.saturating_add(size);
         b.live += 1;
-        b.live_bytes += size;
+        b.live_bytes = b.live_bytes.saturating_add(size);
         b.peak_bytes = b.peak_bytes.max(b.live_bytes);
     }
     pub fn free(&mut self, t: BufferType, size: u64) {
         let b = self.books(t);
         b.frees += 1;
-        b.free_bytes += size;
+        b.free_bytes = b.free_bytes.saturating_add(size);
         b.live = b.live.saturating_sub(1);
         b.live_bytes = b.live_bytes.saturating_sub(size);
     }
     pub fn clear(&mut self, t: BufferType, size: u64) {
         let b = self.books(t);
         b.cleared += 1;
-        b.cleared_bytes += size;
+        b.cleared_bytes = b.cleared_bytes.saturating_add(size);
         b.live = b.live.saturating_sub(1);
         b.live_bytes = b.live_bytes.saturating_sub(size);
     }
@@ -120,9 +122,9 @@ pub struct CircularBuffers {
 impl CircularBuffers {
     pub fn allocate(&mut self, size: u64) {
         self.allocs += 1;
-        self.alloc_bytes += size;
+        self.alloc_bytes = self.alloc_bytes.saturating_add(size);
         self.live += 1;
-        self.live_bytes += size;
+        self.live_bytes = self.live_bytes.saturating_add(size);
         self.peak_bytes = self.peak_bytes.max(self.live_bytes);
     }
     pub fn clear(&mut self) {

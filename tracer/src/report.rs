@@ -217,7 +217,7 @@ fn outstanding_line(s: &mut String, indent: &str, what: &str, o: &[Outstanding])
     if o.is_empty() {
         return;
     }
-    let bytes: u64 = o.iter().map(|x| x.size).sum();
+    let bytes = o.iter().fold(0u64, |t, x| t.saturating_add(x.size));
     let items: Vec<String> = o
         .iter()
         .take(8)
@@ -297,7 +297,10 @@ pub fn cleanup_line(c: &Cleanup) -> String {
     let leaks = if c.leaks.is_empty() {
         String::new()
     } else {
-        let bytes: u64 = c.leaks.iter().map(|l| l.buffer.size).sum();
+        let bytes = c
+            .leaks
+            .iter()
+            .fold(0u64, |t, l| t.saturating_add(l.buffer.size));
         format!("{} device buffers, {}", c.leaks.len(), kib(bytes))
     };
     if r.is_empty() {
