@@ -111,15 +111,19 @@ impl Event {
             ret: 0,
         }
     }
+}
 
-    /// Decodes one ring-buffer record: None when it is too short to be an event. Any bit
-    /// pattern of the right length is an `Event` (plain integers); what its fields mean is the
-    /// reader's to check.
+impl Event {
+    /// Decodes one ring-buffer record: `None` if it is shorter than an [`Event`]; bytes past
+    /// the event are ignored. Any bit pattern of the right length is an event (enum-like fields
+    /// are raw integers, checked where they are used), so nothing else is validated here.
     pub fn from_bytes(bytes: &[u8]) -> Option<Event> {
         if bytes.len() < Self::SIZE {
             return None;
         }
-        // SAFETY: length checked; Event is #[repr(C)] plain integers, read unaligned.
+        // SAFETY: the length is checked above, so the read stays inside `bytes`; `Event` is
+        // `#[repr(C)]` plain integers without implicit padding, valid for every bit pattern;
+        // `read_unaligned` makes no alignment demand on the ring buffer's bytes.
         Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
     }
 }
@@ -128,4 +132,25 @@ impl Event {
 mod user {
     // SAFETY: plain #[repr(C)] integers; any bit pattern is valid.
     unsafe impl aya::Pod for super::Event {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_bytes_checks_the_length_and_ignores_alignment() {
+        assert_eq!(Event::SIZE, 88);
+        let mut buf = [0u8; Event::SIZE + 1];
+        buf[1..9].copy_from_slice(&7u64.to_ne_bytes());
+        buf[1 + 16..1 + 20].copy_from_slice(&42u32.to_ne_bytes());
+        // Deliberately misaligned by one byte.
+        let ev = Event::from_bytes(&buf[1..]).unwrap();
+        assert_eq!((ev.ts_ns, ev.tgid), (7, 42));
+        assert!(Event::from_bytes(&buf[1..Event::SIZE]).is_none());
+        assert!(Event::from_bytes(&[]).is_none());
+        // Longer records decode their first 88 bytes.
+        let first = u64::from_ne_bytes(buf[..8].try_into().unwrap());
+        assert_eq!(Event::from_bytes(&buf[..]).map(|e| e.ts_ns), Some(first));
+    }
 }

@@ -1,9 +1,10 @@
-//! Project tasks: `cargo xtask setup | demo | test | bench`.
+//! Project tasks: `cargo xtask setup | demo | test | bench | fuzz`.
 //!
 //! Every task that needs the toolchain calls `setup` first, and `setup` is idempotent, so the
 //! README's two commands work on a fresh machine and cost nothing on a warm one.
 
 mod bench;
+mod fuzz;
 mod setup;
 mod test;
 
@@ -15,7 +16,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "xtask",
-    about = "tt-tracer's build, demo, test and benchmark tasks"
+    about = "tt-tracer's build, demo, test, benchmark and fuzzing tasks"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,6 +38,8 @@ enum Task {
     Test(test::TestArgs),
     /// Benchmarks (medians, ratios against a baseline measured in the same run). Root.
     Bench(bench::BenchArgs),
+    /// Run the cargo-fuzz targets (fuzz/) from the committed corpus; fails on any crash.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> Result<()> {
@@ -45,6 +48,7 @@ fn main() -> Result<()> {
         Task::Demo { devices } => demo(devices),
         Task::Test(a) => test::test(a),
         Task::Bench(a) => bench::bench(a),
+        Task::Fuzz(a) => fuzz::fuzz(a),
     }
 }
 

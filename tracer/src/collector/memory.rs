@@ -74,6 +74,8 @@ pub struct MemoryBooks {
     pub by_type: BTreeMap<BufferType, TypeBooks>,
 }
 
+/// Byte totals saturate: sizes come from the traced process's arguments and are not trusted
+/// (see `Tally`).
 impl MemoryBooks {
     fn books(&mut self, t: BufferType) -> &mut TypeBooks {
         self.by_type.entry(t).or_default()

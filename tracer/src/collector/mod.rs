@@ -1141,4 +1141,72 @@ mod tests {
         );
         assert_eq!(d.loaded.total().bytes, FABRIC + 4500);
     }
+
+    /// Sizes and timestamps are the traced process's, not to be trusted: the event_decoder fuzz
+    /// target's first crash was two kernel writes whose byte counts overflowed `Tally::add`
+    /// (here reduced, with the same overflow in every other total the ledger and report keep).
+    #[test]
+    fn garbage_sizes_and_times_saturate_instead_of_overflowing() {
+        let mut c = Collector::new();
+        c.apply(&open(1, 0xd0, 0));
+        for origin in [Origin::Dispatch, Origin::Dispatch, Origin::Application] {
+            c.apply(&write(1, origin, 0, 0xffff_ffff_fffe_b800));
+        }
+        c.apply(&ev(
+            1,
+            EventKind::Call,
+            Some(Role::BankNew),
+            Origin::Application,
+            &[0xb1, 0],
+        ));
+        for addr in [0x1000, 0x2000, 0x3000] {
+            let mut e = ev(
+                1,
+                EventKind::Call,
+                Some(Role::BankAllocate),
+                Origin::Application,
+                &[0xb1, u64::MAX],
+            );
+            e.ret = addr;
+            c.apply(&e);
+        }
+        for _ in 0..2 {
+            c.apply(&ev(
+                1,
+                EventKind::Call,
+                Some(Role::CbAllocate),
+                Origin::Application,
+                &[0x100, u64::MAX, 0xd0],
+            ));
+        }
+        for (kind, ts) in [
+            (EventKind::ContextEnter, 0),
+            (EventKind::ContextExit, u64::MAX),
+            (EventKind::ContextEnter, 0),
+            (EventKind::ContextExit, u64::MAX),
+        ] {
+            let mut e = ev(1, kind, Some(Role::DeviceInit), Origin::DeviceInit, &[]);
+            e.ts_ns = ts;
+            c.apply(&e);
+        }
+        let p = c.processes().next().unwrap();
+        let d = &p.devices[&0];
+        assert_eq!(d.loaded.dispatch.bytes, u64::MAX);
+        assert_eq!(d.loaded.total().bytes, u64::MAX);
+        assert_eq!(
+            p.unattributed.by_type[&BufferType::Dram].live_bytes,
+            u64::MAX
+        );
+        assert_eq!(d.circular_buffers.alloc_bytes, u64::MAX);
+        assert_eq!(p.phases[&Role::DeviceInit], u64::MAX);
+        c.apply(&ev(
+            1,
+            EventKind::ProcessExit,
+            None,
+            Origin::Application,
+            &[0],
+        ));
+        let report = crate::report::Report::new(&c, "x".into(), None, BTreeMap::new(), 0);
+        assert!(report.to_text().contains("leaked:"));
+    }
 }

@@ -3,11 +3,34 @@
 
 use cpp_demangle::{DemangleOptions, Symbol as Mangled};
 
-/// Demangles `mangled` into the text `nm -C` (and `c++filt -i`) prints.
+/// Longest demangled name kept (the longest of any symbol in tt-metal 0.62-0.81 is ~12 KB).
+/// Substitutions can refer to earlier ones, so a short hostile name can demangle to an
+/// exponentially long text (`a<S0_, S0_>` nested 40 deep is 2^40 words): without a bound,
+/// resolving such a library ran until memory ran out (a crafted library run through the
+/// resolve fuzz target hit its 10 s -timeout).
+const MAX_DEMANGLED: usize = 32 << 10;
+
+/// A `fmt::Write` that fails past [`MAX_DEMANGLED`]; cpp_demangle stops at the first error.
+struct Bounded(String);
+
+impl std::fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.0.len() + s.len() > MAX_DEMANGLED {
+            return Err(std::fmt::Error);
+        }
+        self.0.push_str(s);
+        Ok(())
+    }
+}
+
+/// Demangles `mangled` into the text `nm -C` (and `c++filt -i`) prints; None if it is not a
+/// mangled name or demangles to more than [`MAX_DEMANGLED`] bytes.
 pub fn demangle(mangled: &str) -> Option<String> {
     let sym = Mangled::new(mangled.as_bytes()).ok()?;
-    let text = sym.demangle(&DemangleOptions::default()).ok()?;
-    Some(like_nm(&text))
+    let mut text = Bounded(String::new());
+    sym.structured_demangle(&mut text, &DemangleOptions::default())
+        .ok()?;
+    Some(like_nm(&text.0))
 }
 
 /// Rewrites cpp_demangle's spelling where it differs from binutils' (`nm -C`, `c++filt -i`)
@@ -166,5 +189,31 @@ mod tests {
         // Only the whole word is rewritten.
         assert_eq!(like_nm("f(std::nullptr_t_like)"), "f(std::nullptr_t_like)");
         assert_eq!(like_nm("f(my::std::nullptr_t)"), "f(my::std::nullptr_t)");
+    }
+
+    /// Each level's template arguments are the previous level twice: 2^N words from a name of
+    /// a few bytes per level. Unbounded, 22 levels took a minute in a test build; the 40 levels
+    /// of the crafted library in the resolve fuzz corpus would never finish.
+    #[test]
+    fn an_exponentially_long_demangling_is_refused() {
+        let mut name = String::from("_Z5close1aIiiE");
+        let sub = |i: u32| match i {
+            0 => "S_".to_string(),
+            i => format!(
+                "S{}_",
+                char::from_digit(i - 1, 36).unwrap().to_ascii_uppercase()
+            ),
+        };
+        for level in 1..=22 {
+            name.push_str(&format!("S_I{}{}E", sub(level), sub(level)));
+        }
+        let t = std::time::Instant::now();
+        assert_eq!(demangle(&name), None);
+        assert!(t.elapsed().as_secs() < 5, "{:?}", t.elapsed());
+        // Three levels are short and fine.
+        assert_eq!(
+            demangle("_Z5close1aIiiES_IS0_S0_ES_IS1_S1_E").as_deref(),
+            Some("close(a<int, int>, a<a<int, int>, a<int, int> >, a<a<a<int, int>, a<int, int> >, a<a<int, int>, a<int, int> > >)")
+        );
     }
 }

@@ -132,9 +132,9 @@ impl Segments {
         };
         if addr - va < filesz {
             // A corrupt header can put the segment past the end of the offsets: refuse, never wrap.
-            (addr - va)
-                .checked_add(off)
-                .ok_or_else(|| format!("address {addr:#x} maps past the end of the file"))
+            (addr - va).checked_add(off).ok_or_else(|| {
+                format!("address {addr:#x} is in a segment with a corrupt file offset {off:#x}")
+            })
         } else if self.has_code {
             Err(format!("address {addr:#x} has no bytes in the file"))
         } else {

@@ -369,6 +369,116 @@ fn resolve_role(
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// A minimal x86-64 shared object: one PT_LOAD (vaddr, memsz, offset, filesz, flags) and
+    /// .dynsym with `symbols` as global functions at the given addresses.
+    fn tiny_elf(symbols: &[(&str, u64)], load: (u64, u64, u64, u64, u32)) -> Vec<u8> {
+        let mut dynstr = vec![0u8];
+        let mut dynsym = vec![0u8; 24];
+        for (name, addr) in symbols {
+            dynsym.extend((dynstr.len() as u32).to_le_bytes());
+            dynsym.extend([0x12, 0]); // STB_GLOBAL | STT_FUNC, default visibility
+            dynsym.extend(1u16.to_le_bytes()); // defined (section index 1)
+            dynsym.extend(addr.to_le_bytes());
+            dynsym.extend(16u64.to_le_bytes());
+            dynstr.extend(name.as_bytes());
+            dynstr.push(0);
+        }
+        let shstrtab = b"\0.dynsym\0.dynstr\0.shstrtab\0";
+        let (phoff, dynsym_off) = (64u64, 120u64);
+        let dynstr_off = dynsym_off + dynsym.len() as u64;
+        let shstrtab_off = dynstr_off + dynstr.len() as u64;
+        let shoff = (shstrtab_off + shstrtab.len() as u64).next_multiple_of(8);
+        let mut f = Vec::new();
+        f.extend(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+        f.extend(3u16.to_le_bytes()); // ET_DYN
+        f.extend(62u16.to_le_bytes()); // EM_X86_64
+        f.extend(1u32.to_le_bytes());
+        f.extend(0u64.to_le_bytes());
+        f.extend(phoff.to_le_bytes());
+        f.extend(shoff.to_le_bytes());
+        f.extend(0u32.to_le_bytes());
+        for v in [64u16, 56, 1, 64, 4, 3] {
+            f.extend(v.to_le_bytes()); // ehsize, phentsize, phnum, shentsize, shnum, shstrndx
+        }
+        let (va, memsz, off, filesz, flags) = load;
+        f.extend(1u32.to_le_bytes()); // PT_LOAD
+        f.extend(flags.to_le_bytes());
+        for v in [off, va, va, filesz, memsz, 0x1000] {
+            f.extend(v.to_le_bytes());
+        }
+        f.extend(&dynsym);
+        f.extend(&dynstr);
+        f.extend(shstrtab);
+        f.resize(shoff as usize, 0);
+        f.extend([0u8; 64]);
+        // (name, type, offset, size, link, info, entsize)
+        for (name, ty, off, size, link, info, entsize) in [
+            (
+                1u32,
+                11u32,
+                dynsym_off,
+                dynsym.len() as u64,
+                2u32,
+                1u32,
+                24u64,
+            ),
+            (9, 3, dynstr_off, dynstr.len() as u64, 0, 0, 0),
+            (17, 3, shstrtab_off, shstrtab.len() as u64, 0, 0, 0),
+        ] {
+            f.extend(name.to_le_bytes());
+            f.extend(ty.to_le_bytes());
+            f.extend(2u64.to_le_bytes()); // SHF_ALLOC
+            f.extend(0u64.to_le_bytes());
+            f.extend(off.to_le_bytes());
+            f.extend(size.to_le_bytes());
+            f.extend(link.to_le_bytes());
+            f.extend(info.to_le_bytes());
+            f.extend(8u64.to_le_bytes());
+            f.extend(entsize.to_le_bytes());
+        }
+        f
+    }
+
+    const DEVICE_CLOSE: &str = "_ZN2tt8tt_metal6Device5closeEv";
+
+    #[test]
+    fn a_tiny_elf_resolves() {
+        let elf = tiny_elf(&[(DEVICE_CLOSE, 0x1010)], (0x1000, 0x100, 0x400, 0x100, 5));
+        let r = resolve_bytes(Path::new("x"), &elf, &Catalog::builtin()).unwrap();
+        let close = r.role(Role::DeviceClose).unwrap();
+        assert_eq!(close.attach[0].file_offset, 0x410, "{close:?}");
+    }
+
+    /// A segment whose file offset is near u64::MAX overflowed the virtual address → file
+    /// offset translation (the same bytes, patched into tiny_tt_metal.so, are in the resolve
+    /// fuzz corpus).
+    #[test]
+    fn a_corrupt_segment_offset_rejects_the_function_instead_of_overflowing() {
+        let load = (0x1000, 0x100, u64::MAX - 7, 0x100, 5);
+        let elf = tiny_elf(&[(DEVICE_CLOSE, 0x1010)], load);
+        let r = resolve_bytes(Path::new("x"), &elf, &Catalog::builtin()).unwrap();
+        let close = r.role(Role::DeviceClose).unwrap();
+        assert!(close.attach.is_empty());
+        assert!(
+            close.rejected[0].reason.contains("corrupt file offset"),
+            "{close:?}"
+        );
+    }
+
+    /// A catalog name whose last component starts with digits (the validator allows it)
+    /// overflowed reading the prefilter's length prefix back (the catalog is in the catalog
+    /// fuzz corpus).
+    #[test]
+    fn a_name_ending_in_digits_is_not_prefiltered_and_does_not_overflow() {
+        let name = "tt::123456789012345678901234567890";
+        let mut c = Catalog::builtin();
+        c.roles[0].names = vec![name.into()];
+        let elf = tiny_elf(&[(DEVICE_CLOSE, 0x1010)], (0x1000, 0x100, 0x400, 0x100, 5));
+        let r = resolve_bytes(Path::new("x"), &elf, &c).unwrap();
+        assert!(r.resolved(Role::DeviceClose));
+        assert!(!r.resolved(c.roles[0].role));
+        assert_eq!(elf::mangled_hint(name), None);
+    }
 
     #[test]
     fn bad_files_get_one_line_errors() {
