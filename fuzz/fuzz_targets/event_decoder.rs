@@ -1,6 +1,6 @@
 //! Ring-buffer records → `Event::from_bytes` → `Collector::apply`, in order, then every
 //! final-state path: the process ledgers, the text report, the JSON report. The input is cut
-//! like the rings' contents: one event per 96 bytes, and a shorter tail (a malformed record).
+//! like the rings' contents: one event per `Event::SIZE` bytes, and a shorter tail (a malformed record).
 #![no_main]
 
 use std::collections::BTreeMap;
