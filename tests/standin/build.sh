@@ -32,7 +32,7 @@ mv -f "$tmp_lib" "$out/libtt_metal.so"
     -L "$out" -ltt_metal -Wl,-rpath,'$ORIGIN' -Wl,--disable-new-dtags
 mv -f "$tmp_drv" "$out/tt_driver"
 
-# The tracer resolves probes by these exact names; refuse a library without them.
+# The tracer resolves probes by these exact names (real 0.81.1 ones); refuse a library without them.
 required=(
     _ZN2tt8tt_metal11distributed10MeshDevice6createERKNS1_16MeshDeviceConfigEmmmRKNS0_18DispatchCoreConfigESt4spanIKjLm18446744073709551615EEm
     _ZN2tt8tt_metal13DeviceManager33initialize_fabric_and_dispatch_fwEv
@@ -41,7 +41,11 @@ required=(
     _ZN2tt8tt_metal6Device16configure_fabricEv
     _ZN2tt8tt_metal6Device32configure_command_queue_programsEPNS0_16DispatchTopologyE
     _ZN2tt4llrt23write_binary_to_addressERNS_8tt_metal12MetalEnvImplERKN6ll_api6memoryEiRKNS_7xy_pairEj
-    _ZN2tt8tt_metal6detail11ProgramImpl33allocate_kernel_bin_buf_on_deviceEPNS0_7IDeviceE
+    _ZN2tt4llrt32test_load_write_read_risc_binaryERNS_8tt_metal12MetalEnvImplERKN6ll_api6memoryEiRKNS_7xy_pairEjjj
+    _ZN2tt4llrt37test_load_multicast_write_risc_binaryERNS_8tt_metal12MetalEnvImplERKN6ll_api6memoryEiRKNS_7xy_pairESA_jjj
+    _ZN2tt8tt_metal11distributed16MeshWorkloadImpl13load_binariesERNS1_16MeshCommandQueueE
+    _ZN2tt8tt_metal11distributed18FDMeshCommandQueue21enqueue_mesh_workloadERNS1_12MeshWorkloadEb
+    _ZN2tt8tt_metal11distributed18SDMeshCommandQueue21enqueue_mesh_workloadERNS1_12MeshWorkloadEb
     _ZN2tt8tt_metal6Device5closeEv
     _ZN2tt8tt_metal11distributed10MeshDevice5closeEv
     _ZN2tt8tt_metal13DeviceManager13close_devicesERKSt6vectorIPNS0_7IDeviceESaIS4_EEb
@@ -57,6 +61,15 @@ required=(
     _ZN2tt8tt_metal11BankManager14deallocate_allEv
     _ZN2tt8tt_metal12GraphTracker17track_allocate_cbERKNS0_12CoreRangeSetEmmbPKNS0_7IDeviceE
     _ZN2tt8tt_metal12GraphTracker19track_deallocate_cbEPKNS0_7IDeviceE
+    # Not probed, but on the real 0.81.1 call path the README cites (firmware launch,
+    # slow dispatch, workload enqueue): the same names, so backtraces read the same.
+    _ZN2tt8tt_metal23RiscFirmwareInitializer16run_launch_phaseERKSt3setIiSt4lessIiESaIiEE
+    _ZN2tt8tt_metal23RiscFirmwareInitializer30initialize_and_launch_firmwareEi
+    _ZN2tt8tt_metal13slow_dispatch26ConfigureDeviceWithProgramERNS0_7IDeviceERNS0_7ProgramEb
+    _ZN2tt8tt_metal13slow_dispatch18LaunchProgramAsyncERNS0_7IDeviceERNS0_7ProgramEb
+    _ZNK2tt8tt_metal18DataMovementKernel9configureEPNS0_7IDeviceERKNS_7xy_pairEjPKj
+    _ZNK2tt8tt_metal14EthernetKernel9configureEPNS0_7IDeviceERKNS_7xy_pairEjPKj
+    _ZN2tt8tt_metal11distributed19EnqueueMeshWorkloadERNS1_16MeshCommandQueueERNS1_12MeshWorkloadEb
 )
 exported="$(nm -D --defined-only "$out/libtt_metal.so" | awk '$2 == "T" { print $3 }')"
 missing=0

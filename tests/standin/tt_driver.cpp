@@ -1,10 +1,12 @@
 // Driver for the libtt_metal.so stand-in: opens a mesh, loads application
-// kernels (optionally concurrently with fabric bring-up), exercises the
-// allocator, prints a DRIVER oracle line and ends the way it is told to.
+// kernels (optionally concurrently with fabric bring-up), enqueues programs
+// (fast or slow dispatch), exercises the allocator, prints a DRIVER oracle line
+// and ends the way it is told to.
 
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -14,6 +16,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 extern "C" {
@@ -21,7 +24,14 @@ struct standin_mesh;
 standin_mesh* standin_open_mesh(int num_devices);
 unsigned long long standin_fabric_configs_started(void);
 long long standin_write_app_kernel(int chip, unsigned long long bytes);
-long long standin_write_program_kernel(standin_mesh* h, int device, unsigned long long bytes);
+int standin_fast_dispatch(void);
+int standin_firmware_written(int chip, int core_type, unsigned long long* count, unsigned long long* bytes);
+int standin_enqueue_program(
+    standin_mesh* h,
+    unsigned long long bytes,
+    unsigned long long* written,
+    unsigned long long* written_bytes,
+    unsigned long long* buffer_bytes);
 unsigned long long standin_alloc_buffer(standin_mesh* h, int buffer_type, unsigned long long size);
 int standin_free_buffer(standin_mesh* h, int buffer_type, unsigned long long address);
 unsigned long long standin_alloc_cb(standin_mesh* h, int device, unsigned long long size);
@@ -34,6 +44,8 @@ namespace {
 // tt::tt_metal::BufferType values.
 constexpr int kDram = 0;
 constexpr int kL1 = 1;
+// tt::tt_metal::HalProgrammableCoreType values and the names the oracle gives them.
+constexpr const char* kCoreTypeNames[] = {"tensix", "active_eth", "idle_eth"};
 
 enum class End { Close, Exit, Sigkill, Abort };
 
@@ -50,6 +62,7 @@ struct Options {
     std::string wait_file;
     unsigned long long hold_ms = 0;
     unsigned long long repeat = 1;
+    bool slow_dispatch = false;
 };
 
 const char kUsage[] =
@@ -58,7 +71,8 @@ const char kUsage[] =
     "  --app-kernels M        direct application kernels per device (default 3)\n"
     "  --app-kernel-bytes B   bytes per application kernel, multiple of 4 (default 12288)\n"
     "  --app-threads T        loader threads; T>1 loads during fabric bring-up (default 1)\n"
-    "  --program-kernels K    extra kernels per device via ProgramImpl (default 0)\n"
+    "  --program-kernels K    programs per open, enqueued on the whole mesh (default 0)\n"
+    "  --slow-dispatch        set TT_METAL_SLOW_DISPATCH_MODE=1 (no value)\n"
     "  --buffers K            mesh buffers per open, all but the first freed (default 0)\n"
     "  --cbs K                circular buffers per device, then all freed (default 0)\n"
     "  --end close|exit|sigkill|abort   how the last run ends (default close)\n"
@@ -113,6 +127,10 @@ Options parse_args(int argc, char** argv) {
         if (flag == "-h" || flag == "--help") {
             std::fputs(kUsage, stdout);
             std::exit(0);
+        }
+        if (flag == "--slow-dispatch") {
+            o.slow_dispatch = true;
+            continue;
         }
         if (!is_known_flag(flag.substr(0, flag.find('=')))) {
             usage_error("unknown flag %s", argv[i]);
@@ -180,12 +198,29 @@ void wait_for_file(const std::string& path) {
     }
 }
 
+struct Count {
+    std::atomic<unsigned long long> count{0};
+    std::atomic<unsigned long long> bytes{0};
+
+    void add(unsigned long long n, unsigned long long b) {
+        count += n;
+        bytes += b;
+    }
+    bool operator==(const Count& o) const { return count == o.count && bytes == o.bytes; }
+};
+
 // What the driver actually got loaded, per chip id, over all runs.
 struct Tally {
-    explicit Tally(std::size_t devices) : kernels(devices), bytes(devices), program_kernels(devices) {}
-    std::vector<std::atomic<unsigned long long>> kernels;
-    std::vector<std::atomic<unsigned long long>> bytes;
+    explicit Tally(std::size_t devices) :
+        written(devices), program_buffers(devices), program_kernels(devices), firmware(devices) {}
+    // Application kernels written to cores one by one: direct writes and slow-dispatch programs.
+    std::vector<Count> written;
+    // Fast-dispatch programs' kernel-binary buffers on the chip (one per program).
+    std::vector<Count> program_buffers;
+    // Programs enqueued on the chip.
     std::vector<std::atomic<unsigned long long>> program_kernels;
+    // Firmware per HalProgrammableCoreType, as the library wrote it (read at the end).
+    std::vector<std::array<std::pair<unsigned long long, unsigned long long>, 3>> firmware;
     long long workload_ns = 0;  // single-threaded application loads only (benchmark)
 };
 
@@ -198,8 +233,7 @@ bool load_app_kernels(const Options& o, Tally& t, unsigned long long first, unsi
         if (written < 0) {
             return false;
         }
-        t.kernels[chip] += 1;
-        t.bytes[chip] += static_cast<unsigned long long>(written);
+        t.written[chip].add(1, static_cast<unsigned long long>(written));
     }
     return true;
 }
@@ -256,19 +290,24 @@ standin_mesh* open_and_load(const Options& o, Tally& t) {
 }
 
 void run_workload(const Options& o, Tally& t, standin_mesh* mesh) {
-    for (unsigned long long d = 0; d < o.devices; ++d) {
-        const int dev = static_cast<int>(d);
-        for (unsigned long long k = 0; k < o.program_kernels; ++k) {
-            const long long written = standin_write_program_kernel(mesh, dev, o.app_kernel_bytes);
-            if (written < 0) {
-                fail("program kernel write refused");
+    // Programs on the whole mesh: fast dispatch places each one's binaries in a
+    // buffer, slow dispatch writes them to the cores of every chip.
+    std::vector<unsigned long long> written(o.devices), written_bytes(o.devices), buffer_bytes(o.devices);
+    for (unsigned long long k = 0; k < o.program_kernels; ++k) {
+        if (standin_enqueue_program(mesh, o.app_kernel_bytes, written.data(), written_bytes.data(),
+                                    buffer_bytes.data()) != 0) {
+            fail("program enqueue refused");
+        }
+        for (unsigned long long d = 0; d < o.devices; ++d) {
+            t.written[d].add(written[d], written_bytes[d]);
+            if (buffer_bytes[d] > 0) {
+                t.program_buffers[d].add(1, buffer_bytes[d]);
             }
-            t.kernels[d] += 1;
-            t.bytes[d] += static_cast<unsigned long long>(written);
             t.program_kernels[d] += 1;
         }
-
-
+    }
+    for (unsigned long long d = 0; d < o.devices; ++d) {
+        const int dev = static_cast<int>(d);
         for (unsigned long long i = 0; i < o.cbs; ++i) {
             if (standin_alloc_cb(mesh, dev, 2048 * (i + 1)) == 0) {
                 fail("circular buffer allocation failed");
@@ -296,14 +335,46 @@ void run_workload(const Options& o, Tally& t, standin_mesh* mesh) {
     }
 }
 
-void print_oracle(const Options& o, const Tally& t) {
+std::string count_json(unsigned long long count, unsigned long long bytes) {
+    return "{\"count\":" + std::to_string(count) + ",\"bytes\":" + std::to_string(bytes) + "}";
+}
+
+void print_oracle(const Options& o, Tally& t) {
+    // The firmware the library wrote to each chip, per core type.
+    for (std::size_t d = 0; d < t.firmware.size(); ++d) {
+        for (int c = 0; c < 3; ++c) {
+            auto& [count, bytes] = t.firmware[d][c];
+            if (standin_firmware_written(static_cast<int>(d), c, &count, &bytes) != 0) {
+                fail("firmware tally refused");
+            }
+        }
+    }
     // Every chip gets the same workload; a mismatch would make the line a lie.
-    for (std::size_t d = 1; d < t.kernels.size(); ++d) {
-        if (t.kernels[d] != t.kernels[0] || t.bytes[d] != t.bytes[0] ||
-            t.program_kernels[d] != t.program_kernels[0]) {
+    for (std::size_t d = 1; d < t.written.size(); ++d) {
+        if (!(t.written[d] == t.written[0]) || !(t.program_buffers[d] == t.program_buffers[0]) ||
+            t.program_kernels[d] != t.program_kernels[0] || t.firmware[d] != t.firmware[0]) {
             fail("per-device tallies differ");
         }
     }
+    const Count& written = t.written[0];
+    const Count& buffers = t.program_buffers[0];
+    unsigned long long fw_count = 0;
+    unsigned long long fw_bytes = 0;
+    std::string by_core;
+    for (int c = 0; c < 3; ++c) {
+        const auto [count, bytes] = t.firmware[0][c];
+        fw_count += count;
+        fw_bytes += bytes;
+        if (count > 0) {
+            by_core += std::string(by_core.empty() ? "" : ",") + "\"" + kCoreTypeNames[c] + "\":" +
+                       count_json(count, bytes);
+        }
+    }
+    const std::string application = "{\"written\":" + count_json(written.count, written.bytes) +
+                                    ",\"program_buffers\":" + count_json(buffers.count, buffers.bytes) + "}";
+    const std::string firmware =
+        "{\"count\":" + std::to_string(fw_count) + ",\"bytes\":" + std::to_string(fw_bytes) + ",\"by_core\":{" +
+        by_core + "}}";
     // Who we run as: `tt-tracer run` under sudo must hand the command to the invoking user.
     gid_t groups[256];
     const int ngroups = ::getgroups(256, groups);
@@ -312,12 +383,15 @@ void print_oracle(const Options& o, const Tally& t) {
         group_list += (i ? "," : "") + std::to_string(groups[i]);
     }
     std::printf(
-        "DRIVER {\"pid\":%ld,\"devices\":%llu,\"app_kernels_per_device\":%llu,\"app_bytes_per_device\":%llu,"
-        "\"program_kernels_per_device\":%llu,\"end\":\"%s\",\"uid\":%u,\"gid\":%u,\"groups\":[%s],"
+        "DRIVER {\"pid\":%ld,\"devices\":%llu,\"dispatch\":\"%s\",\"app_kernels_per_device\":%llu,"
+        "\"app_bytes_per_device\":%llu,\"program_kernels_per_device\":%llu,\"application_per_device\":%s,"
+        "\"firmware_per_device\":%s,\"end\":\"%s\",\"uid\":%u,\"gid\":%u,\"groups\":[%s],"
         "\"workload_ns\":%lld}\n",
-        static_cast<long>(::getpid()), o.devices, t.kernels[0].load(), t.bytes[0].load(),
-        t.program_kernels[0].load(), o.end_name, static_cast<unsigned>(::getuid()),
-        static_cast<unsigned>(::getgid()), group_list.c_str(), static_cast<long long>(t.workload_ns));
+        static_cast<long>(::getpid()), o.devices, standin_fast_dispatch() == 1 ? "fast" : "slow",
+        written.count.load() + buffers.count.load(), written.bytes.load() + buffers.bytes.load(),
+        t.program_kernels[0].load(), application.c_str(), firmware.c_str(), o.end_name,
+        static_cast<unsigned>(::getuid()), static_cast<unsigned>(::getgid()), group_list.c_str(),
+        static_cast<long long>(t.workload_ns));
     std::fflush(stdout);
 }
 
@@ -325,6 +399,10 @@ void print_oracle(const Options& o, const Tally& t) {
 
 int main(int argc, char** argv) {
     const Options o = parse_args(argc, argv);
+    // As the user would: tt-metal reads it when the library first starts up.
+    if (o.slow_dispatch && ::setenv("TT_METAL_SLOW_DISPATCH_MODE", "1", 1) != 0) {
+        fail("setenv failed");
+    }
     if (!o.wait_file.empty()) {
         wait_for_file(o.wait_file);
     }

@@ -3,17 +3,22 @@
 // Exports the real library's mangled names for the functions the tracer
 // probes, with the same parameter types (hence the same System V register
 // assignment), and reproduces the real call structure of device bring-up,
-// allocator construction, kernel loading, memory allocation and teardown.
-// No hardware is touched: "writes" only checksum the binary and bump counters.
+// firmware, allocator construction, kernel loading (fast and slow dispatch),
+// memory allocation and teardown. No hardware is touched: "writes" only
+// checksum the binary and bump counters.
 //
 // Every probed function is TT_PROBED and has an observable side effect, so
-// the compiler can neither fold, clone, inline nor drop a call to it.
+// the compiler can neither fold, clone, inline nor drop a call to it. The
+// unprobed functions of the real call path that keep their real names
+// (ConfigureDeviceWithProgram, the kernels' configure, ...) are TT_REAL_PATH.
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <future>
 #include <map>
 #include <memory>
@@ -28,6 +33,7 @@
 #include <vector>
 
 #define TT_PROBED __attribute__((noinline, noipa, used))
+#define TT_REAL_PATH __attribute__((noinline, noipa, used))
 
 namespace ttsl {
 
@@ -77,7 +83,24 @@ namespace tt {
 struct xy_pair {
     std::size_t x;
     std::size_t y;
+
+    bool operator==(const xy_pair&) const = default;
 };
+
+namespace llrt {
+
+// What tt-metal reads from the environment once per process (tt::llrt::RunTimeOptions).
+class RunTimeOptions {
+public:
+    // Slow dispatch when TT_METAL_SLOW_DISPATCH_MODE is set at all, as tt-metal tests it.
+    RunTimeOptions() : fast_dispatch_(std::getenv("TT_METAL_SLOW_DISPATCH_MODE") == nullptr) {}
+    bool get_fast_dispatch() const { return fast_dispatch_; }
+
+private:
+    bool fast_dispatch_;
+};
+
+}  // namespace llrt
 
 namespace tt_metal {
 
@@ -93,10 +116,36 @@ public:
     std::vector<std::pair<xy_pair, xy_pair>> ranges;
 };
 
+// tt-metal's HalProgrammableCoreType (0.77+ values) and HalProcessorClassType.
+enum class HalProgrammableCoreType { TENSIX = 0, ACTIVE_ETH = 1, IDLE_ETH = 2, DRAM = 3, DISPATCH = 4, COUNT = 5 };
+enum class HalProcessorClassType : std::uint8_t { DM = 0, COMPUTE = 1 };
+
+constexpr int kMaxDevices = 64;
+constexpr std::size_t kCoreTypes = static_cast<std::size_t>(HalProgrammableCoreType::COUNT);
+
+struct WriteTally {
+    std::atomic<std::uint64_t> count{0};
+    std::atomic<std::uint64_t> bytes{0};
+
+    void add(std::uint64_t b) {
+        count.fetch_add(1, std::memory_order_relaxed);
+        bytes.fetch_add(b, std::memory_order_relaxed);
+    }
+};
+
 class MetalEnvImpl {
 public:
+    const llrt::RunTimeOptions& get_rtoptions() const { return rtoptions_; }
+
     std::atomic<std::uint64_t> bytes_written{0};
     std::atomic<std::uint64_t> checksum{0};
+    // The library's own account of what it wrote, per chip id: kernel binaries
+    // (write_binary_to_address) and firmware per core type. The driver's oracle.
+    std::array<WriteTally, kMaxDevices> binaries_by_chip;
+    std::array<std::array<WriteTally, kCoreTypes>, kMaxDevices> firmware_by_chip;
+
+private:
+    llrt::RunTimeOptions rtoptions_;
 };
 
 class MetalEnv {
@@ -124,15 +173,66 @@ public:
     virtual AllocatorImpl* allocator_impl() const = 0;
 };
 
+}  // namespace tt_metal
+
+// The host's writes of binaries to a core's L1 (tt_metal/llrt/llrt.cpp), defined below.
+namespace llrt {
+
+void write_binary_to_address(
+    tt_metal::MetalEnvImpl& env, const ll_api::memory& mem, int chip_id, const xy_pair& core, std::uint32_t address);
+void test_load_write_read_risc_binary(
+    tt_metal::MetalEnvImpl& env,
+    const ll_api::memory& mem,
+    int chip_id,
+    const xy_pair& core,
+    std::uint32_t core_type_idx,
+    std::uint32_t processor_class_idx,
+    std::uint32_t processor_type_idx);
+void test_load_multicast_write_risc_binary(
+    tt_metal::MetalEnvImpl& env,
+    const ll_api::memory& mem,
+    int chip_id,
+    const xy_pair& start_core,
+    const xy_pair& end_core,
+    std::uint32_t core_type_idx,
+    std::uint32_t processor_class_idx,
+    std::uint32_t processor_type_idx);
+
+}  // namespace llrt
+
+namespace tt_metal {
+
 namespace {
 
+// System kernels: a fabric router per active ethernet core, a prefetcher and a dispatcher.
 constexpr std::size_t kFabricBinaryBytes = 56 * 1024;
 constexpr std::size_t kDispatchBinaryBytes = 46 * 1024;
-constexpr std::uint32_t kFabricFirmwareAddr = 0x9000;
-constexpr std::uint32_t kDispatchFirmwareAddr = 0x14000;
+constexpr std::uint32_t kFabricKernelAddr = 0x9000;
+constexpr std::uint32_t kDispatchKernelAddr = 0x14000;
 constexpr std::uint32_t kAppKernelAddr = 0x20000;
 constexpr std::uint32_t kProgramKernelAddr = 0x30000;
-constexpr int kMaxDevices = 64;
+constexpr xy_pair kActiveEthCores[] = {{25, 0}, {18, 0}};
+constexpr xy_pair kDispatchCores[] = {{1, 9}, {2, 9}};
+
+// Firmware, one binary per RISC processor, as the HAL's firmware ELFs would give it.
+struct RiscFirmware {
+    HalProcessorClassType processor_class;
+    std::uint32_t processor_type;
+    std::size_t bytes;
+};
+// A Tensix core's five RISCs: BRISC, NCRISC (data movement), TRISC0..2 (compute).
+constexpr RiscFirmware kTensixFirmware[] = {
+    {HalProcessorClassType::DM, 0, 6144},
+    {HalProcessorClassType::DM, 1, 4608},
+    {HalProcessorClassType::COMPUTE, 0, 3072},
+    {HalProcessorClassType::COMPUTE, 1, 3584},
+    {HalProcessorClassType::COMPUTE, 2, 2560},
+};
+// An active ethernet core's ERISC.
+constexpr RiscFirmware kActiveEthFirmware{HalProcessorClassType::DM, 0, 5120};
+// Tensix firmware is multicast over the worker grid.
+constexpr xy_pair kWorkerGridStart{1, 1};
+constexpr xy_pair kWorkerGridEnd{8, 8};
 
 // The stand-in chip's memory, as its soc descriptor and HAL would give it.
 constexpr std::size_t kDramChannels = 8;
@@ -540,7 +640,8 @@ AllocatorConfig L1BankingAllocator::generate_config(
 }
 
 // Firmware bring-up. Its build phase computes every chip's bank-to-NOC tables
-// from a throw-away allocator, on worker threads, before the devices exist.
+// from a throw-away allocator, on worker threads; its launch phase then writes
+// every chip's firmware. Both run before the devices exist.
 class RiscFirmwareInitializer {
 public:
     RiscFirmwareInitializer(
@@ -550,6 +651,8 @@ public:
         l1_bank_remap_(std::move(l1_bank_remap)) {}
 
     void run_async_build_phase(const std::set<int>& device_ids);
+    void run_launch_phase(const std::set<int>& device_ids);
+    void initialize_and_launch_firmware(int device_id);
     void generate_device_bank_to_noc_tables(
         int device_id,
         std::vector<std::int32_t>& dram_bank_offset_map,
@@ -558,6 +661,13 @@ public:
         std::vector<std::uint16_t>& l1_bank_to_noc_xy);
 
 private:
+    // The real one also takes the launch and go messages it writes next to the firmware.
+    void initialize_firmware(
+        int device_id,
+        const HalProgrammableCoreType& core_type,
+        xy_pair virtual_core,
+        std::optional<xy_pair> end_core);
+
     struct Tables {
         std::vector<std::int32_t> dram_bank_offset_map;
         std::vector<std::int32_t> l1_bank_offset_map;
@@ -587,6 +697,49 @@ void RiscFirmwareInitializer::run_async_build_phase(const std::set<int>& device_
     }
     for (auto& f : pending) {
         f.get();
+    }
+}
+
+TT_REAL_PATH void RiscFirmwareInitializer::run_launch_phase(const std::set<int>& device_ids) {
+    // One chip after the other, on the calling thread.
+    for (const int id : device_ids) {
+        initialize_and_launch_firmware(id);
+    }
+}
+
+TT_REAL_PATH void RiscFirmwareInitializer::initialize_and_launch_firmware(int device_id) {
+    // Tensix firmware once, multicast over the worker grid; then each active ethernet core.
+    initialize_firmware(device_id, HalProgrammableCoreType::TENSIX, kWorkerGridStart, kWorkerGridEnd);
+    for (const xy_pair& eth : kActiveEthCores) {
+        initialize_firmware(device_id, HalProgrammableCoreType::ACTIVE_ETH, eth, std::nullopt);
+    }
+}
+
+TT_REAL_PATH void RiscFirmwareInitializer::initialize_firmware(
+    int device_id, const HalProgrammableCoreType& core_type, xy_pair virtual_core, std::optional<xy_pair> end_core) {
+    // Hal::get_programmable_core_type_index: the enum's value.
+    const auto core_type_idx = static_cast<std::uint32_t>(core_type);
+    MetalEnvImpl& env = metal_env().impl();
+    switch (core_type) {
+        case HalProgrammableCoreType::TENSIX:
+            // One multicast per RISC processor.
+            for (const RiscFirmware& fw : kTensixFirmware) {
+                const ll_api::memory binary(fw.bytes, 0xF000 + fw.processor_type);
+                llrt::test_load_multicast_write_risc_binary(
+                    env, binary, device_id, virtual_core, end_core.value_or(virtual_core), core_type_idx,
+                    static_cast<std::uint32_t>(fw.processor_class), fw.processor_type);
+            }
+            break;
+        case HalProgrammableCoreType::ACTIVE_ETH: {
+            const RiscFirmware& fw = kActiveEthFirmware;
+            const ll_api::memory binary(fw.bytes, 0xE000 + fw.processor_type);
+            llrt::test_load_write_read_risc_binary(
+                env, binary, device_id, virtual_core, core_type_idx, static_cast<std::uint32_t>(fw.processor_class),
+                fw.processor_type);
+            break;
+        }
+        default:
+            break;
     }
 }
 
@@ -657,23 +810,255 @@ class Device;
 
 namespace llrt {
 
+namespace {
+
+// "Writes" a binary: checksums it and counts it as the hardware would have seen it.
+std::uint64_t checksum_binary(const ll_api::memory& mem, int chip_id, const tt::xy_pair& core, std::uint64_t salt) {
+    std::uint64_t sum = static_cast<std::uint64_t>(chip_id) ^ (core.x << 8) ^ (core.y << 16) ^ salt;
+    for (const auto word : mem.data()) {
+        sum = sum * 31 + word;
+    }
+    return sum;
+}
+
+bool chip_in_range(int chip_id) { return chip_id >= 0 && chip_id < tt::tt_metal::kMaxDevices; }
+
+void account_firmware(tt::tt_metal::MetalEnvImpl& env, const ll_api::memory& mem, int chip_id, std::uint32_t core_type_idx) {
+    env.bytes_written.fetch_add(mem.size_bytes(), std::memory_order_relaxed);
+    if (chip_in_range(chip_id) && core_type_idx < tt::tt_metal::kCoreTypes) {
+        env.firmware_by_chip[chip_id][core_type_idx].add(mem.size_bytes());
+    }
+}
+
+}  // namespace
+
+// A kernel binary written to one core's L1 (slow dispatch, and the system kernels).
 TT_PROBED void write_binary_to_address(
     tt::tt_metal::MetalEnvImpl& env,
     const ll_api::memory& mem,
     int chip_id,
     const tt::xy_pair& core,
     std::uint32_t address) {
-    std::uint64_t sum = static_cast<std::uint64_t>(chip_id) ^ (core.x << 8) ^ (core.y << 16) ^ address;
-    for (const auto word : mem.data()) {
-        sum = sum * 31 + word;
+    env.checksum.fetch_xor(checksum_binary(mem, chip_id, core, address), std::memory_order_relaxed);
+    env.bytes_written.fetch_add(mem.size_bytes(), std::memory_order_relaxed);
+    if (chip_in_range(chip_id)) {
+        env.binaries_by_chip[chip_id].add(mem.size_bytes());
     }
-    env.checksum.fetch_xor(sum, std::memory_order_relaxed);
-    env.bytes_written.fetch_add(mem.data().size() * sizeof(ll_api::memory::word_t), std::memory_order_relaxed);
+}
+
+// A RISC's firmware written to one core, then read back.
+TT_PROBED void test_load_write_read_risc_binary(
+    tt::tt_metal::MetalEnvImpl& env,
+    const ll_api::memory& mem,
+    int chip_id,
+    const tt::xy_pair& core,
+    std::uint32_t core_type_idx,
+    std::uint32_t processor_class_idx,
+    std::uint32_t processor_type_idx) {
+    const std::uint64_t salt = (std::uint64_t{core_type_idx} << 32) ^ (processor_class_idx << 8) ^ processor_type_idx;
+    const std::uint64_t written = checksum_binary(mem, chip_id, core, salt);
+    // Read back and compared, as the real function does.
+    if (checksum_binary(mem, chip_id, core, salt) != written) {
+        return;
+    }
+    env.checksum.fetch_xor(written, std::memory_order_relaxed);
+    account_firmware(env, mem, chip_id, core_type_idx);
+}
+
+// A RISC's firmware multicast to every core of [start_core, end_core]: one write.
+TT_PROBED void test_load_multicast_write_risc_binary(
+    tt::tt_metal::MetalEnvImpl& env,
+    const ll_api::memory& mem,
+    int chip_id,
+    const tt::xy_pair& start_core,
+    const tt::xy_pair& end_core,
+    std::uint32_t core_type_idx,
+    std::uint32_t processor_class_idx,
+    std::uint32_t processor_type_idx) {
+    const std::uint64_t salt = (std::uint64_t{core_type_idx} << 32) ^ (processor_class_idx << 8) ^ processor_type_idx ^
+                               (end_core.x << 40) ^ (end_core.y << 48);
+    env.checksum.fetch_xor(checksum_binary(mem, chip_id, start_core, salt), std::memory_order_relaxed);
+    account_firmware(env, mem, chip_id, core_type_idx);
 }
 
 }  // namespace llrt
 
 namespace tt_metal {
+
+// A kernel: its binaries (one per RISC it runs on) and the logical cores it is placed on.
+class Kernel {
+public:
+    Kernel(std::vector<ll_api::memory> binaries, std::vector<xy_pair> logical_cores) :
+        binaries_(std::move(binaries)), logical_cores_(std::move(logical_cores)) {}
+    virtual ~Kernel() = default;
+    Kernel(const Kernel&) = delete;
+    Kernel& operator=(const Kernel&) = delete;
+
+    // Slow dispatch: writes the kernel's binaries to one core, at base_address + the
+    // offset of each processor's kernel text.
+    virtual void configure(
+        IDevice* device, const xy_pair& logical_core, std::uint32_t base_address, const std::uint32_t offsets[]) const = 0;
+
+    const std::vector<ll_api::memory>& binaries() const { return binaries_; }
+    const std::vector<xy_pair>& logical_cores() const { return logical_cores_; }
+    bool is_on_core(const xy_pair& core) const {
+        return std::find(logical_cores_.begin(), logical_cores_.end(), core) != logical_cores_.end();
+    }
+    std::size_t binary_size_bytes() const {
+        std::size_t total = 0;
+        for (const auto& b : binaries_) {
+            total += b.size_bytes();
+        }
+        return total;
+    }
+
+private:
+    std::vector<ll_api::memory> binaries_;
+    std::vector<xy_pair> logical_cores_;
+};
+
+// A data-movement kernel: one binary, for one of a Tensix core's data-movement RISCs.
+class DataMovementKernel final : public Kernel {
+public:
+    DataMovementKernel(ll_api::memory binary, std::vector<xy_pair> logical_cores, std::uint32_t processor = 0) :
+        Kernel(single(std::move(binary)), std::move(logical_cores)), processor_(processor) {}
+
+    void configure(
+        IDevice* device,
+        const xy_pair& logical_core,
+        std::uint32_t base_address,
+        const std::uint32_t offsets[]) const override;
+
+private:
+    static std::vector<ll_api::memory> single(ll_api::memory binary) {
+        std::vector<ll_api::memory> v;
+        v.push_back(std::move(binary));
+        return v;
+    }
+
+    std::uint32_t processor_;
+};
+
+// An ethernet kernel: one binary, for an ethernet core's RISC.
+class EthernetKernel final : public Kernel {
+public:
+    EthernetKernel(ll_api::memory binary, std::vector<xy_pair> logical_cores) :
+        Kernel(single(std::move(binary)), std::move(logical_cores)) {}
+
+    void configure(
+        IDevice* device,
+        const xy_pair& logical_core,
+        std::uint32_t base_address,
+        const std::uint32_t offsets[]) const override;
+
+private:
+    static std::vector<ll_api::memory> single(ll_api::memory binary) {
+        std::vector<ll_api::memory> v;
+        v.push_back(std::move(binary));
+        return v;
+    }
+};
+
+TT_REAL_PATH void DataMovementKernel::configure(
+    IDevice* device, const xy_pair& logical_core, std::uint32_t base_address, const std::uint32_t offsets[]) const {
+    // The stand-in chip has no coordinate translation: the logical core is the one written.
+    llrt::write_binary_to_address(
+        metal_env().impl(), binaries().front(), device->id(), logical_core, base_address + offsets[processor_]);
+}
+
+TT_REAL_PATH void EthernetKernel::configure(
+    IDevice* device, const xy_pair& logical_core, std::uint32_t base_address, const std::uint32_t offsets[]) const {
+    // Kernels kept in the ethernet core's kernel-config buffer are written there.
+    llrt::write_binary_to_address(
+        metal_env().impl(), binaries().front(), device->id(), logical_core, base_address + offsets[0]);
+}
+
+namespace detail {
+
+// A program: its kernels and where their binaries go. In fast dispatch the binaries
+// are read from the device buffer its mesh workload placed them in.
+class ProgramImpl {
+public:
+    explicit ProgramImpl(std::uint32_t kernel_config_base) : kernel_config_base_(kernel_config_base) {}
+
+    void add_kernel(std::shared_ptr<Kernel> kernel) { kernels_.push_back(std::move(kernel)); }
+
+    // Every core some kernel is placed on, in placement order.
+    std::vector<xy_pair> logical_cores() const {
+        std::vector<xy_pair> cores;
+        for (const auto& k : kernels_) {
+            for (const xy_pair& c : k->logical_cores()) {
+                if (std::find(cores.begin(), cores.end(), c) == cores.end()) {
+                    cores.push_back(c);
+                }
+            }
+        }
+        return cores;
+    }
+    std::vector<const Kernel*> kernels_on_core(const xy_pair& core) const {
+        std::vector<const Kernel*> on;
+        for (const auto& k : kernels_) {
+            if (k->is_on_core(core)) {
+                on.push_back(k.get());
+            }
+        }
+        return on;
+    }
+    // The program's binaries as packed into a kernel-binary buffer: each kernel's once.
+    std::size_t binary_size_bytes() const {
+        std::size_t total = 0;
+        for (const auto& k : kernels_) {
+            total += k->binary_size_bytes();
+        }
+        return total;
+    }
+
+    std::uint32_t kernel_config_base() const { return kernel_config_base_; }
+    const std::uint32_t* kernel_text_offsets() const { return kernel_text_offsets_.data(); }
+    // A view of the buffer its binaries were placed in (it owns no memory).
+    void set_kernels_bin_buffer(DeviceAddr address) { kernels_bin_buffer_ = address; }
+    DeviceAddr kernels_bin_buffer() const { return kernels_bin_buffer_; }
+
+private:
+    std::vector<std::shared_ptr<Kernel>> kernels_;
+    std::uint32_t kernel_config_base_;
+    // Per processor (BRISC, NCRISC, TRISC0..2): where its kernel text starts.
+    std::array<std::uint32_t, 5> kernel_text_offsets_{0x0, 0x4000, 0x8000, 0xA000, 0xC000};
+    DeviceAddr kernels_bin_buffer_ = 0;
+};
+
+}  // namespace detail
+
+class Program {
+public:
+    explicit Program(std::uint32_t kernel_config_base = kProgramKernelAddr) :
+        pimpl_(std::make_shared<detail::ProgramImpl>(kernel_config_base)) {}
+
+    detail::ProgramImpl& impl() { return *pimpl_; }
+    const detail::ProgramImpl& impl() const { return *pimpl_; }
+
+private:
+    std::shared_ptr<detail::ProgramImpl> pimpl_;
+};
+
+namespace slow_dispatch {
+
+// Writes every kernel of the program to every core it is placed on, from the host.
+TT_REAL_PATH void ConfigureDeviceWithProgram(IDevice& device, Program& program, bool /*force_slow_dispatch*/) {
+    const detail::ProgramImpl& impl = program.impl();
+    for (const xy_pair& core : impl.logical_cores()) {
+        for (const Kernel* kernel : impl.kernels_on_core(core)) {
+            kernel->configure(&device, core, impl.kernel_config_base(), impl.kernel_text_offsets());
+        }
+    }
+}
+
+// Configures the program on the device, then (on hardware) sends the cores their go signal.
+TT_REAL_PATH void LaunchProgramAsync(IDevice& device, Program& program, bool /*wait_until_cores_done*/) {
+    ConfigureDeviceWithProgram(device, program, false);
+}
+
+}  // namespace slow_dispatch
 
 class Device : public IDevice {
 public:
@@ -787,22 +1172,28 @@ TT_PROBED bool Device::close() {
 
 TT_PROBED void Device::configure_fabric() {
     g_fabric_configs_started.fetch_add(1);
-    // Two ethernet cores per chip get the fabric router firmware. The pause
-    // keeps the call open long enough for other threads' writes to overlap it.
-    const ll_api::memory router0(kFabricBinaryBytes, 0xFAB0 + id_);
-    llrt::write_binary_to_address(env_->impl(), router0, id_, xy_pair{25, 0}, kFabricFirmwareAddr);
+    // The fabric program: a router kernel on each active ethernet core.
+    Program fabric(kFabricKernelAddr);
+    for (std::size_t i = 0; i < std::size(kActiveEthCores); ++i) {
+        fabric.impl().add_kernel(std::make_shared<EthernetKernel>(
+            ll_api::memory(kFabricBinaryBytes, 0xFAB0 + static_cast<std::uint32_t>(i) + id_),
+            std::vector<xy_pair>{kActiveEthCores[i]}));
+    }
+    // The pause keeps the call open long enough for other threads' writes to overlap it.
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    const ll_api::memory router1(kFabricBinaryBytes, 0xFAB1 + id_);
-    llrt::write_binary_to_address(env_->impl(), router1, id_, xy_pair{18, 0}, kFabricFirmwareAddr);
+    slow_dispatch::ConfigureDeviceWithProgram(*this, fabric, true);
     fabric_configured_ = true;
 }
 
 TT_PROBED void Device::configure_command_queue_programs(DispatchTopology* topology) {
-    // Prefetcher and dispatcher firmware for the command queue.
-    const ll_api::memory prefetch(kDispatchBinaryBytes, 0xD150 + id_);
-    llrt::write_binary_to_address(env_->impl(), prefetch, id_, xy_pair{1, 9}, kDispatchFirmwareAddr);
-    const ll_api::memory dispatch(kDispatchBinaryBytes, 0xD151 + id_);
-    llrt::write_binary_to_address(env_->impl(), dispatch, id_, xy_pair{2, 9}, kDispatchFirmwareAddr);
+    // The command queue's program: a prefetcher and a dispatcher kernel on the dispatch cores.
+    Program command_queue(kDispatchKernelAddr);
+    for (std::size_t i = 0; i < std::size(kDispatchCores); ++i) {
+        command_queue.impl().add_kernel(std::make_shared<DataMovementKernel>(
+            ll_api::memory(kDispatchBinaryBytes, 0xD150 + static_cast<std::uint32_t>(i) + id_),
+            std::vector<xy_pair>{kDispatchCores[i]}));
+    }
+    slow_dispatch::ConfigureDeviceWithProgram(*this, command_queue, true);
     topology->programs_configured.fetch_add(1);
 }
 
@@ -852,58 +1243,6 @@ TT_PROBED bool DeviceManager::close_devices(const std::vector<IDevice*>& devices
     return all_closed;
 }
 
-namespace detail {
-
-// A program's kernel binary. Uploading it to a device first places its
-// kernel-binary buffer (DRAM) on that device's own allocator; the buffer lives
-// as long as the program.
-class ProgramImpl {
-public:
-    explicit ProgramImpl(ll_api::memory binary) : binary_(std::move(binary)) {}
-    ~ProgramImpl();
-    ProgramImpl(const ProgramImpl&) = delete;
-    ProgramImpl& operator=(const ProgramImpl&) = delete;
-
-    void allocate_kernel_bin_buf_on_device(IDevice* device);
-    DeviceAddr kernel_bin_buf_address(int device_id) const {
-        const auto it = kernels_buffer_.find(device_id);
-        return it == kernels_buffer_.end() ? 0 : it->second.address;
-    }
-
-private:
-    struct KernelBinBuffer {
-        AllocatorImpl* allocator;
-        DeviceAddr address;
-    };
-
-    ll_api::memory binary_;
-    std::unordered_map<int, KernelBinBuffer> kernels_buffer_;
-    std::uint32_t devices_loaded_ = 0;
-};
-
-ProgramImpl::~ProgramImpl() {
-    for (const auto& [device_id, buffer] : kernels_buffer_) {
-        buffer.allocator->deallocate_buffer(BufferType::DRAM, buffer.address);
-    }
-}
-
-TT_PROBED void ProgramImpl::allocate_kernel_bin_buf_on_device(IDevice* device) {
-    const int device_id = device->id();
-    if (!kernels_buffer_.contains(device_id)) {
-        AllocatorImpl* allocator = device->allocator_impl();
-        const DeviceAddr address =
-            allocator == nullptr ? 0 : allocator->allocate_buffer(BufferType::DRAM, binary_.size_bytes(), kProgramPageSize);
-        if (address == 0) {
-            return;
-        }
-        kernels_buffer_.emplace(device_id, KernelBinBuffer{allocator, address});
-    }
-    llrt::write_binary_to_address(metal_env().impl(), binary_, device_id, xy_pair{1, 1}, kProgramKernelAddr);
-    ++devices_loaded_;
-}
-
-}  // namespace detail
-
 namespace distributed {
 
 struct MeshDeviceConfig {
@@ -911,6 +1250,42 @@ struct MeshDeviceConfig {
 };
 
 class MeshDevice;
+class MeshWorkload;
+
+// A mesh's command queue: fast dispatch (the dispatch firmware runs programs from
+// device memory) or slow dispatch (the host writes every kernel to every core).
+class MeshCommandQueue {
+public:
+    explicit MeshCommandQueue(MeshDevice* mesh) : mesh_(mesh) {}
+    virtual ~MeshCommandQueue() = default;
+    MeshCommandQueue(const MeshCommandQueue&) = delete;
+    MeshCommandQueue& operator=(const MeshCommandQueue&) = delete;
+
+    virtual void enqueue_mesh_workload(MeshWorkload& mesh_workload, bool blocking) = 0;
+    MeshDevice* device() const { return mesh_; }
+    std::uint64_t workloads_enqueued() const { return enqueued_.load(); }
+
+protected:
+    MeshDevice* mesh_;
+    std::atomic<std::uint64_t> enqueued_{0};
+};
+
+class FDMeshCommandQueue final : public MeshCommandQueue {
+public:
+    using MeshCommandQueue::MeshCommandQueue;
+    void enqueue_mesh_workload(MeshWorkload& mesh_workload, bool blocking) override;
+
+private:
+    std::mutex mutex_;
+    // Where each launched program's binaries are, as its dispatch commands name them.
+    std::vector<DeviceAddr> launched_binaries_;
+};
+
+class SDMeshCommandQueue final : public MeshCommandQueue {
+public:
+    using MeshCommandQueue::MeshCommandQueue;
+    void enqueue_mesh_workload(MeshWorkload& mesh_workload, bool blocking) override;
+};
 
 // The mesh's state: its devices and its lock-step allocator, which places
 // every mesh buffer once, at the same address on all of its chips.
@@ -929,6 +1304,7 @@ public:
     bool close_impl(MeshDevice* pimpl_wrapper);
 
     AllocatorImpl* allocator_impl() const { return allocator_.get(); }
+    MeshCommandQueue& mesh_command_queue() const { return *command_queue_; }
     Device* reference_device() const { return devices_.at(0).get(); }
     std::size_t num_devices() const { return devices_.size(); }
     Device* device(std::size_t index) const { return devices_.at(index).get(); }
@@ -938,6 +1314,7 @@ private:
     std::vector<std::unique_ptr<Device>> devices_;
     DeviceManager manager_;
     std::unique_ptr<AllocatorImpl> allocator_;
+    std::unique_ptr<MeshCommandQueue> command_queue_;
     MeshDevice* initialized_for_ = nullptr;
 };
 
@@ -959,6 +1336,7 @@ public:
     std::size_t num_devices() const { return pimpl_->num_devices(); }
     Device* device(std::size_t index) const { return pimpl_->device(index); }
     AllocatorImpl* allocator_impl() const { return pimpl_->allocator_impl(); }
+    MeshCommandQueue& mesh_command_queue() const { return pimpl_->mesh_command_queue(); }
 
 private:
     explicit MeshDevice(std::unique_ptr<MeshDeviceImpl> pimpl) : pimpl_(std::move(pimpl)) {}
@@ -988,6 +1366,12 @@ TT_PROBED bool MeshDeviceImpl::initialize_impl(
     }
     // The lock-step allocator manages what the reference device's allocator does.
     allocator_ = std::make_unique<L1BankingAllocator>(reference_device()->allocator_impl()->get_config());
+    // The command queue of the dispatch mode the runtime options name.
+    if (metal_env().impl().get_rtoptions().get_fast_dispatch()) {
+        command_queue_ = std::make_unique<FDMeshCommandQueue>(pimpl_wrapper);
+    } else {
+        command_queue_ = std::make_unique<SDMeshCommandQueue>(pimpl_wrapper);
+    }
     initialized_for_ = pimpl_wrapper;
     return true;
 }
@@ -1022,10 +1406,12 @@ TT_PROBED std::shared_ptr<MeshDevice> MeshDevice::create(
     for (std::size_t i = 0; i < config.num_devices; ++i) {
         device_ids.insert(static_cast<int>(i));
     }
-    // Firmware build phase (MetalContext::initialize): bank tables per chip.
+    // MetalContext::initialize: the firmware's build phase (bank tables per chip),
+    // then its launch phase (every chip's firmware), before any Device exists.
     RiscFirmwareInitializer firmware(
         num_hw_cqs, worker_l1_unreserved_start(worker_l1_size), {l1_bank_remap.begin(), l1_bank_remap.end()});
     firmware.run_async_build_phase(device_ids);
+    firmware.run_launch_phase(device_ids);
     // The devices (each with its own allocator).
     std::vector<std::unique_ptr<Device>> devices;
     for (const int id : device_ids) {
@@ -1064,6 +1450,112 @@ MeshDevice::~MeshDevice() {
     }
 }
 
+// A buffer of the mesh: placed once by its lock-step allocator, at the same
+// address on every chip.
+class MeshBuffer {
+public:
+    static std::shared_ptr<MeshBuffer> create(DeviceAddr size, DeviceAddr page_size, BufferType type, MeshDevice* mesh) {
+        AllocatorImpl* allocator = mesh->allocator_impl();
+        const DeviceAddr address = allocator == nullptr ? 0 : allocator->allocate_buffer(type, size, page_size);
+        if (address == 0) {
+            return nullptr;
+        }
+        return std::shared_ptr<MeshBuffer>(new MeshBuffer(mesh, type, address, size));
+    }
+    ~MeshBuffer() { deallocate(); }
+    MeshBuffer(const MeshBuffer&) = delete;
+    MeshBuffer& operator=(const MeshBuffer&) = delete;
+
+    // Freed on the mesh's allocator while the mesh is open; after its close the
+    // allocator already released everything (deallocate_all), so nothing is freed.
+    void deallocate() {
+        if (address_ == 0) {
+            return;
+        }
+        if (AllocatorImpl* allocator = mesh_->allocator_impl(); allocator != nullptr) {
+            allocator->deallocate_buffer(type_, address_);
+        }
+        address_ = 0;
+    }
+    DeviceAddr address() const { return address_; }
+    DeviceAddr size() const { return size_; }
+
+private:
+    MeshBuffer(MeshDevice* mesh, BufferType type, DeviceAddr address, DeviceAddr size) :
+        mesh_(mesh), type_(type), address_(address), size_(size) {}
+
+    MeshDevice* mesh_;
+    BufferType type_;
+    DeviceAddr address_;
+    DeviceAddr size_;
+};
+
+// A workload: a program over the whole mesh. In fast dispatch its binaries are
+// placed in one kernel-binary buffer (DRAM, on the mesh's lock-step allocator), which
+// lives as long as the workload.
+class MeshWorkloadImpl {
+public:
+    explicit MeshWorkloadImpl(Program program) : program_(std::move(program)) {}
+    MeshWorkloadImpl(const MeshWorkloadImpl&) = delete;
+    MeshWorkloadImpl& operator=(const MeshWorkloadImpl&) = delete;
+
+    void load_binaries(MeshCommandQueue& mesh_cq);
+    Program& program() { return program_; }
+    const MeshBuffer* kernel_bin_buf() const { return kernel_bin_buf_.get(); }
+
+private:
+    Program program_;
+    std::shared_ptr<MeshBuffer> kernel_bin_buf_;
+};
+
+class MeshWorkload {
+public:
+    explicit MeshWorkload(Program program) : pimpl_(std::make_unique<MeshWorkloadImpl>(std::move(program))) {}
+    MeshWorkloadImpl& impl() { return *pimpl_; }
+
+private:
+    std::unique_ptr<MeshWorkloadImpl> pimpl_;
+};
+
+TT_PROBED void MeshWorkloadImpl::load_binaries(MeshCommandQueue& mesh_cq) {
+    if (kernel_bin_buf_ != nullptr) {
+        return;  // placed by an earlier enqueue
+    }
+    // One buffer for the whole mesh, as large as the program's binaries.
+    kernel_bin_buf_ = MeshBuffer::create(
+        program_.impl().binary_size_bytes(), kProgramPageSize, BufferType::DRAM, mesh_cq.device());
+    if (kernel_bin_buf_ == nullptr) {
+        return;
+    }
+    // The binaries are then written into it through the command queue (not
+    // write_binary_to_address), and the program gets a view of it.
+    program_.impl().set_kernels_bin_buffer(kernel_bin_buf_->address());
+}
+
+// The dispatch commands name the program's binary buffer; the dispatch firmware
+// copies the binaries from there to the cores: the host writes none.
+TT_PROBED void FDMeshCommandQueue::enqueue_mesh_workload(MeshWorkload& mesh_workload, bool /*blocking*/) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    launched_binaries_.push_back(mesh_workload.impl().program().impl().kernels_bin_buffer());
+    enqueued_.fetch_add(1);
+}
+
+// The host configures the program on every device of the mesh, kernel by kernel, core by core.
+TT_PROBED void SDMeshCommandQueue::enqueue_mesh_workload(MeshWorkload& mesh_workload, bool /*blocking*/) {
+    for (std::size_t i = 0; i < mesh_->num_devices(); ++i) {
+        slow_dispatch::LaunchProgramAsync(*mesh_->device(i), mesh_workload.impl().program(), false);
+    }
+    enqueued_.fetch_add(1);
+}
+
+TT_REAL_PATH void EnqueueMeshWorkload(MeshCommandQueue& mesh_cq, MeshWorkload& mesh_workload, bool blocking) {
+    // Fast dispatch first places the binaries in device memory.
+    if (metal_env().impl().get_rtoptions().get_fast_dispatch()) {
+        mesh_workload.impl().load_binaries(mesh_cq);
+    }
+    mesh_cq.enqueue_mesh_workload(mesh_workload, blocking);
+}
+
 }  // namespace distributed
 }  // namespace tt_metal
 }  // namespace tt
@@ -1073,14 +1565,15 @@ MeshDevice::~MeshDevice() {
 
 using tt::tt_metal::BufferType;
 using tt::tt_metal::Device;
-using tt::tt_metal::detail::ProgramImpl;
+using tt::tt_metal::Program;
 using tt::tt_metal::distributed::MeshDevice;
+using tt::tt_metal::distributed::MeshWorkload;
 
 struct standin_mesh {
     std::shared_ptr<MeshDevice> mesh;
-    // Programs loaded through this handle; each holds its kernel-binary buffers
-    // until the handle is closed.
-    std::vector<std::unique_ptr<ProgramImpl>> programs;
+    // Workloads enqueued through this handle, kept (as a program cache keeps them)
+    // until the handle is closed; in fast dispatch each holds its kernel-binary buffer.
+    std::vector<std::unique_ptr<MeshWorkload>> workloads;
 };
 
 namespace {
@@ -1131,22 +1624,67 @@ long long standin_write_app_kernel(int chip, unsigned long long bytes) {
     return static_cast<long long>(bytes);
 }
 
-// Application kernel written through ProgramImpl::allocate_kernel_bin_buf_on_device,
-// which first places the program's kernel-binary buffer (DRAM, `bytes`) on the
-// chip's own allocator. The program, and so that buffer, is kept until
-// standin_close_mesh. Returns the bytes written, or -1.
-long long standin_write_program_kernel(standin_mesh* h, int device, unsigned long long bytes) {
-    Device* dev = mesh_device(h, device);
-    if (dev == nullptr || !valid_binary_size(bytes)) {
+// 1 in fast dispatch, 0 in slow dispatch (TT_METAL_SLOW_DISPATCH_MODE, as the library read it).
+int standin_fast_dispatch(void) {
+    return tt::tt_metal::metal_env().impl().get_rtoptions().get_fast_dispatch() ? 1 : 0;
+}
+
+// Firmware the library wrote to chip's cores of core_type (a HalProgrammableCoreType
+// value) so far: writes (a multicast is one) and bytes. -1 on bad input.
+int standin_firmware_written(int chip, int core_type, unsigned long long* count, unsigned long long* bytes) {
+    if (chip < 0 || chip >= tt::tt_metal::kMaxDevices || core_type < 0 ||
+        static_cast<std::size_t>(core_type) >= tt::tt_metal::kCoreTypes || count == nullptr || bytes == nullptr) {
         return -1;
     }
-    auto program = std::make_unique<ProgramImpl>(ll_api::memory(bytes, 0xB000 + device));
-    program->allocate_kernel_bin_buf_on_device(dev);
-    if (program->kernel_bin_buf_address(dev->id()) == 0) {
+    const auto& t = tt::tt_metal::metal_env().impl().firmware_by_chip[chip][core_type];
+    *count = t.count.load();
+    *bytes = t.bytes.load();
+    return 0;
+}
+
+// Enqueues a workload on the whole mesh through EnqueueMeshWorkload: one program with
+// one data-movement kernel of `bytes` on two worker cores. The workload is kept until
+// standin_close_mesh. Per device index, written/written_bytes get the kernel binaries
+// the library wrote to that chip's cores (slow dispatch) and buffer_bytes the size of
+// the workload's kernel-binary buffer on that chip (fast dispatch: one mesh buffer,
+// on every chip). Returns 0, or -1.
+int standin_enqueue_program(
+    standin_mesh* h,
+    unsigned long long bytes,
+    unsigned long long* written,
+    unsigned long long* written_bytes,
+    unsigned long long* buffer_bytes) {
+    if (h == nullptr || !valid_binary_size(bytes) || written == nullptr || written_bytes == nullptr ||
+        buffer_bytes == nullptr) {
         return -1;
     }
-    h->programs.push_back(std::move(program));
-    return static_cast<long long>(bytes);
+    auto& env = tt::tt_metal::metal_env().impl();
+    const std::size_t n = h->mesh->num_devices();
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> before(n);
+    for (std::size_t d = 0; d < n; ++d) {
+        const auto& t = env.binaries_by_chip[h->mesh->device(d)->id()];
+        before[d] = {t.count.load(), t.bytes.load()};
+    }
+    const std::uint32_t k = tt::tt_metal::g_app_core_cursor.fetch_add(2);
+    Program program(tt::tt_metal::kProgramKernelAddr);
+    program.impl().add_kernel(std::make_shared<tt::tt_metal::DataMovementKernel>(
+        ll_api::memory(bytes, 0xB000 + k),
+        std::vector<tt::xy_pair>{{1 + k % 8, 1 + (k / 8) % 8}, {1 + (k + 1) % 8, 1 + ((k + 1) / 8) % 8}}));
+    auto workload = std::make_unique<MeshWorkload>(std::move(program));
+    tt::tt_metal::distributed::EnqueueMeshWorkload(h->mesh->mesh_command_queue(), *workload, false);
+    const bool fast = standin_fast_dispatch() == 1;
+    const auto* buffer = workload->impl().kernel_bin_buf();
+    if (fast && buffer == nullptr) {
+        return -1;
+    }
+    for (std::size_t d = 0; d < n; ++d) {
+        const auto& t = env.binaries_by_chip[h->mesh->device(d)->id()];
+        written[d] = t.count.load() - before[d].first;
+        written_bytes[d] = t.bytes.load() - before[d].second;
+        buffer_bytes[d] = buffer == nullptr ? 0 : buffer->size();
+    }
+    h->workloads.push_back(std::move(workload));
+    return 0;
 }
 
 // A mesh buffer: placed once by the mesh's lock-step allocator, at the same
@@ -1191,13 +1729,13 @@ int standin_free_cbs(standin_mesh* h, int device) {
     return 0;
 }
 
-// Destroys the handle's programs (freeing their kernel-binary buffers), then
+// Destroys the handle's workloads (freeing their kernel-binary buffers), then
 // MeshDevice::close(), then releases the handle. Returns 0 if every device closed.
 int standin_close_mesh(standin_mesh* h) {
     if (h == nullptr) {
         return -1;
     }
-    h->programs.clear();
+    h->workloads.clear();
     const bool ok = h->mesh->close();
     delete h;
     return ok ? 0 : -1;

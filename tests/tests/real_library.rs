@@ -328,6 +328,7 @@ fn the_standin_resolves_to_the_same_roles_and_registers() {
         "device_close",
         "mesh_close",
         "firmware_write",
+        "workload_enqueue",
     ] {
         assert!(
             standin_ids.iter().any(|s| s == id),

@@ -10,6 +10,12 @@ const FABRIC_BYTES: u64 = 56 * KIB;
 const DISPATCH_BYTES: u64 = 46 * KIB;
 /// Where the stand-in's DRAM banks start (its allocators place DRAM buffers from there up).
 const DRAM_BASE: u64 = 0x10000;
+/// The driver's default kernel binary size (`--app-kernel-bytes`).
+const KERNEL_BYTES: u64 = 12288;
+/// How far a 12 KiB DRAM buffer moves the next DRAM address: 12 KiB over 8 banks, 64-byte aligned.
+const KERNEL_BUFFER_STRIDE: u64 = 0x600;
+/// The L1 address the stand-in's programs put their kernels at (their kernel-config base).
+const PROGRAM_KERNEL_ADDR: u64 = 0x30000;
 
 /// A number the report must have: a missing or non-numeric field fails, it never reads as 0.
 fn num(v: &Value, key: &str) -> u64 {
@@ -95,47 +101,100 @@ fn assert_attribution(t: &Traced, proc: &Value, devices: u64) {
     }
 }
 
-/// Every device of `proc` carries exactly the seed's system kernels and the driver's
-/// application kernels, and every bank is attributed.
+/// Every device of `proc` carries exactly the seed's system kernels (204 KiB), the firmware the
+/// library wrote (per core type) and the driver's application kernels, split by how they were
+/// loaded; and every bank is attributed.
 fn assert_ledger(t: &Traced, proc: &Value, driver: &Value) {
     let devices = num(driver, "devices");
-    let ds = proc["devices"].as_object().expect("devices");
+    let app = field(driver, "application_per_device");
+    let firmware = field(driver, "firmware_per_device");
+    let ds = field(proc, "devices").as_object().expect("devices");
     assert_eq!(ds.len() as u64, devices, "devices in report: {}", t.report);
     assert_attribution(t, proc, devices);
     for chip in 0..devices {
-        let d = &ds[&chip.to_string()];
-        let loaded = &d["loaded"];
+        let d = field(field(proc, "devices"), &chip.to_string());
+        let loaded = field(d, "loaded");
+        let fabric = tally(field(loaded, "fabric"));
+        let dispatch = tally(field(loaded, "dispatch"));
+        assert_eq!(fabric, (2, 2 * FABRIC_BYTES), "device {chip} fabric");
+        assert_eq!(dispatch, (2, 2 * DISPATCH_BYTES), "device {chip} dispatch");
         assert_eq!(
-            tally(&loaded["fabric"]),
-            (2, 2 * FABRIC_BYTES),
-            "device {chip} fabric"
+            fabric.1 + dispatch.1,
+            204 * KIB,
+            "device {chip} system kernels"
+        );
+        assert_eq!(tally(field(loaded, "init")), (0, 0), "device {chip} init");
+        assert_eq!(
+            tally(field(loaded, "application")),
+            tally(field(app, "written")),
+            "device {chip} application kernels written to cores vs the driver's own count"
         );
         assert_eq!(
-            tally(&loaded["dispatch"]),
-            (2, 2 * DISPATCH_BYTES),
-            "device {chip} dispatch"
+            tally(field(loaded, "program_buffers")),
+            tally(field(app, "program_buffers")),
+            "device {chip} programs' binary buffers vs the driver's own count"
         );
-        assert_eq!(tally(&loaded["init"]), (0, 0), "device {chip} init");
         assert_eq!(
-            tally(&loaded["application"]),
-            (
-                driver["app_kernels_per_device"].as_u64().unwrap(),
-                driver["app_bytes_per_device"].as_u64().unwrap()
-            ),
-            "device {chip} application kernels vs the driver's own count"
+            num(field(loaded, "application"), "count")
+                + num(field(loaded, "program_buffers"), "count"),
+            num(driver, "app_kernels_per_device"),
+            "device {chip} application kernels, however loaded"
         );
-        assert!(d["opened_ns"].is_u64(), "device {chip} open seen");
+        assert_eq!(
+            num(field(loaded, "application"), "bytes")
+                + num(field(loaded, "program_buffers"), "bytes"),
+            num(driver, "app_bytes_per_device"),
+            "device {chip} application bytes, however loaded"
+        );
+        assert_eq!(
+            tally(field(loaded, "firmware")),
+            tally(firmware),
+            "device {chip} firmware vs what the library wrote"
+        );
+        assert_eq!(
+            field(d, "firmware_by_core"),
+            field(firmware, "by_core"),
+            "device {chip} firmware per core type"
+        );
+        assert!(field(d, "opened_ns").is_u64(), "device {chip} open seen");
     }
 }
 
+/// What the stand-in's firmware is per device (tt_metal.cpp: 5 Tensix RISCs multicast, an
+/// ERISC on each of 2 active ethernet cores): the oracle's own figures must be these.
+fn assert_standin_firmware(driver: &Value, opens: u64) {
+    let tensix = 6144 + 4608 + 3072 + 3584 + 2560;
+    assert_eq!(
+        field(driver, "firmware_per_device"),
+        &json!({
+            "count": 7 * opens,
+            "bytes": (tensix + 2 * 5120) * opens,
+            "by_core": {
+                "tensix": {"count": 5 * opens, "bytes": tensix * opens},
+                "active_eth": {"count": 2 * opens, "bytes": 2 * 5120 * opens},
+            },
+        })
+    );
+}
+
 fn run_driver(driver_args: &[&str]) -> Traced {
+    run_driver_with(driver_args, &[])
+}
+
+/// `tt-tracer run` of the driver, with `envs` in the tracer's (and so the driver's) environment.
+fn run_driver_with(driver_args: &[&str], envs: &[(&str, &str)]) -> Traced {
     require_root();
     let s = standin();
     let lib = s.lib.to_str().unwrap();
     let drv = s.driver.to_str().unwrap();
     let mut args = vec!["run", "--lib", lib, "--", drv];
     args.extend_from_slice(driver_args);
-    trace(&args, &[]).expect("tt-tracer run")
+    trace(&args, envs).expect("tt-tracer run")
+}
+
+/// The events of one record kind.
+fn records<'a>(t: &'a Traced, record: &str) -> Vec<&'a Value> {
+    t.events.iter().filter(|e| e["record"] == record).collect()
 }
 
 #[test]
@@ -160,11 +219,24 @@ fn system_and_application_kernels_on_1_2_and_8_devices() {
         let driver = t.driver();
         let p = t.process(driver["pid"].as_u64().unwrap());
         assert_ledger(&t, p, &driver);
+        assert_standin_firmware(&driver, 1);
         // Closed normally: every device closed, nothing left behind.
         for (chip, d) in p["devices"].as_object().unwrap() {
             assert!(d["closed_ns"].is_u64(), "device {chip} close seen");
-            assert_eq!(tally(&d["resident"]["application"]), (0, 0));
-            assert_eq!(tally(&d["resident"]["fabric"]), (0, 0));
+            let resident = field(d, "resident");
+            for class in [
+                "fabric",
+                "dispatch",
+                "application",
+                "program_buffers",
+                "firmware",
+            ] {
+                assert_eq!(
+                    tally(field(resident, class)),
+                    (0, 0),
+                    "device {chip} {class}"
+                );
+            }
         }
         assert_eq!(p["exit"]["status"]["code"], 0, "{}", p["exit"]);
         t.assert_nothing_lost();
@@ -176,14 +248,15 @@ fn system_and_application_kernels_on_1_2_and_8_devices() {
     }
 }
 
-/// Mesh buffers are booked to the mesh (its lock-step allocator), each program's kernel-binary
-/// buffer to the chip it was uploaded to (the chip's own allocator), exactly, on 1, 2 and 3 chips.
+/// Mesh buffers are booked to the mesh (its lock-step allocator), exactly, on 1, 2 and 3 chips.
+/// The programs' kernel-binary buffers (fast dispatch) come from the same allocator but are
+/// application kernels on every chip, never buffers in anyone's books.
 #[test]
-fn buffers_are_booked_to_the_mesh_and_kernel_binaries_to_their_chip() {
+fn buffers_are_booked_to_the_mesh_and_program_binaries_are_kernels() {
     for n in 1..=3u64 {
         let devices = n.to_string();
-        // Per chip: 2 programs of 12 KiB. Mesh: DRAM 4 KiB, L1 8 KiB, DRAM 12 KiB, L1 16 KiB,
-        // then all but the first freed; the first is still allocated at close.
+        // 2 programs of 12 KiB on the mesh. Then mesh buffers: DRAM 4 KiB, L1 8 KiB, DRAM 12 KiB,
+        // L1 16 KiB, all but the first freed; the first is still allocated at close.
         let t = run_driver(&[
             "--devices",
             &devices,
@@ -207,7 +280,7 @@ fn buffers_are_booked_to_the_mesh_and_kernel_binaries_to_their_chip() {
                 "DRAM": books(2, 16 * KIB, 1, 12 * KIB, 1, 4 * KIB, 0, 0, 16 * KIB),
                 "L1": books(2, 24 * KIB, 2, 24 * KIB, 0, 0, 0, 0, 24 * KIB),
             }),
-            "devices={n}: mesh 1 books"
+            "devices={n}: mesh 1 books (the programs' binaries are not in them)"
         );
         let outstanding = field(mesh, "outstanding_at_close")
             .as_array()
@@ -215,13 +288,13 @@ fn buffers_are_booked_to_the_mesh_and_kernel_binaries_to_their_chip() {
         assert_eq!(outstanding.len(), 1, "{outstanding:?}");
         assert_eq!(outstanding[0]["buffer_type"], "DRAM");
         assert_eq!(num(&outstanding[0], "size"), 4 * KIB);
-        assert_eq!(num(&outstanding[0], "address"), DRAM_BASE);
+        // Placed after the two programs' binaries, on the same DRAM bank.
+        assert_eq!(
+            num(&outstanding[0], "address"),
+            DRAM_BASE + 2 * KERNEL_BUFFER_STRIDE
+        );
         assert!(num(mesh, "closed_ns") >= num(mesh, "opened_ns"));
-        let closed: Vec<&Value> = t
-            .events
-            .iter()
-            .filter(|e| e["record"] == "mesh_closed")
-            .collect();
+        let closed = records(&t, "mesh_closed");
         assert_eq!(closed.len(), 1, "one mesh_closed record");
         assert_eq!(num(closed[0], "mesh"), 1);
         assert_eq!(num(closed[0], "outstanding"), 1);
@@ -229,15 +302,16 @@ fn buffers_are_booked_to_the_mesh_and_kernel_binaries_to_their_chip() {
         for chip in 0..n {
             let d = &p["devices"][chip.to_string()];
             assert_eq!(
-                field(field(d, "memory"), "by_type"),
-                &json!({"DRAM": books(2, 24 * KIB, 2, 24 * KIB, 0, 0, 0, 0, 24 * KIB)}),
-                "devices={n}: chip {chip} books (its programs' kernel binaries)"
+                tally(field(field(d, "loaded"), "program_buffers")),
+                (2, 2 * KERNEL_BYTES),
+                "devices={n}: chip {chip} carries both programs' binaries"
             );
             assert_eq!(
-                field(d, "outstanding_at_close"),
-                &json!([]),
-                "chip {chip}: its programs were destroyed before the close"
+                field(field(d, "memory"), "by_type"),
+                &json!({}),
+                "devices={n}: chip {chip}'s own allocator placed nothing"
             );
+            assert_eq!(field(d, "outstanding_at_close"), &json!([]));
         }
         assert_eq!(
             field(field(p, "exit"), "leaks"),
@@ -257,8 +331,250 @@ fn buffers_are_booked_to_the_mesh_and_kernel_binaries_to_their_chip() {
     }
 }
 
-/// A process killed while holding buffers: each leak names its owner (the chip whose own
-/// allocator placed it, or the mesh), type, size and address.
+/// Per chip after a normal close: nothing resident, and each chip's close released no program
+/// binaries (the workloads were destroyed, their buffers freed, before `MeshDevice::close`).
+fn assert_closed_clean(p: &Value, t: &Traced, devices: u64) {
+    for chip in 0..devices {
+        let d = field(field(p, "devices"), &chip.to_string());
+        assert!(field(d, "closed_ns").is_u64(), "device {chip} close seen");
+        assert!(
+            field(d, "resident")
+                .as_object()
+                .expect("resident")
+                .values()
+                .all(|k| tally(k) == (0, 0)),
+            "device {chip} resident: {}",
+            d["resident"]
+        );
+    }
+    let closes = records(t, "device_closed");
+    assert!(closes.len() as u64 >= devices, "{closes:?}");
+    for c in closes {
+        assert_eq!(
+            tally(field(field(c, "released"), "program_buffers")),
+            (0, 0),
+            "freed before the close: {c}"
+        );
+    }
+    assert_eq!(field(field(p, "exit"), "leaks"), &json!([]));
+    assert_eq!(tally(field(p, "unplaced_program_buffers")), (0, 0));
+}
+
+/// Fast dispatch (the default, as in ttnn): `EnqueueMeshWorkload` → `MeshWorkloadImpl::load_binaries`
+/// places each program's binaries once, in one DRAM buffer of the mesh's lock-step allocator:
+/// an application kernel on every chip of the mesh, with the program's exact size; nothing is
+/// written to the cores from the host, nothing is booked as a buffer, and the buffers are freed
+/// when the workloads are destroyed, before the mesh closes.
+#[test]
+fn fast_dispatch_places_each_programs_binaries_once_for_the_whole_mesh() {
+    for n in 1..=2u64 {
+        let t = run_driver(&[
+            "--devices",
+            &n.to_string(),
+            "--app-kernels",
+            "0",
+            "--program-kernels",
+            "3",
+        ]);
+        assert!(t.status.success(), "devices={n}: {}", t.stderr);
+        let driver = t.driver();
+        assert_eq!(field(&driver, "dispatch"), "fast");
+        assert_eq!(
+            field(&driver, "application_per_device"),
+            &json!({
+                "written": {"count": 0, "bytes": 0},
+                "program_buffers": {"count": 3, "bytes": 3 * KERNEL_BYTES},
+            }),
+            "the oracle itself"
+        );
+        assert_standin_firmware(&driver, 1);
+        let p = t.process(num(&driver, "pid"));
+        assert_ledger(&t, p, &driver);
+        for chip in 0..n {
+            let loaded = field(field(field(p, "devices"), &chip.to_string()), "loaded");
+            assert_eq!(
+                tally(field(loaded, "program_buffers")),
+                (3, 3 * KERNEL_BYTES)
+            );
+            assert_eq!(tally(field(loaded, "application")), (0, 0));
+        }
+        // One record per program, naming every chip of the mesh, in the mesh's DRAM one after
+        // the other.
+        let placed = records(&t, "program_binaries_placed");
+        let chips: Vec<u64> = (0..n).collect();
+        assert_eq!(placed.len(), 3, "{placed:?}");
+        for (i, r) in placed.iter().enumerate() {
+            assert_eq!(field(r, "chips"), &json!(chips), "{r}");
+            assert_eq!(num(r, "bytes"), KERNEL_BYTES, "{r}");
+            assert_eq!(field(r, "buffer_type"), "DRAM", "{r}");
+            assert_eq!(
+                num(r, "address"),
+                DRAM_BASE + i as u64 * KERNEL_BUFFER_STRIDE,
+                "{r}"
+            );
+        }
+        assert!(records(&t, "kernel_loaded")
+            .iter()
+            .all(|k| k["class"] != "application"));
+        // Not in any allocator's books: the mesh's, or a chip's own.
+        assert_eq!(
+            field(field(&p["meshes"]["1"], "memory"), "by_type"),
+            &json!({})
+        );
+        for chip in 0..n {
+            let d = field(field(p, "devices"), &chip.to_string());
+            assert_eq!(field(field(d, "memory"), "by_type"), &json!({}));
+        }
+        assert!(num(field(p, "phases"), "program_binaries") > 0);
+        assert_eq!(num(p, "workloads_enqueued"), 3);
+        assert_eq!(num(p, "unmatched"), 0);
+        assert_closed_clean(p, &t, n);
+        assert!(
+            t.stderr.contains("program binary buffers 3: 36.0 KiB"),
+            "{}",
+            t.stderr
+        );
+        t.assert_nothing_lost();
+    }
+}
+
+/// Slow dispatch (`TT_METAL_SLOW_DISPATCH_MODE` set, or the driver's `--slow-dispatch`):
+/// `SDMeshCommandQueue::enqueue_mesh_workload` → `slow_dispatch::ConfigureDeviceWithProgram` →
+/// `DataMovementKernel::configure` writes each program's kernel to each of its 2 cores of every
+/// chip: 3 × 2 application kernels per chip, written per core, and no binary buffer.
+#[test]
+fn slow_dispatch_writes_each_kernel_to_each_core() {
+    for (n, envs, flag) in [
+        (1u64, &[("TT_METAL_SLOW_DISPATCH_MODE", "1")][..], None),
+        (2, &[("TT_METAL_SLOW_DISPATCH_MODE", "1")][..], None),
+        (2, &[][..], Some("--slow-dispatch")),
+    ] {
+        let devices = n.to_string();
+        let mut args = vec![
+            "--devices",
+            &devices,
+            "--app-kernels",
+            "0",
+            "--program-kernels",
+            "3",
+        ];
+        args.extend(flag);
+        let t = run_driver_with(&args, envs);
+        let how = format!("devices={n} {envs:?} {flag:?}");
+        assert!(t.status.success(), "{how}: {}", t.stderr);
+        let driver = t.driver();
+        assert_eq!(field(&driver, "dispatch"), "slow", "{how}");
+        assert_eq!(
+            field(&driver, "application_per_device"),
+            &json!({
+                "written": {"count": 6, "bytes": 6 * KERNEL_BYTES},
+                "program_buffers": {"count": 0, "bytes": 0},
+            }),
+            "{how}: the oracle itself"
+        );
+        assert_standin_firmware(&driver, 1);
+        let p = t.process(num(&driver, "pid"));
+        assert_ledger(&t, p, &driver);
+        for chip in 0..n {
+            let loaded = field(field(field(p, "devices"), &chip.to_string()), "loaded");
+            assert_eq!(
+                tally(field(loaded, "application")),
+                (6, 6 * KERNEL_BYTES),
+                "{how}"
+            );
+            assert_eq!(tally(field(loaded, "program_buffers")), (0, 0), "{how}");
+            // Each one written to a core at the programs' kernel-config base.
+            let writes: Vec<&Value> = records(&t, "kernel_loaded")
+                .into_iter()
+                .filter(|k| k["class"] == "application" && k["chip"] == chip)
+                .collect();
+            assert_eq!(writes.len(), 6, "{how}");
+            for w in writes {
+                assert_eq!(num(w, "bytes"), KERNEL_BYTES, "{w}");
+                assert_eq!(num(w, "address"), PROGRAM_KERNEL_ADDR, "{w}");
+            }
+        }
+        assert!(records(&t, "program_binaries_placed").is_empty(), "{how}");
+        assert!(
+            field(p, "phases").get("program_binaries").is_none(),
+            "{how}: no binaries loaded into device memory"
+        );
+        assert_eq!(
+            field(field(&p["meshes"]["1"], "memory"), "by_type"),
+            &json!({})
+        );
+        assert_eq!(num(p, "workloads_enqueued"), 3, "{how}");
+        assert_eq!(num(p, "unmatched"), 0);
+        assert_closed_clean(p, &t, n);
+        t.assert_nothing_lost();
+    }
+}
+
+/// Firmware is written while each chip is brought up, before its `Device` exists, where
+/// tt-metal 0.81.1 does it (`RiscFirmwareInitializer::run_launch_phase`, inside
+/// `MeshDevice::create`): Tensix firmware multicast once per RISC, the ERISC firmware once per
+/// active ethernet core; it stays resident until the chip closes.
+#[test]
+fn firmware_is_written_per_chip_and_core_type_before_each_device_opens() {
+    let t = run_driver(&["--devices", "2", "--app-kernels", "1", "--repeat", "2"]);
+    assert!(t.status.success(), "{}", t.stderr);
+    let driver = t.driver();
+    assert_standin_firmware(&driver, 2);
+    let p = t.process(num(&driver, "pid"));
+    for chip in 0..2u64 {
+        let d = field(field(p, "devices"), &chip.to_string());
+        let fw = field(&driver, "firmware_per_device");
+        assert_eq!(
+            tally(field(field(d, "loaded"), "firmware")),
+            tally(fw),
+            "chip {chip}"
+        );
+        assert_eq!(
+            field(d, "firmware_by_core"),
+            field(fw, "by_core"),
+            "chip {chip}"
+        );
+    }
+    let firmware = records(&t, "firmware_loaded");
+    assert_eq!(firmware.len(), 2 * 2 * 7);
+    let opens = records(&t, "device_opened");
+    assert_eq!(opens.len(), 4, "2 chips, 2 opens");
+    for chip in 0..2u64 {
+        let first_open = opens
+            .iter()
+            .filter(|o| o["chip"] == chip)
+            .map(|o| num(o, "ts_ns"))
+            .min()
+            .expect("chip opened");
+        let mine: Vec<&&Value> = firmware.iter().filter(|f| f["chip"] == chip).collect();
+        assert_eq!(mine.len(), 14);
+        let before = mine.iter().filter(|f| num(f, "ts_ns") < first_open).count();
+        assert_eq!(
+            before, 7,
+            "chip {chip}: its first open's firmware came before its Device"
+        );
+        let tensix: Vec<u64> = mine
+            .iter()
+            .filter(|f| f["core_type"] == "tensix")
+            .map(|f| num(f, "bytes"))
+            .collect();
+        assert_eq!(
+            tensix,
+            [6144, 4608, 3072, 3584, 2560].repeat(2),
+            "per RISC, in order"
+        );
+        assert!(mine
+            .iter()
+            .filter(|f| f["core_type"] != "tensix")
+            .all(|f| f["core_type"] == "active_eth" && num(f, "bytes") == 5120));
+    }
+    assert_closed_clean(p, &t, 2);
+    t.assert_nothing_lost();
+}
+
+/// A process killed while holding buffers: each leak names its owner (here the mesh), type, size
+/// and address. The program's binary buffer is no leak: its exit released it as an application
+/// kernel on every chip.
 #[test]
 fn leaks_at_a_kill_name_their_chip_or_mesh() {
     require_root();
@@ -283,8 +599,12 @@ fn leaks_at_a_kill_name_their_chip_or_mesh() {
     assert_ledger(&t, p, &driver);
     let exit = field(p, "exit");
     assert_eq!(num(field(exit, "status"), "signal"), 9);
-    // Oldest first: chip 0's and chip 1's program binaries, then the mesh's first buffer (its
-    // L1 8 KiB buffer was freed).
+    assert_eq!(
+        tally(field(field(exit, "released"), "program_buffers")),
+        (2, 2 * KERNEL_BYTES),
+        "one program binary buffer on each of the 2 chips"
+    );
+    // The mesh's first buffer (its L1 8 KiB buffer was freed), after the program's binaries.
     let leaks: Vec<(String, String, u64, u64)> = field(exit, "leaks")
         .as_array()
         .expect("leaks")
@@ -302,24 +622,19 @@ fn leaks_at_a_kill_name_their_chip_or_mesh() {
             )
         })
         .collect();
-    let leak = |owner: &str, size| (owner.to_string(), "DRAM".to_string(), size, DRAM_BASE);
     assert_eq!(
         leaks,
-        [
-            leak("chip 0", 12 * KIB),
-            leak("chip 1", 12 * KIB),
-            leak("mesh 1", 4 * KIB)
-        ],
+        [(
+            "mesh 1".to_string(),
+            "DRAM".to_string(),
+            4 * KIB,
+            DRAM_BASE + KERNEL_BUFFER_STRIDE
+        )],
         "{}",
         t.report
     );
-    for line in [
-        "leaked: chip 0 DRAM 12.0 KiB at 0x10000",
-        "leaked: chip 1 DRAM 12.0 KiB at 0x10000",
-        "leaked: mesh 1 DRAM 4.0 KiB at 0x10000",
-    ] {
-        assert!(t.stderr.contains(line), "{line:?} in:\n{}", t.stderr);
-    }
+    let line = "leaked: mesh 1 DRAM 4.0 KiB at 0x10600";
+    assert!(t.stderr.contains(line), "{line:?} in:\n{}", t.stderr);
     assert!(
         !t.stderr.contains("unattributed"),
         "no unattributed memory:\n{}",
@@ -413,13 +728,19 @@ fn sigkill_before_close_is_cleaned_up_at_once() {
         assert_ledger(&t, p, &driver);
         let exit = &p["exit"];
         assert_eq!(exit["status"]["signal"], 9);
-        let released = &exit["released"];
-        assert_eq!(tally(&released["fabric"]), (4, 4 * FABRIC_BYTES));
-        assert_eq!(tally(&released["dispatch"]), (4, 4 * DISPATCH_BYTES));
-        assert_eq!(tally(&released["application"]), (6, 6 * 12288));
+        let released = field(exit, "released");
+        assert_eq!(tally(field(released, "fabric")), (4, 4 * FABRIC_BYTES));
+        assert_eq!(tally(field(released, "dispatch")), (4, 4 * DISPATCH_BYTES));
+        assert_eq!(tally(field(released, "application")), (6, 6 * KERNEL_BYTES));
+        let (fw_count, fw_bytes) = tally(field(&driver, "firmware_per_device"));
+        assert_eq!(
+            tally(field(released, "firmware")),
+            (2 * fw_count, 2 * fw_bytes)
+        );
         assert!(
             t.stderr.contains(&format!(
-                "pid {pid} exited (signal 9): released 8 system kernels, 408.0 KiB — 4 fabric 224.0 KiB, 4 dispatch 184.0 KiB; 6 application kernels, 72.0 KiB"
+                "pid {pid} exited (signal 9): released 8 system kernels, 408.0 KiB — 4 fabric 224.0 KiB, 4 dispatch 184.0 KiB; 6 application kernels, 72.0 KiB; firmware 14, {:.1} KiB",
+                (2 * fw_bytes) as f64 / 1024.0
             )),
             "cleanup line:\n{}",
             t.stderr

@@ -117,8 +117,10 @@ fn demo(devices: u32) -> Result<()> {
     require_root("the demo")?;
     let (tracer, lib, driver) = build_demo_parts()?;
     eprintln!(
-        "\nxtask: demo: {devices} devices; fabric bring-up on worker threads while 2 application \
-         threads load kernels; program uploads; normal close.\n"
+        "\nxtask: demo: {devices} devices; firmware written to every chip; fabric bring-up on \
+         worker threads while 2 application threads load kernels; 2 programs enqueued in fast \
+         dispatch (their binaries placed in the mesh's DRAM); 4 mesh buffers, one never freed; \
+         normal close.\n"
     );
     run(Command::new(tracer)
         .args(["run", "-v", "--lib"])
@@ -131,7 +133,9 @@ fn demo(devices: u32) -> Result<()> {
             "--app-kernels",
             "3",
             "--program-kernels",
-            "1",
+            "2",
+            "--buffers",
+            "4",
             "--app-threads",
             "2",
         ]))

@@ -277,7 +277,7 @@ pub fn resolve_bytes(path: &Path, data: &[u8], catalog: &Catalog) -> Result<Reso
     let roles: Vec<RoleResolution> = catalog
         .roles
         .iter()
-        .map(|spec| resolve_role(spec, &catalog.abi, &symbols.candidates, &segments))
+        .map(|spec| resolve_role(spec, &catalog.abi, &symbols.candidates, &segments, data))
         .collect();
     if roles
         .iter()
@@ -301,6 +301,7 @@ fn resolve_role(
     abi: &Abi,
     candidates: &[Candidate],
     segments: &Segments,
+    data: &[u8],
 ) -> RoleResolution {
     let mut attach: Vec<AttachPoint> = Vec::new();
     let mut rejected: Vec<Rejected> = Vec::new();
@@ -325,7 +326,12 @@ fn resolve_role(
                 continue;
             }
             let placed = place_fields(spec, abi, &params)
-                .and_then(|f| Ok((f, segments.file_offset(c.address)?)));
+                .and_then(|f| Ok((f, segments.file_offset(c.address)?)))
+                .and_then(|(f, offset)| match segments.has_code {
+                    true => uprobe_refused(data.get(offset as usize..).unwrap_or_default())
+                        .map_or(Ok((f, offset)), Err),
+                    false => Ok((f, offset)),
+                });
             match placed {
                 Ok((fields, file_offset)) => attach.push(AttachPoint {
                     demangled: demangled.clone(),
@@ -364,6 +370,26 @@ fn resolve_role(
         rejected,
         problem,
     }
+}
+
+/// Why the kernel would refuse a uprobe on the instruction at the start of `code`, if it would:
+/// x86 uprobes reject an instruction with a LOCK or an ES/CS/SS/DS segment prefix
+/// (`is_prefix_bad` in arch/x86/kernel/uprobes.c). The refusal is silent when the library is
+/// mapped after the probe was attached (`run`): the probe would simply never fire.
+fn uprobe_refused(code: &[u8]) -> Option<String> {
+    for &b in code.iter().take(14) {
+        let prefix = match b {
+            0xf0 => "LOCK",
+            0x26 | 0x2e | 0x36 | 0x3e => "segment",
+            // Other legacy prefixes: the instruction goes on.
+            0xf2 | 0xf3 | 0x64 | 0x65 | 0x66 | 0x67 => continue,
+            _ => return None,
+        };
+        return Some(format!(
+            "its first instruction has a {prefix} prefix ({b:#04x}): the kernel places no uprobe there"
+        ));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -478,6 +504,28 @@ mod tests {
         assert!(r.resolved(Role::DeviceClose));
         assert!(!r.resolved(c.roles[0].role));
         assert_eq!(elf::mangled_hint(name), None);
+    }
+
+    #[test]
+    fn functions_starting_with_a_prefix_uprobes_reject_are_refused() {
+        // `lock addq $1,0x10(%rdi); ret`: a tiny counter bump.
+        let lock = [0xf0, 0x48, 0x83, 0x47, 0x10, 0x01, 0xc3];
+        assert!(uprobe_refused(&lock).unwrap().contains("LOCK prefix"));
+        // An operand-size prefix first does not hide it.
+        assert!(uprobe_refused(&[0x66, 0xf0, 0x83, 0x07, 0x01]).is_some());
+        assert!(uprobe_refused(&[0x2e, 0x0f, 0x1f, 0x84])
+            .unwrap()
+            .contains("segment"));
+        // push %rbp; endbr64; rep ret; a REX-prefixed mov: fine.
+        for ok in [
+            &[0x55, 0x48, 0x89, 0xe5][..],
+            &[0xf3, 0x0f, 0x1e, 0xfa],
+            &[0xf3, 0xc3],
+            &[0x48, 0x89, 0xf8],
+            &[],
+        ] {
+            assert_eq!(uprobe_refused(ok), None, "{ok:02x?}");
+        }
     }
 
     #[test]
