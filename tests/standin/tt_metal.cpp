@@ -541,7 +541,7 @@ void AllocatorImpl::init_one_bank_per_channel() {
     const DeviceAddr dram_bank_size =
         config_.dram_bank_size - config_.dram_unreserved_base - config_.trace_region_size;
     const BankManager::AllocatorDependencies dependencies;
-    dram_manager_ = std::make_unique<BankManager>(
+    dram_manager_ = std::unique_ptr<BankManager>(new BankManager(
         BufferType::DRAM,
         config_.dram_bank_offsets,
         dram_bank_size,
@@ -549,8 +549,8 @@ void AllocatorImpl::init_one_bank_per_channel() {
         config_.dram_alignment,
         config_.dram_unreserved_base,
         config_.disable_interleaved,
-        dependencies);
-    trace_buffer_manager_ = std::make_unique<BankManager>(
+        dependencies));
+    trace_buffer_manager_ = std::unique_ptr<BankManager>(new BankManager(
         BufferType::TRACE,
         config_.dram_bank_offsets,
         config_.trace_region_size,
@@ -558,7 +558,7 @@ void AllocatorImpl::init_one_bank_per_channel() {
         config_.dram_alignment,
         config_.dram_unreserved_base + dram_bank_size,
         false,
-        dependencies);
+        dependencies));
 }
 
 // L1: one bank per compute-and-storage core, from the unreserved base up to
@@ -577,7 +577,7 @@ void AllocatorImpl::init_compute_and_storage_l1_bank_manager() {
     const DeviceAddr allocatable_l1_size =
         config_.worker_l1_size - config_.l1_unreserved_base - config_.l1_small_size;
     const BankManager::AllocatorDependencies dependencies;
-    l1_manager_ = std::make_unique<BankManager>(
+    l1_manager_ = std::unique_ptr<BankManager>(new BankManager(
         BufferType::L1,
         bank_id_to_bank_offset,
         allocatable_l1_size,
@@ -586,8 +586,8 @@ void AllocatorImpl::init_compute_and_storage_l1_bank_manager() {
         config_.l1_alignment,
         config_.l1_unreserved_base,
         config_.disable_interleaved,
-        dependencies);
-    l1_small_manager_ = std::make_unique<BankManager>(
+        dependencies));
+    l1_small_manager_ = std::unique_ptr<BankManager>(new BankManager(
         BufferType::L1_SMALL,
         small_bank_id_to_bank_offset,
         config_.l1_small_size,
@@ -596,7 +596,7 @@ void AllocatorImpl::init_compute_and_storage_l1_bank_manager() {
         config_.l1_alignment,
         config_.l1_unreserved_base + allocatable_l1_size,
         config_.disable_interleaved,
-        dependencies);
+        dependencies));
 }
 
 // The only allocator scheme: DRAM banked per channel, L1 per core.
@@ -942,8 +942,8 @@ private:
 // An ethernet kernel: one binary, for an ethernet core's RISC.
 class EthernetKernel final : public Kernel {
 public:
-    EthernetKernel(ll_api::memory binary, std::vector<xy_pair> logical_cores) :
-        Kernel(single(std::move(binary)), std::move(logical_cores)) {}
+    EthernetKernel(ll_api::memory binary, std::vector<xy_pair> logical_cores, bool idle = false) :
+        Kernel(single(std::move(binary)), std::move(logical_cores)), idle_(idle) {}
 
     void configure(
         IDevice* device,
@@ -952,6 +952,7 @@ public:
         const std::uint32_t offsets[]) const override;
 
 private:
+    bool idle_;
     static std::vector<ll_api::memory> single(ll_api::memory binary) {
         std::vector<ll_api::memory> v;
         v.push_back(std::move(binary));
@@ -968,7 +969,14 @@ TT_REAL_PATH void DataMovementKernel::configure(
 
 TT_REAL_PATH void EthernetKernel::configure(
     IDevice* device, const xy_pair& logical_core, std::uint32_t base_address, const std::uint32_t offsets[]) const {
-    // Kernels kept in the ethernet core's kernel-config buffer are written there.
+    // As in tt-metal: an idle ethernet core gets its kernel through the RISC loader (core type
+    // IDLE_ETH); an active one, the fabric routers here, in its kernel-config buffer.
+    if (idle_) {
+        llrt::test_load_write_read_risc_binary(
+            metal_env().impl(), binaries().front(), device->id(), logical_core,
+            static_cast<std::uint32_t>(HalProgrammableCoreType::IDLE_ETH), 0, 0);
+        return;
+    }
     llrt::write_binary_to_address(
         metal_env().impl(), binaries().front(), device->id(), logical_core, base_address + offsets[0]);
 }
@@ -1155,7 +1163,8 @@ TT_PROBED std::unique_ptr<AllocatorImpl> Device::initialize_allocator(
     const AllocatorConfig config = L1BankingAllocator::generate_config(
         this->id(), this->num_hw_cqs(), l1_small_size, trace_region_size, worker_l1_unreserved_start,
         {l1_bank_remap.begin(), l1_bank_remap.end()});
-    return std::make_unique<L1BankingAllocator>(config);
+    // Constructed in place, as tt-metal's code compiles to (no make_unique call between).
+    return std::unique_ptr<AllocatorImpl>(new L1BankingAllocator(config));
 }
 
 TT_PROBED bool Device::close() {
@@ -1365,7 +1374,7 @@ TT_PROBED bool MeshDeviceImpl::initialize_impl(
         return false;
     }
     // The lock-step allocator manages what the reference device's allocator does.
-    allocator_ = std::make_unique<L1BankingAllocator>(reference_device()->allocator_impl()->get_config());
+    allocator_ = std::unique_ptr<AllocatorImpl>(new L1BankingAllocator(reference_device()->allocator_impl()->get_config()));
     // The command queue of the dispatch mode the runtime options name.
     if (metal_env().impl().get_rtoptions().get_fast_dispatch()) {
         command_queue_ = std::make_unique<FDMeshCommandQueue>(pimpl_wrapper);
