@@ -14,11 +14,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = (resolution.features(), resolution.ensure_complete());
-    serde_json::to_string(&resolution).expect("a resolution serialises");
+    let _ = format!("{resolution:?}");
     for spec in &CATALOG.roles {
         if let Some(r) = resolution.role(spec.role) {
             for point in &r.attach {
-                let _ = resolve::recipe(spec, point);
+                let _ = tt_tracer::loader::recipe(spec, point);
             }
         }
     }

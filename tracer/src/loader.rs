@@ -263,7 +263,7 @@ impl Drop for Probes {
 }
 
 /// The BPF recipe for one attach point of a role.
-fn recipe(spec: &RoleSpec, point: &AttachPoint) -> Recipe {
+pub fn recipe(spec: &RoleSpec, point: &AttachPoint) -> Recipe {
     let mut r = Recipe::EMPTY;
     r.role = spec.role as u16;
     r.kind = spec.kind as u8;

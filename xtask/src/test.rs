@@ -57,6 +57,24 @@ pub fn test(a: TestArgs) -> Result<()> {
                 "-D",
                 "warnings",
             ]))?;
+        // The fuzz targets build against the library's API (as cargo-fuzz builds them:
+        // `--cfg fuzzing`, so no eBPF object), so an API change cannot leave them behind.
+        run(Command::new("rustup")
+            .current_dir(root())
+            .args([
+                "run",
+                "nightly",
+                "cargo",
+                "clippy",
+                "--manifest-path",
+                "fuzz/Cargo.toml",
+                "--bins",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .env("RUSTFLAGS", "--cfg fuzzing")
+            .env("CARGO_TARGET_DIR", root().join("fuzz/target/check")))?;
     }
     // Unit tests: collector, catalog, resolution, … (no root needed).
     let mut totals = Totals::default();
