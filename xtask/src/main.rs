@@ -1,10 +1,11 @@
-//! Project tasks: `cargo xtask setup | demo | test | bench`.
+//! Project tasks: `cargo xtask setup | demo | test | bench | sim`.
 //!
 //! Every task that needs the toolchain calls `setup` first, and `setup` is idempotent, so the
 //! README's two commands work on a fresh machine and cost nothing on a warm one.
 
 mod bench;
 mod setup;
+mod sim;
 mod test;
 
 use std::{path::PathBuf, process::Command};
@@ -15,7 +16,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "xtask",
-    about = "tt-tracer's build, demo, test and benchmark tasks"
+    about = "tt-tracer's build, demo, test, benchmark and simulator tasks"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,6 +38,9 @@ enum Task {
     Test(test::TestArgs),
     /// Benchmarks (medians, ratios against a baseline measured in the same run). Root.
     Bench(bench::BenchArgs),
+    /// tt-tracer on the real tt-metal device bring-up run by Tenstorrent's simulator ttsim,
+    /// checked against gdb (not part of `test`: ttsim's source is an argument). Root.
+    Sim(sim::SimArgs),
 }
 
 fn main() -> Result<()> {
@@ -45,6 +49,7 @@ fn main() -> Result<()> {
         Task::Demo { devices } => demo(devices),
         Task::Test(a) => test::test(a),
         Task::Bench(a) => bench::bench(a),
+        Task::Sim(a) => sim::sim(a),
     }
 }
 
