@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | demo | test | bench | fuzz`.
+//! Project tasks: `cargo xtask setup | demo | test | bench | fuzz | sim`.
 //!
 //! Every task that needs the toolchain calls `setup` first, and `setup` is idempotent, so the
 //! README's two commands work on a fresh machine and cost nothing on a warm one.
@@ -6,6 +6,7 @@
 mod bench;
 mod fuzz;
 mod setup;
+mod sim;
 mod test;
 
 use std::{path::PathBuf, process::Command};
@@ -16,7 +17,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "xtask",
-    about = "tt-tracer's build, demo, test, benchmark and fuzzing tasks"
+    about = "tt-tracer's build, demo, test, benchmark, fuzzing and simulator tasks"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,6 +41,9 @@ enum Task {
     Bench(bench::BenchArgs),
     /// Run the cargo-fuzz targets (fuzz/) from the committed corpus; fails on any crash.
     Fuzz(fuzz::FuzzArgs),
+    /// tt-tracer on the real tt-metal device bring-up run by Tenstorrent's simulator ttsim,
+    /// checked against gdb (not part of `test`: ttsim's source is an argument). Root.
+    Sim(sim::SimArgs),
 }
 
 fn main() -> Result<()> {
@@ -49,6 +53,7 @@ fn main() -> Result<()> {
         Task::Test(a) => test::test(a),
         Task::Bench(a) => bench::bench(a),
         Task::Fuzz(a) => fuzz::fuzz(a),
+        Task::Sim(a) => sim::sim(a),
     }
 }
 
