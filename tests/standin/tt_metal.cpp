@@ -912,6 +912,14 @@ public:
         return total;
     }
 
+protected:
+    // The binaries of a kernel that has one (data movement, ethernet).
+    static std::vector<ll_api::memory> single(ll_api::memory binary) {
+        std::vector<ll_api::memory> v;
+        v.push_back(std::move(binary));
+        return v;
+    }
+
 private:
     std::vector<ll_api::memory> binaries_;
     std::vector<xy_pair> logical_cores_;
@@ -930,11 +938,6 @@ public:
         const std::uint32_t offsets[]) const override;
 
 private:
-    static std::vector<ll_api::memory> single(ll_api::memory binary) {
-        std::vector<ll_api::memory> v;
-        v.push_back(std::move(binary));
-        return v;
-    }
 
     std::uint32_t processor_;
 };
@@ -953,11 +956,6 @@ public:
 
 private:
     bool idle_;
-    static std::vector<ll_api::memory> single(ll_api::memory binary) {
-        std::vector<ll_api::memory> v;
-        v.push_back(std::move(binary));
-        return v;
-    }
 };
 
 TT_REAL_PATH void DataMovementKernel::configure(

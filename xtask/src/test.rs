@@ -22,9 +22,7 @@ pub fn test(a: TestArgs) -> Result<()> {
     require_root("the integration test suite")?;
     if !a.no_lint {
         // rustfmt.toml groups imports the aya way, which needs the nightly rustfmt.
-        run(Command::new("rustup")
-            .current_dir(root())
-            .args(["run", "nightly", "cargo", "fmt", "--all", "--check"]))?;
+        run(nightly_cargo().args(["fmt", "--all", "--check"]))?;
         // User-space crates, xtask and tests for the host…
         run(cargo().args([
             "clippy",
@@ -37,17 +35,8 @@ pub fn test(a: TestArgs) -> Result<()> {
             "warnings",
         ]))?;
         // …and the eBPF crate for its own target (what that target allows: no tests, no std).
-        run(Command::new("rustup")
-            .current_dir(root())
-            .args([
-                "run",
-                "nightly",
-                "cargo",
-                "clippy",
-                "-p",
-                "tracer-ebpf",
-                "--release",
-            ])
+        run(nightly_cargo()
+            .args(["clippy", "-p", "tracer-ebpf", "--release"])
             .args([
                 "--target",
                 "bpfel-unknown-none",
@@ -59,12 +48,8 @@ pub fn test(a: TestArgs) -> Result<()> {
             ]))?;
         // The fuzz targets build against the library's API (as cargo-fuzz builds them:
         // `--cfg fuzzing`, so no eBPF object), so an API change cannot leave them behind.
-        run(Command::new("rustup")
-            .current_dir(root())
+        run(nightly_cargo()
             .args([
-                "run",
-                "nightly",
-                "cargo",
                 "clippy",
                 "--manifest-path",
                 "fuzz/Cargo.toml",
@@ -99,6 +84,14 @@ pub fn test(a: TestArgs) -> Result<()> {
     // The plain closing line: every test of every binary above.
     println!("{} passed, {} failed", totals.passed, totals.failed);
     Ok(())
+}
+
+/// `cargo` of the nightly toolchain (rustfmt's import grouping, the BPF target, cargo-fuzz's
+/// flags need it), in the workspace root.
+fn nightly_cargo() -> Command {
+    let mut c = Command::new("rustup");
+    c.current_dir(root()).args(["run", "nightly", "cargo"]);
+    c
 }
 
 /// Runs `cargo test`, echoing its output, and adds up its `test result:` lines.
