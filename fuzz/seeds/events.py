@@ -9,7 +9,7 @@ import os
 import struct
 import sys
 
-# tracer_common::Event: ts, instance, tgid, tid, role, kind, origin, depth, parent_origin, _pad,
+# tracer_common::Event: ts, instance, tgid, tid, role, kind, origin, depth, parent_origin, library,
 # context_this, parent_this, fields[4], ret, entry_ts.
 EVENT = struct.Struct("<QQIIHBBBBHQQ4QQQ")
 assert EVENT.size == 96

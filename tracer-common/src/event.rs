@@ -42,6 +42,9 @@ pub enum EventKind {
     ContextExit = 2,
     /// A traced process's last thread exited (`sched_process_exit`, group dead).
     ProcessExit = 3,
+    /// A process opened a file named like a tt-metal library whose inode has no probes yet
+    /// (`fields`: [fd, device, inode, 0]); the process is stopped until user space arms it.
+    LibraryOpened = 4,
 }
 
 /// One probe hit ([`Event::SIZE`] bytes on the ring buffers).
@@ -65,7 +68,9 @@ pub struct Event {
     pub depth: u8,
     /// For context events: [`Origin`] of the enclosing context (0 if none).
     pub parent_origin: u8,
-    pub _pad: u16,
+    /// Which library's attach point fired (the recipe's library id, 1-based; 0: none, e.g.
+    /// a process exit). User space keeps the table of ids.
+    pub library: u16,
     /// `this` of the innermost context (e.g. the `Device*` being configured), 0 if none.
     pub context_this: u64,
     /// For context events: `this` of the enclosing context, 0 if none.
@@ -104,7 +109,7 @@ impl Event {
             origin: 0,
             depth: 0,
             parent_origin: 0,
-            _pad: 0,
+            library: 0,
             context_this: 0,
             parent_this: 0,
             fields: [0; crate::MAX_FIELDS],

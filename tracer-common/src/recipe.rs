@@ -6,7 +6,7 @@
 //! every role and every tt-metal version.
 
 /// Most attach points a single tracer instance configures.
-pub const MAX_RECIPES: u32 = 64;
+pub const MAX_RECIPES: u32 = 1024;
 /// Most fields a recipe reads per call.
 pub const MAX_FIELDS: usize = 4;
 
@@ -105,7 +105,8 @@ pub struct Recipe {
     /// For [`RecipeKind::Context`]: the argument register naming the context: `this` (after a
     /// hidden result pointer, if any), else the first argument.
     pub context_arg: u8,
-    pub _pad: [u8; 2],
+    /// Library the attach point is in (1-based id kept by user space), copied into events.
+    pub library: u16,
     pub fields: [FieldRule; MAX_FIELDS],
 }
 
@@ -116,7 +117,7 @@ impl Recipe {
         ring: Ring::Payload as u8,
         origin: 0,
         context_arg: 0,
-        _pad: [0; 2],
+        library: 0,
         fields: [FieldRule::NONE; MAX_FIELDS],
     };
 }
