@@ -84,6 +84,8 @@ impl Collector {
             }
             EventKind::Call => proc.call(Call::decode(role, ev), ev),
             EventKind::ProcessExit => unreachable!("handled above"),
+            // Handled by the session (it arms the library); nothing for the ledger.
+            EventKind::LibraryOpened => None,
         }
     }
 
