@@ -151,6 +151,11 @@ pub fn spawn_trace(args: &[&str], envs: &[(&str, &str)]) -> Result<TraceChild> {
 }
 
 impl TraceChild {
+    /// Where `--events-file` writes.
+    pub fn events_path(&self) -> &Path {
+        &self.events
+    }
+
     pub fn wait(self) -> Result<Traced> {
         let out = self.child.wait_with_output()?;
         finish(
@@ -225,6 +230,13 @@ impl TraceChild {
     /// Waits until `tt-tracer attach` says it is tracing (its probes are armed); stderr keeps
     /// being collected for [`TraceChild::wait_with`].
     pub fn wait_until_armed(&mut self, timeout: Duration) -> Result<()> {
+        self.wait_for_stderr(timeout, "tracing pid")
+    }
+
+    /// Waits until a line of tt-tracer's stderr contains `needle`; stderr keeps being
+    /// collected for [`TraceChild::wait_with`].
+    pub fn wait_for_stderr(&mut self, timeout: Duration, needle: &str) -> Result<()> {
+        let wanted = needle.to_string();
         let stderr = self
             .child
             .stderr
@@ -234,7 +246,7 @@ impl TraceChild {
         self.stderr_reader = Some(std::thread::spawn(move || {
             let mut all = String::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("tracing pid") {
+                if line.contains(&wanted) {
                     let _ = tx.send(());
                 }
                 all.push_str(&line);
@@ -243,7 +255,7 @@ impl TraceChild {
             all
         }));
         rx.recv_timeout(timeout)
-            .map_err(|_| anyhow!("tt-tracer did not report being armed within {timeout:?}"))
+            .map_err(|_| anyhow!("tt-tracer printed no line with {needle:?} within {timeout:?}"))
     }
 
     pub fn wait_with(mut self, stdout_so_far: String) -> Result<Traced> {

@@ -915,20 +915,6 @@ fn refuses_clearly_without_privileges() {
     assert!(err.contains("CAP_BPF") && err.contains("root"), "{err}");
 }
 
-#[test]
-fn run_without_lib_says_what_is_needed() {
-    let out = Command::new(tracer_bin())
-        .args(["run", "--", "true"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("--lib") && err.contains("libtt_metal.so"),
-        "{err}"
-    );
-}
-
 /// The shells' convention: 127 not found, 126 found but not executable; one line, no report.
 #[test]
 fn a_command_that_cannot_be_run_gets_the_shells_exit_code_and_no_report() {

@@ -24,9 +24,12 @@ pub enum Counter {
     ProcessMapFull = 6,
     /// Reading user memory for a field failed (field reported as 0).
     FieldReadFailed = 7,
+    /// A process that opened a new library could not be stopped while it was armed: its
+    /// first calls into it may be missed.
+    LibraryStopFailed = 8,
 }
 
 impl Counter {
     /// Number of counters (the `COUNTERS` map's size).
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
 }

@@ -42,8 +42,9 @@ pub enum EventKind {
     ContextExit = 2,
     /// A traced process's last thread exited (`sched_process_exit`, group dead).
     ProcessExit = 3,
-    /// A process opened a file named like a tt-metal library whose inode has no probes yet
-    /// (`fields`: [fd, device, inode, 0]); the process is stopped until user space arms it.
+    /// A process is mapping a file named like the tt-metal library for execution, and the file
+    /// has no probes yet (`fields`: [fd, device, inode, 0]); the process is stopped until user
+    /// space arms it.
     LibraryOpened = 4,
 }
 

@@ -4,6 +4,9 @@
 //!   catalog resolves; the attach cookie selects the recipe saying what to read.
 //! - `probes::exit`: `sched_process_exit`, which clears a dead thread's context and reports a
 //!   traced process's end.
+//! - `probes::fork`: `sched_process_fork`, which traces the new processes of a traced one.
+//! - `probes::library`: the `mmap` syscall tracepoint, which stops a process mapping a library
+//!   file that has no probes yet until user space has armed it.
 #![no_std]
 #![no_main]
 
@@ -11,6 +14,7 @@ mod context;
 mod emit;
 mod maps;
 mod probes;
+mod process;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -4,7 +4,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use tracer_common::{counters::Counter, Event, Recipe, MAX_RECIPES};
+use tracer_common::{
+    counters::Counter, Event, FileId, KernelOffsets, Recipe, MAX_LIBRARY_NAME, MAX_RECIPES,
+};
 
 /// Payload events (kernel binaries, allocations). Size overridden by user space.
 #[map]
@@ -29,9 +31,20 @@ pub static THREAD_CONTEXT: HashMap<u64, ThreadContext> = HashMap::with_max_entri
 pub static PENDING: LruHashMap<PendingKey, Event> = LruHashMap::with_max_entries(16384, 0);
 
 /// Traced processes: tgid → instance (CLOCK_MONOTONIC ns when first seen). Only processes in
-/// here get a process-exit event.
+/// here get a process-exit event; with [`TRACE_ALL`] off, only they are traced at all.
 #[map]
 pub static PROCESSES: HashMap<u32, u64> = HashMap::with_max_entries(8192, 0);
+
+/// Library files user space has dealt with: [`FileId`] → `LibraryState`. A process mapping a
+/// library file not in here for execution is stopped until user space has armed it.
+#[map]
+pub static LIBRARY_FILES: HashMap<FileId, u8> = HashMap::with_max_entries(1024, 0);
+
+/// 1 while processes loading a new library file are to be stopped and reported (library
+/// discovery): a map, not a global, so user space turns it off before it stops reading (a
+/// process stopped after that would wait for a SIGCONT nobody sends).
+#[map]
+pub static DISCOVERY: Array<u32> = Array::with_max_entries(1, 0);
 
 /// What could not be recorded, per CPU, indexed by [`Counter`].
 #[map]
@@ -42,10 +55,25 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::C
 #[unsafe(no_mangle)]
 pub static WAKEUP_BYTES: u64 = 64 << 10;
 
-/// Byte offset of `task_struct.exit_code` in the running kernel, from its BTF (user space).
-/// u32::MAX: unknown, exit codes are reported as unknown.
+/// Kernel struct offsets from the running kernel's BTF (set by user space).
 #[unsafe(no_mangle)]
-pub static TASK_EXIT_CODE_OFFSET: u32 = u32::MAX;
+pub static KERNEL: KernelOffsets = KernelOffsets::ALL_UNKNOWN;
+
+/// 1: every process that calls a probed function is traced (`watch`); 0: only the processes
+/// user space put in [`PROCESSES`] and their descendants (`run`, `attach`).
+#[unsafe(no_mangle)]
+pub static TRACE_ALL: u32 = 0;
+
+
+/// This tracer's own process: never stopped, never traced.
+#[unsafe(no_mangle)]
+pub static TRACER_TGID: u32 = 0;
+
+/// File name of the library to discover (`libtt_metal.so`), `LIBRARY_NAME_LEN` bytes used.
+#[unsafe(no_mangle)]
+pub static LIBRARY_NAME: [u8; MAX_LIBRARY_NAME] = [0; MAX_LIBRARY_NAME];
+#[unsafe(no_mangle)]
+pub static LIBRARY_NAME_LEN: u32 = 0;
 
 /// Most contexts nested on one thread.
 pub const MAX_DEPTH: usize = 8;

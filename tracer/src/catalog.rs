@@ -19,6 +19,9 @@ pub const BUILTIN: &str = include_str!("../catalog/tt-metal.toml");
 #[serde(deny_unknown_fields)]
 struct RawCatalog {
     schema: u32,
+    /// File name of the library the roles live in: what `watch` and `run` look for.
+    #[serde(default = "default_library")]
+    library: String,
     #[serde(rename = "role")]
     roles: Vec<RawRole>,
     #[serde(default)]
@@ -102,6 +105,9 @@ pub struct RoleSpec {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub origin: String,
+    /// File name of the library the roles live in (`libtt_metal.so`): processes opening a
+    /// file of this name are the ones `watch` and `run` arm.
+    pub library: String,
     pub roles: Vec<RoleSpec>,
     pub abi: Abi,
 }
@@ -220,12 +226,27 @@ impl Catalog {
                 ret: r.ret,
             });
         }
+        if raw.library.is_empty()
+            || raw.library.contains('/')
+            || raw.library.len() > tracer_common::MAX_LIBRARY_NAME
+        {
+            return Err(bad(format!(
+                "library {:?} must be a file name of 1 to {} bytes, without '/'",
+                raw.library,
+                tracer_common::MAX_LIBRARY_NAME
+            )));
+        }
         Ok(Catalog {
             origin: origin.to_string(),
+            library: raw.library,
             roles,
             abi: raw.abi,
         })
     }
+}
+
+fn default_library() -> String {
+    "libtt_metal.so".into()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod collector;
 pub mod errors;
 mod files;
 pub mod kernel;
+pub mod libraries;
 pub mod loader;
 
 pub mod process;

@@ -7,11 +7,14 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeScope},
-        BtfTracePoint, UProbe,
+        BtfTracePoint, TracePoint, UProbe,
     },
     Btf, Ebpf, EbpfLoader,
 };
-use tracer_common::{counters::Counter, FieldRule, Recipe, RecipeKind, MAX_FIELDS, MAX_RECIPES};
+use tracer_common::{
+    counters::Counter, FieldRule, FileId, LibraryState, Recipe, RecipeKind, MAX_FIELDS,
+    MAX_LIBRARY_NAME, MAX_RECIPES,
+};
 
 use crate::{
     catalog::{Catalog, RoleSpec},
@@ -29,6 +32,12 @@ pub struct LoadOptions {
     pub(crate) lifecycle_ring_bytes: u32,
     /// Wake the reader when this many payload bytes wait (else the poll timer picks them up).
     pub(crate) wakeup_bytes: u64,
+    /// Trace every process that calls a probed function (`watch`), not only the processes
+    /// registered with [`Probes::track_process`] and their descendants.
+    pub trace_all: bool,
+    /// Discover libraries with this file name as processes open them (`LibraryOpened`
+    /// events, the opener stopped until armed); None: only the libraries attached by hand.
+    pub discover: Option<String>,
 }
 
 impl Default for LoadOptions {
@@ -37,6 +46,8 @@ impl Default for LoadOptions {
             payload_ring_bytes: 8 << 20,
             lifecycle_ring_bytes: 256 << 10,
             wakeup_bytes: 256 << 10,
+            trace_all: false,
+            discover: None,
         }
     }
 }
@@ -64,12 +75,35 @@ impl Probes {
     pub fn load(opts: &LoadOptions) -> Result<(Probes, Rings)> {
         kernel::check_privileges()?;
         let t = std::time::Instant::now();
-        let exit_offset = kernel::task_exit_code_offset();
-        log::debug!("task_struct layout from BTF: {:?}", t.elapsed());
-        let exit_offset_value = exit_offset.unwrap_or(u32::MAX);
+        let offsets = kernel::kernel_offsets();
+        log::debug!("kernel struct offsets from BTF: {:?}", t.elapsed());
+        let (name, name_len) = match &opts.discover {
+            Some(n) if !n.is_empty() && n.len() <= MAX_LIBRARY_NAME => {
+                let mut name = [0u8; MAX_LIBRARY_NAME];
+                name[..n.len()].copy_from_slice(n.as_bytes());
+                (name, n.len() as u32)
+            }
+            Some(n) => {
+                return Err(Error::Other(format!(
+                    "library file name {n:?} must be 1 to {MAX_LIBRARY_NAME} bytes"
+                )))
+            }
+            None => ([0u8; MAX_LIBRARY_NAME], 0),
+        };
+        if opts.discover.is_some() && !offsets.files_known() {
+            return Err(Error::Other(
+                "the kernel's BTF lacks the file structures library discovery reads; \
+                 name the library with --lib"
+                    .into(),
+            ));
+        }
         let mut ebpf = EbpfLoader::new()
             .override_global("WAKEUP_BYTES", &opts.wakeup_bytes, true)
-            .override_global("TASK_EXIT_CODE_OFFSET", &exit_offset_value, true)
+            .override_global("KERNEL", &offsets, true)
+            .override_global("TRACE_ALL", &(opts.trace_all as u32), true)
+            .override_global("LIBRARY_NAME", &name, true)
+            .override_global("LIBRARY_NAME_LEN", &name_len, true)
+            .override_global("TRACER_TGID", &std::process::id(), true)
             .map_max_entries("EVENTS", opts.payload_ring_bytes)
             .map_max_entries("LIFECYCLE", opts.lifecycle_ring_bytes)
             .load(EBPF_OBJECT)?;
@@ -85,6 +119,23 @@ impl Probes {
             .map_err(|source| prog_err("sched_process_exit", source))?;
         exit.attach()
             .map_err(|source| prog_err("sched_process_exit", source))?;
+        // Descendants of registered processes; nothing to follow when every process is traced.
+        if !opts.trace_all {
+            let fork: &mut BtfTracePoint = program(&mut ebpf, "sched_process_fork")?;
+            fork.load("sched_process_fork", &btf)
+                .map_err(|source| prog_err("sched_process_fork", source))?;
+            fork.attach()
+                .map_err(|source| prog_err("sched_process_fork", source))?;
+        }
+        if opts.discover.is_some() {
+            kernel::ensure_tracefs()?;
+            for name in ["sys_enter_mmap"] {
+                let tp: &mut TracePoint = program(&mut ebpf, name)?;
+                tp.load().map_err(|source| prog_err(name, source))?;
+                tp.attach("syscalls", name)
+                    .map_err(|source| prog_err(name, source))?;
+            }
+        }
         for name in ["tt_entry", "tt_return"] {
             let p: &mut UProbe = program(&mut ebpf, name)?;
             p.load().map_err(|source| prog_err(name, source))?;
@@ -93,26 +144,27 @@ impl Probes {
         log::debug!("programs verified and loaded: {:?}", t.elapsed());
         let payload = take_ring(&mut ebpf, "EVENTS")?;
         let lifecycle = take_ring(&mut ebpf, "LIFECYCLE")?;
-        Ok((
-            Probes {
-                logger,
-                links: Vec::new(),
-                ebpf,
-                next_cookie: 0,
-                exit_codes: exit_offset.is_some(),
-            },
-            Rings { payload, lifecycle },
-        ))
+        let mut probes = Probes {
+            logger,
+            links: Vec::new(),
+            ebpf,
+            next_cookie: 0,
+            exit_codes: offsets.task_exit_code != tracer_common::KernelOffsets::UNKNOWN,
+        };
+        probes.set_discovery(opts.discover.is_some())?;
+        Ok((probes, Rings { payload, lifecycle }))
     }
 
     /// Attaches every resolved function of `resolution` (the library at `path`), for process
-    /// `pid` only, or for every process that maps the library when `pid` is None.
+    /// `pid` only, or for every process that maps the library when `pid` is None. Events from
+    /// these attach points carry `library` (the caller's id for this file).
     pub fn attach_library(
         &mut self,
         path: &Path,
         resolution: &Resolution,
         catalog: &Catalog,
         pid: Option<u32>,
+        library: u16,
     ) -> Result<usize> {
         let scope = match pid.and_then(NonZeroU32::new) {
             Some(pid) => UProbeScope::OneProcess(pid),
@@ -130,7 +182,8 @@ impl Probes {
                     )));
                 }
                 let cookie = self.next_cookie as u64;
-                let recipe = recipe(spec, point);
+                let mut recipe = recipe(spec, point);
+                recipe.library = library;
                 let mut recipes: Array<_, Recipe> = Array::try_from(
                     self.ebpf
                         .map_mut("RECIPES")
@@ -187,6 +240,34 @@ impl Probes {
         }
     }
 
+    /// Turns library discovery on or off. Off before this process stops reading the rings:
+    /// the programs outlive it while they detach, and a process they stopped then would wait
+    /// for a SIGCONT nobody sends.
+    pub fn set_discovery(&mut self, on: bool) -> Result<()> {
+        let mut flag: Array<_, u32> = Array::try_from(
+            self.ebpf
+                .map_mut("DISCOVERY")
+                .ok_or_else(|| missing("DISCOVERY"))?,
+        )
+        .map_err(|source| map_err("DISCOVERY", source))?;
+        flag.set(0, on as u32, 0)
+            .map_err(|source| map_err("DISCOVERY", source))
+    }
+
+    /// Tells the programs what became of a library file, so a process opening it is no longer
+    /// stopped.
+    pub fn mark_library(&mut self, file: FileId, state: LibraryState) -> Result<()> {
+        let mut files: HashMap<_, FileId, u8> = HashMap::try_from(
+            self.ebpf
+                .map_mut("LIBRARY_FILES")
+                .ok_or_else(|| missing("LIBRARY_FILES"))?,
+        )
+        .map_err(|source| map_err("LIBRARY_FILES", source))?;
+        files
+            .insert(file, state as u8, 0)
+            .map_err(|source| map_err("LIBRARY_FILES", source))
+    }
+
     /// Passes what the programs logged to the `log` crate.
     pub(crate) fn flush_log(&mut self) {
         if let Some(l) = self.logger.as_mut() {
@@ -218,8 +299,11 @@ impl Probes {
     /// to the probes: each uprobe detach waits for a grace period (~80 ms here, serialised in
     /// the kernel), seconds for a full catalog that the user should not wait for. Falls back
     /// to detaching now if the helper cannot be started.
-    pub(crate) fn detach_in_background(self) {
+    pub(crate) fn detach_in_background(mut self) {
         use nix::unistd::{fork, pipe, read, ForkResult};
+        if let Err(e) = self.set_discovery(false) {
+            log::warn!("turning library discovery off: {e}");
+        }
         let Ok((read_end, write_end)) = pipe() else {
             return drop(self);
         };
@@ -253,6 +337,7 @@ impl Drop for Probes {
     /// Detaching a uprobe waits for a grace period (~0.1 s here); one at a time that is seconds
     /// for a full catalog, in parallel the waits overlap.
     fn drop(&mut self) {
+        let _ = self.set_discovery(false);
         let links = std::mem::take(&mut self.links);
         std::thread::scope(|s| {
             for link in links {

@@ -30,6 +30,12 @@ fn read_proc(pid: u32, file: &str) -> Result<String> {
 
 /// Paths of `libtt_metal.so*` mappings in the text of a /proc/PID/maps file.
 pub(crate) fn tt_metal_paths_in_maps(maps: &str) -> Vec<PathBuf> {
+    library_paths_in_maps(maps, "libtt_metal.so")
+}
+
+/// Paths of mappings whose file name starts with `name` (`name`, `name.1`, …) in the text of
+/// a /proc/PID/maps file, each once, in map order.
+pub(crate) fn library_paths_in_maps(maps: &str, name: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     for line in maps.lines() {
         // address perms offset dev inode pathname (the path may contain spaces)
@@ -37,8 +43,8 @@ pub(crate) fn tt_metal_paths_in_maps(maps: &str) -> Vec<PathBuf> {
             continue;
         };
         let path = path.strip_suffix(" (deleted)").unwrap_or(path);
-        let name = path.rsplit('/').next().unwrap_or_default();
-        if name.starts_with("libtt_metal.so") && !out.iter().any(|p| p.as_os_str() == path) {
+        let file = path.rsplit('/').next().unwrap_or_default();
+        if file.starts_with(name) && !out.iter().any(|p| p.as_os_str() == path) {
             out.push(PathBuf::from(path));
         }
     }

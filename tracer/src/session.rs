@@ -9,6 +9,7 @@ use tracer_common::{Event, EventKind};
 use crate::{
     collector::{Collector, Record},
     errors::{Error, Result},
+    libraries::{Armed, Libraries},
     loader::{Probes, Rings},
 };
 
@@ -18,6 +19,14 @@ pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 pub struct Session {
     pub probes: Probes,
+    /// The library files traced (and refused); grows as processes open new ones.
+    pub libraries: Libraries,
+    /// Processes reported even if they never call into the library (the command of `run`, the
+    /// process of `attach`); any other traced process is reported once it has.
+    pub always_report: Vec<u32>,
+    /// How long each process stopped for a new library waited for its probes (ns, from the
+    /// stop to the SIGCONT).
+    pub arming_pauses_ns: Vec<u64>,
     payload: AsyncFd<RingBuf<MapData>>,
     lifecycle: AsyncFd<RingBuf<MapData>>,
     pub collector: Collector,
@@ -29,7 +38,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(probes: Probes, rings: Rings) -> Result<Session> {
+    pub fn new(probes: Probes, rings: Rings, libraries: Libraries) -> Result<Session> {
         let wrap = |r: RingBuf<MapData>| {
             let fd = r.as_raw_fd();
             // SAFETY: the ring buffer owns its fd and lives inside the AsyncFd, so the fd stays
@@ -39,6 +48,9 @@ impl Session {
         };
         Ok(Session {
             probes,
+            libraries,
+            arming_pauses_ns: Vec::new(),
+            always_report: Vec::new(),
             payload: wrap(rings.payload)?,
             lifecycle: wrap(rings.lifecycle)?,
             collector: Collector::new(),
@@ -78,7 +90,29 @@ impl Session {
             &mut self.malformed,
         );
         order(&mut self.batch, late_lifecycle, &mut self.held_exits);
+        // A process waits, stopped, for these: first, before anything else is applied.
+        let opened: Vec<Event> = self
+            .batch
+            .iter()
+            .filter(|e| e.kind == EventKind::LibraryOpened as u8)
+            .copied()
+            .collect();
+        if !opened.is_empty() {
+            self.batch
+                .retain(|e| e.kind != EventKind::LibraryOpened as u8);
+            for ev in &opened {
+                self.library_opened(ev);
+            }
+        }
         for ev in &self.batch {
+            // A descendant that never touched the library (a shell, `seq`): not a tt-metal
+            // process, nothing to report.
+            if ev.kind == EventKind::ProcessExit as u8
+                && !self.collector.knows(ev.tgid, ev.instance)
+                && !self.always_report.contains(&ev.tgid)
+            {
+                continue;
+            }
             match self.collector.apply(ev) {
                 Some(Record::ProcessExited(mut cleanup)) => {
                     // Checked once per exit (a map read per CPU), so the live line is honest too.
@@ -95,6 +129,56 @@ impl Session {
             }
         }
         self.batch.len()
+    }
+
+    /// A process stopped in the kernel as it mapped a library file that had no probes:
+    /// arm the file (once per inode, whatever the path) and let the process go on.
+    fn library_opened(&mut self, ev: &Event) {
+        let [fd, dev, ino, _] = ev.fields;
+        let open = std::path::PathBuf::from(format!("/proc/{}/fd/{fd}", ev.tgid));
+        let shown = std::fs::read_link(&open).unwrap_or_else(|_| open.clone());
+        let seen = tracer_common::FileId { dev, ino };
+        match self
+            .libraries
+            .arm(&mut self.probes, &open, &shown, Some(seen))
+        {
+            Ok(Armed::New(id)) => {
+                let l = self.libraries.get(id).expect("just armed");
+                let stopped = crate::kernel::monotonic_ns().saturating_sub(ev.ts_ns);
+                eprintln!(
+                    "tt-tracer: tracing {} (build-id {}): {} probes, loaded by pid {} \
+                     (stopped {:.1} ms while armed)",
+                    l.path.display(),
+                    l.build_id.as_deref().unwrap_or("none"),
+                    l.probes,
+                    ev.tgid,
+                    stopped as f64 / 1e6
+                );
+            }
+            Ok(Armed::Known(_)) => {}
+            Ok(Armed::Refused) => {
+                if let Some(r) = self.libraries.refused().last() {
+                    eprintln!(
+                        "tt-tracer: warning: not tracing {} (loaded by pid {}): {}",
+                        r.path.display(),
+                        ev.tgid,
+                        r.reason
+                    );
+                }
+            }
+            Err(e) => eprintln!(
+                "tt-tracer: warning: could not arm {} for pid {}: {e}",
+                shown.display(),
+                ev.tgid
+            ),
+        }
+        // Always: a process left stopped would be worse than one traced late.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(ev.tgid as i32),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+        self.arming_pauses_ns
+            .push(crate::kernel::monotonic_ns().saturating_sub(ev.ts_ns));
     }
 
     /// Runs the reader until `stop` completes (then drains once more).
@@ -122,7 +206,20 @@ impl Session {
 
     /// Ends tracing: the probes are detached after this process exits (see
     /// [`Probes::detach_in_background`]).
-    pub fn detach_in_background(self) {
+    pub fn detach_in_background(mut self) {
+        // No process may be stopped for a library from now on; one stopped just before is
+        // let go (its library is not armed any more: nobody reads its events now).
+        if let Err(e) = self.probes.set_discovery(false) {
+            log::warn!("turning library discovery off: {e}");
+        }
+        let mut late = Vec::new();
+        read_ring(self.lifecycle.get_mut(), &mut late, &mut self.malformed);
+        for ev in late.iter().filter(|e| e.kind == EventKind::LibraryOpened as u8) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(ev.tgid as i32),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+        }
         let Session {
             probes,
             payload,

@@ -18,7 +18,8 @@ use tracer_common::{counters::Counter, Event, EventKind, FieldOp, FieldRule, Rec
 use crate::{
     context,
     emit::submit,
-    maps::{count, PendingKey, PENDING, PROCESSES, RECIPES},
+    maps::{count, PendingKey, PENDING, RECIPES},
+    process::{registered_instance, traced_instance},
 };
 
 #[uprobe]
@@ -50,36 +51,18 @@ fn recipe(ctx: &impl EbpfContext, cookie: u64) -> Option<&'static Recipe> {
     r
 }
 
-/// Instance id of the current process, registering it on first sight.
-fn instance(tgid: u32, now: u64) -> u64 {
-    // SAFETY: read-only view of a map value.
-    if let Some(v) = unsafe { PROCESSES.get(tgid) } {
-        return *v;
-    }
-    // BPF_NOEXIST: if another thread won the race, read its value back.
-    if PROCESSES.insert(tgid, now, 1).is_err() {
-        // SAFETY: as above.
-        return match unsafe { PROCESSES.get(tgid) } {
-            Some(v) => *v,
-            None => {
-                count(Counter::ProcessMapFull);
-                now
-            }
-        };
-    }
-    now
-}
-
-fn new_event(recipe: &Recipe, kind: EventKind, pid_tgid: u64, now: u64) -> Event {
-    let tgid = (pid_tgid >> 32) as u32;
-    Event::new(
+/// A `kind` event of process (`tgid`, `instance`)'s current thread about `recipe`'s role.
+fn new_event(recipe: &Recipe, kind: EventKind, pid_tgid: u64, instance: u64, now: u64) -> Event {
+    let mut ev = Event::new(
         kind,
         recipe.role,
         now,
-        instance(tgid, now),
-        tgid,
+        instance,
+        (pid_tgid >> 32) as u32,
         pid_tgid as u32,
-    )
+    );
+    ev.library = recipe.library;
+    ev
 }
 
 /// The six System V argument registers, read at constant offsets: the verifier refuses a
@@ -131,6 +114,8 @@ fn try_entry(ctx: &ProbeContext) -> Result<(), ()> {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
+    // Not traced (another process mapping the library): nothing pushed, nothing kept.
+    let instance = traced_instance((pid_tgid >> 32) as u32, now).ok_or(())?;
 
     let args = arg_registers(ctx);
     let (origin, this, depth) = context::innermost(pid_tgid);
@@ -139,7 +124,7 @@ fn try_entry(ctx: &ProbeContext) -> Result<(), ()> {
     } else {
         EventKind::Call
     };
-    let mut ev = new_event(recipe, kind, pid_tgid, now);
+    let mut ev = new_event(recipe, kind, pid_tgid, instance, now);
     for (out, rule) in ev.fields.iter_mut().zip(recipe.fields.iter()) {
         *out = read_field(&args, rule);
     }
@@ -181,13 +166,17 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
     let now = unsafe { bpf_ktime_get_ns() };
 
     if recipe.kind == RecipeKind::Context as u8 {
+        // Its entry registered the process if it is traced at all.
+        let Some(instance) = registered_instance((pid_tgid >> 32) as u32) else {
+            return Ok(());
+        };
         let (origin, this, _) = context::innermost(pid_tgid);
         let depth = context::pop(pid_tgid);
         if depth == 0 {
             count(Counter::ReturnWithoutEntry);
             return Err(());
         }
-        let mut ev = new_event(recipe, EventKind::ContextExit, pid_tgid, now);
+        let mut ev = new_event(recipe, EventKind::ContextExit, pid_tgid, instance, now);
         ev.origin = origin;
         ev.depth = depth as u8;
         ev.context_this = this;
@@ -199,6 +188,9 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
         let key = PendingKey { pid_tgid, cookie };
         // SAFETY: copied out before the entry is removed.
         let Some(entry) = (unsafe { PENDING.get(key) }).copied() else {
+            if registered_instance((pid_tgid >> 32) as u32).is_none() {
+                return Ok(()); // not traced: its entry kept nothing
+            }
             count(Counter::ReturnWithoutEntry);
             return Err(());
         };

@@ -10,7 +10,7 @@ use tracer_common::{Event, EventKind, Ring, MAX_FIELDS};
 
 use crate::{
     emit::submit,
-    maps::{global, PROCESSES, TASK_EXIT_CODE_OFFSET, THREAD_CONTEXT},
+    maps::{global, KERNEL, PROCESSES, THREAD_CONTEXT},
 };
 
 /// Exit code when the kernel's task_struct layout is unknown.
@@ -35,7 +35,7 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     let _ = PROCESSES.remove(tgid);
 
     let task: u64 = ctx.arg(0);
-    let offset = global(&TASK_EXIT_CODE_OFFSET);
+    let offset = global(&KERNEL).task_exit_code;
     let exit_code = if offset == u32::MAX {
         EXIT_CODE_UNKNOWN
     } else {

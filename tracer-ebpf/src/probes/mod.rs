@@ -2,3 +2,5 @@
 
 pub mod call;
 pub mod exit;
+pub mod fork;
+pub mod library;

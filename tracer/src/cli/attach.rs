@@ -68,7 +68,12 @@ pub fn attach(a: AttachArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let mut session = trace::start(&lib, &resolution, &catalog, a.pid)?;
+        let scope = trace::Scope::Process {
+            pid: a.pid,
+            lib: &lib,
+            resolution: &resolution,
+        };
+        let mut session = trace::start(scope, catalog, &a.opts)?;
         eprintln!(
             "tt-tracer: tracing pid {} ({}); Ctrl-C to stop",
             a.pid,
@@ -96,7 +101,7 @@ pub fn attach(a: AttachArgs) -> anyhow::Result<u8> {
                 break;
             }
         }
-        trace::finish(&session, &resolution, &a.opts)?;
+        trace::finish(&session, &a.opts)?;
         session.detach_in_background();
         Ok(0)
     })

@@ -7,6 +7,7 @@ mod exec_held;
 mod probes;
 mod run;
 mod trace;
+mod watch;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -73,6 +74,18 @@ Signals:
               on, untraced.
   SIGKILL     ends tt-tracer at once, without a report; the process is not affected.";
 
+const WATCH_NOTES: &str = "\
+Output:
+  A line on stderr for each library armed or refused and for each process that ends (every
+  event with -v); the final report when stopped: text on stderr, or JSON on stdout with
+  --json; --report-file FILE and --events-file FILE as for run and attach.
+
+Signals:
+  Ctrl-C, SIGINT, SIGTERM: stop, report what was seen, exit 0; the processes run on, untraced.
+  SIGHUP      reopens the --events-file (rotation).
+  SIGKILL     ends tt-tracer at once, without a report. A process stopped at that very moment
+              for its library to be armed stays stopped: `kill -CONT PID` continues it.";
+
 /// What is on my Tenstorrent device, who put it there, and is it still there?
 ///
 /// tt-tracer attaches eBPF uprobes to tt-metal's own functions in libtt_metal.so — no rebuild,
@@ -101,6 +114,17 @@ enum Command {
     /// Example: sudo tt-tracer attach --pid 12345
     #[command(after_help = format!("{ATTACH_NOTES}\n\n{EXIT_CODES}"))]
     Attach(attach::AttachArgs),
+    /// Trace every tt-metal process on the host, running now or started later, from any
+    /// library path, until Ctrl-C / SIGTERM (then the final report).
+    ///
+    /// A process that loads a libtt_metal.so file not yet armed (its dynamic loader maps it
+    /// for execution) is stopped (SIGSTOP) before it runs any of it, while the file's probes
+    /// are attached (once per file), then continued: nothing of its device activity is missed. Processes running when watch starts are traced from
+    /// that moment on.
+    ///
+    /// Example: sudo tt-tracer watch --events-file /var/log/tt-tracer/events.jsonl
+    #[command(after_help = format!("{WATCH_NOTES}\n\n{EXIT_CODES}"))]
+    Watch(watch::WatchArgs),
     /// Show where every probe role resolves in a library, or why it does not (no root needed).
     ///
     /// Example: tt-tracer probes --lib /path/to/libtt_metal.so --json
@@ -151,6 +175,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Attach(a) => attach::attach(a),
+        Command::Watch(a) => watch::watch(a),
         Command::Probes(a) => probes::probes(a),
         Command::Completions(a) => completions::completions(a),
         Command::Manpage => completions::manpage(),

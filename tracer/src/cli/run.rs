@@ -23,8 +23,9 @@ use super::{exit, trace, TraceOptions};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The libtt_metal.so the command will load (required: the command has not started yet, so
-    /// there is no process to find it in). For ttnn: <venv>/lib/python3.X/site-packages/ttnn/build/lib/libtt_metal.so
+    /// The libtt_metal.so the command will load, armed before it starts. Without it, every
+    /// libtt_metal.so the command or any process it starts opens is armed as it is opened
+    /// (the opener waits, stopped, until its probes are in place).
     #[arg(long, value_name = "PATH")]
     lib: Option<PathBuf>,
     /// Run the command as root even under sudo (default: as SUDO_UID/SUDO_GID).
@@ -38,13 +39,6 @@ pub struct RunArgs {
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<u8> {
-    let Some(lib) = a.lib.clone() else {
-        eprintln!(
-            "tt-tracer: run needs --lib PATH: the libtt_metal.so the command will load \
-             (for ttnn: <venv>/lib/python3.X/site-packages/ttnn/build/lib/libtt_metal.so)"
-        );
-        return Ok(exit::USAGE);
-    };
     if a.opts.json {
         eprintln!(
             "tt-tracer: run --json would mix the JSON report with the command's own output on \
@@ -53,7 +47,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         return Ok(exit::USAGE);
     }
     let catalog = trace::catalog(&a.opts)?;
-    let resolution = trace::resolve_library(&lib, &catalog, &a.opts)?;
+    let resolution = match &a.lib {
+        Some(lib) => Some(trace::resolve_library(lib, &catalog, &a.opts)?),
+        None => None,
+    };
     tt_tracer::kernel::check_privileges()?;
     let euid = nix::unistd::geteuid().as_raw();
     let creds = if a.as_root {
@@ -79,7 +76,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         let pid = child.id().context("child has no pid")?;
 
         log::debug!("resolved; loading probes");
-        let mut session = match trace::start(&lib, &resolution, &catalog, pid) {
+        let scope = trace::Scope::Tree {
+            pid,
+            lib: a.lib.as_deref().zip(resolution.as_ref()),
+        };
+        let mut session = match trace::start(scope, catalog, &a.opts) {
             Ok(s) => s,
             Err(e) => {
                 drop(hold.ours); // EOF: the child exits without running the command
@@ -135,7 +136,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
             eprintln!("tt-tracer: warning: no process-exit event for pid {pid} within 2 s");
         }
         log::debug!("command ended; reporting");
-        trace::finish(&session, &resolution, &a.opts)?;
+        trace::finish(&session, &a.opts)?;
         session.detach_in_background();
         use std::os::unix::process::ExitStatusExt as _;
         Ok(match (status.code(), status.signal()) {

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use tt_tracer::{
     catalog::Catalog,
     collector::Record,
+    libraries::{self, Armed, Libraries},
     loader::{LoadOptions, Probes},
     report::{self, Report},
     resolve::{self, Resolution},
@@ -36,29 +37,101 @@ pub fn resolve_library(
     Ok(resolution)
 }
 
-/// Loads the probes and attaches them to `lib` for `pid`.
-pub fn start(
-    lib: &Path,
-    resolution: &Resolution,
-    catalog: &Catalog,
-    pid: u32,
-) -> anyhow::Result<Session> {
-    let (mut probes, rings) = Probes::load(&LoadOptions::default())?;
+/// Which processes a session traces, and how it finds their libraries.
+pub enum Scope<'a> {
+    /// `attach`: one running process and the library given or found in its maps; probes for
+    /// that process only.
+    Process {
+        pid: u32,
+        lib: &'a Path,
+        resolution: &'a Resolution,
+    },
+    /// `run`: the command (held before exec) and every process it starts; `lib` armed up
+    /// front when given, any library they open armed as they open it.
+    Tree {
+        pid: u32,
+        lib: Option<(&'a Path, &'a Resolution)>,
+    },
+    /// `watch`: every process on the host: libraries mapped now are armed at once, any
+    /// opened later as they are opened.
+    Host,
+}
+
+/// Loads the probes and arms them for `scope`.
+pub fn start(scope: Scope<'_>, catalog: Catalog, opts: &TraceOptions) -> anyhow::Result<Session> {
+    let mut load = LoadOptions::default();
+    load.trace_all = matches!(scope, Scope::Host);
+    load.discover = match scope {
+        Scope::Process { .. } => None,
+        Scope::Tree { .. } | Scope::Host => Some(catalog.library.clone()),
+    };
+    let (mut probes, rings) = Probes::load(&load)?;
     if !probes.exit_codes {
         eprintln!("tt-tracer: warning: task_struct layout unknown (no kernel BTF?): exit codes not reported");
     }
-    // Tracked before the probes can fire, so the process has one instance from the start.
-    probes.track_process(pid, tt_tracer::kernel::monotonic_ns())?;
-    let n = match probes.attach_library(lib, resolution, catalog, Some(pid)) {
-        Ok(n) => n,
-        // The kernel refuses a pid-scoped probe on a process that has just exited: say that.
-        Err(_) if tt_tracer::process::is_gone(pid) => {
-            return Err(tt_tracer::Error::ProcessGone { pid }.into())
-        }
-        Err(e) => return Err(e.into()),
+    let scope_pid = match scope {
+        Scope::Process { pid, .. } => Some(pid),
+        _ => None,
     };
-    log::info!("{n} probes attached to {} for pid {pid}", lib.display());
-    Ok(Session::new(probes, rings)?)
+    let mut libraries = Libraries::new(catalog, opts.allow_partial, scope_pid);
+    match scope {
+        Scope::Process {
+            pid,
+            lib,
+            resolution,
+        } => {
+            // Tracked before the probes can fire, so the process has one instance from the start.
+            probes.track_process(pid, tt_tracer::kernel::monotonic_ns())?;
+            match libraries.arm_resolved(&mut probes, lib, resolution) {
+                Ok(_) => {}
+                // The kernel refuses a pid-scoped probe on a process that has just exited.
+                Err(_) if tt_tracer::process::is_gone(pid) => {
+                    return Err(tt_tracer::Error::ProcessGone { pid }.into())
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Scope::Tree { pid, lib } => {
+            probes.track_process(pid, tt_tracer::kernel::monotonic_ns())?;
+            if let Some((lib, resolution)) = lib {
+                libraries.arm_resolved(&mut probes, lib, resolution)?;
+            }
+        }
+        Scope::Host => {
+            let name = libraries.catalog().library.clone();
+            for (pid, path, open) in libraries::mapped_by_running_processes(&name) {
+                match libraries.arm(&mut probes, &open, &path, None) {
+                    Ok(Armed::New(id)) => {
+                        let l = libraries.get(id).expect("just armed");
+                        eprintln!(
+                            "tt-tracer: tracing {} (build-id {}): {} probes, mapped by pid {pid}",
+                            l.path.display(),
+                            l.build_id.as_deref().unwrap_or("none"),
+                            l.probes
+                        );
+                    }
+                    Ok(Armed::Known(_)) => {}
+                    Ok(Armed::Refused) => {
+                        if let Some(r) = libraries.refused().last() {
+                            eprintln!(
+                                "tt-tracer: warning: not tracing {} (mapped by pid {pid}): {}",
+                                r.path.display(),
+                                r.reason
+                            );
+                        }
+                    }
+                    // Gone while we looked: nothing to arm.
+                    Err(tt_tracer::Error::Io { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    let mut session = Session::new(probes, rings, libraries)?;
+    if let Scope::Process { pid, .. } | Scope::Tree { pid, .. } = scope {
+        session.always_report.push(pid);
+    }
+    Ok(session)
 }
 
 /// Where live records go: stderr lines (all with -v, else cleanups only) and --events-file.
@@ -87,16 +160,15 @@ pub fn printer(opts: &TraceOptions) -> anyhow::Result<impl FnMut(&Record)> {
 }
 
 /// Prints the final report (text on stderr, or JSON on stdout) and writes --report-file.
-pub fn finish(
-    session: &Session,
-    resolution: &Resolution,
-    opts: &TraceOptions,
-) -> anyhow::Result<()> {
+pub fn finish(session: &Session, opts: &TraceOptions) -> anyhow::Result<()> {
     let lost = session.probes.counters()?;
+    let first = session.libraries.traced().first();
     let report = Report::new(
         &session.collector,
-        resolution.library.display().to_string(),
-        resolution.build_id.clone(),
+        first
+            .map(|l| l.path.display().to_string())
+            .unwrap_or_default(),
+        first.and_then(|l| l.build_id.clone()),
         lost,
         session.malformed,
     );

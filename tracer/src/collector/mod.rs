@@ -123,6 +123,16 @@ impl Collector {
         self.live.len()
     }
 
+    /// Whether process (`pid`, `instance`) has a ledger, live or ended.
+    pub fn knows(&self, pid: u32, instance: u64) -> bool {
+        let key = ProcKey { pid, instance };
+        self.live.contains_key(&key)
+            || self
+                .ended
+                .iter()
+                .any(|p| p.pid == pid && p.instance == instance)
+    }
+
     /// Whether the process `pid` (any instance) has ended and none of that pid is live.
     pub fn has_ended(&self, pid: u32) -> bool {
         self.ended.iter().any(|p| p.pid == pid) && !self.live.keys().any(|k| k.pid == pid)

@@ -1,0 +1,230 @@
+//! The library files a session traces: each distinct file (inode) is resolved once with the
+//! catalog and armed once, for every process that maps it; a file that does not resolve is
+//! refused once, with its path and what is missing, and never stops a process again.
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use tracer_common::{FileId, LibraryState};
+
+use crate::{
+    catalog::Catalog,
+    errors::{Error, Result},
+    loader::Probes,
+    resolve::{self, Resolution},
+};
+
+/// A library file with probes attached.
+#[derive(Debug, Clone)]
+pub struct TracedLibrary {
+    /// 1-based, carried by every event from its attach points.
+    pub id: u16,
+    /// The path it was found under (as the first process that opened it named it).
+    pub path: PathBuf,
+    pub build_id: Option<String>,
+    pub file: FileId,
+    /// Attach points armed (uprobes and uretprobes).
+    pub probes: usize,
+}
+
+/// A library file that could not be traced, and why (said once).
+#[derive(Debug, Clone)]
+pub struct RefusedLibrary {
+    pub path: PathBuf,
+    pub file: FileId,
+    pub reason: String,
+}
+
+/// What [`Libraries::arm`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Armed {
+    /// Probes attached now: library id.
+    New(u16),
+    /// Armed before (another path or process): library id.
+    Known(u16),
+    /// Not traceable (now or before): see [`Libraries::refused`].
+    Refused,
+}
+
+pub struct Libraries {
+    catalog: Catalog,
+    allow_partial: bool,
+    /// Probes for one process only (`attach`), else for every process mapping the file.
+    scope_pid: Option<u32>,
+    traced: Vec<TracedLibrary>,
+    refused: Vec<RefusedLibrary>,
+    by_file: HashMap<FileId, Armed>,
+}
+
+impl Libraries {
+    pub fn new(catalog: Catalog, allow_partial: bool, scope_pid: Option<u32>) -> Libraries {
+        Libraries {
+            catalog,
+            allow_partial,
+            scope_pid,
+            traced: Vec::new(),
+            refused: Vec::new(),
+            by_file: HashMap::new(),
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn traced(&self) -> &[TracedLibrary] {
+        &self.traced
+    }
+
+    pub fn refused(&self) -> &[RefusedLibrary] {
+        &self.refused
+    }
+
+    pub fn get(&self, id: u16) -> Option<&TracedLibrary> {
+        self.traced.iter().find(|l| l.id == id)
+    }
+
+    /// What became of `file` already, if anything.
+    pub fn state(&self, file: FileId) -> Option<Armed> {
+        self.by_file.get(&file).copied()
+    }
+
+    /// Resolves the library that `open` reads (a path, or /proc/PID/fd/N of a process that
+    /// has it open) and attaches its probes, unless that file was seen before. `shown` is the
+    /// path it is reported under; `also` another identity of the same file (the one the
+    /// kernel saw, when a stacked filesystem shows another), marked alike.
+    pub fn arm(
+        &mut self,
+        probes: &mut Probes,
+        open: &Path,
+        shown: &Path,
+        also: Option<FileId>,
+    ) -> Result<Armed> {
+        let file = file_id(open)?;
+        if let Some(done) = self.by_file.get(&file).copied() {
+            return Ok(match done {
+                Armed::New(id) => Armed::Known(id),
+                other => other,
+            });
+        }
+        let outcome = match self.attach(probes, open, shown, file) {
+            Ok(id) => Armed::New(id),
+            Err(e @ Error::Attach { .. }) => return Err(e),
+            Err(e) => {
+                self.refused.push(RefusedLibrary {
+                    path: shown.to_path_buf(),
+                    file,
+                    reason: e.to_string(),
+                });
+                Armed::Refused
+            }
+        };
+        let state = match outcome {
+            Armed::Refused => LibraryState::Refused,
+            _ => LibraryState::Armed,
+        };
+        for f in std::iter::once(file).chain(also.filter(|a| *a != file)) {
+            probes.mark_library(f, state)?;
+            self.by_file.insert(f, outcome);
+        }
+        Ok(outcome)
+    }
+
+    /// Arms the library at `path`, already resolved (and checked) by the caller: any error is
+    /// the caller's to report.
+    pub fn arm_resolved(
+        &mut self,
+        probes: &mut Probes,
+        path: &Path,
+        resolution: &Resolution,
+    ) -> Result<u16> {
+        let file = file_id(path)?;
+        if let Some(Armed::New(id) | Armed::Known(id)) = self.by_file.get(&file).copied() {
+            return Ok(id);
+        }
+        let id = self.attach_resolved(probes, path, path, file, resolution)?;
+        probes.mark_library(file, LibraryState::Armed)?;
+        self.by_file.insert(file, Armed::New(id));
+        Ok(id)
+    }
+
+    fn attach(&mut self, probes: &mut Probes, open: &Path, shown: &Path, file: FileId) -> Result<u16> {
+        let mut resolution = resolve::resolve_file(open, &self.catalog)?;
+        resolution.library = shown.to_path_buf();
+        match resolution.ensure_complete() {
+            Ok(()) => {}
+            Err(e) if self.allow_partial && resolution.has_code => {
+                log::warn!("{e} (tracing anyway: --allow-partial)")
+            }
+            Err(e) => return Err(e),
+        }
+        self.attach_resolved(probes, open, shown, file, &resolution)
+    }
+
+    fn attach_resolved(
+        &mut self,
+        probes: &mut Probes,
+        open: &Path,
+        shown: &Path,
+        file: FileId,
+        resolution: &Resolution,
+    ) -> Result<u16> {
+        let id = u16::try_from(self.traced.len() + 1)
+            .map_err(|_| Error::Other("too many distinct libraries".into()))?;
+        let n = probes.attach_library(open, resolution, &self.catalog, self.scope_pid, id)?;
+        self.traced.push(TracedLibrary {
+            id,
+            path: shown.to_path_buf(),
+            build_id: resolution.build_id.clone(),
+            file,
+            probes: n,
+        });
+        Ok(id)
+    }
+}
+
+/// The kernel's identity of the file at `path` (following symlinks, as the probes' attach
+/// does): the device in the kernel's encoding, as the programs read it from the superblock.
+pub fn file_id(path: &Path) -> Result<FileId> {
+    let m = std::fs::metadata(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let dev = m.dev();
+    let (major, minor) = (libc::major(dev) as u64, libc::minor(dev) as u64);
+    Ok(FileId {
+        dev: (major << 20) | minor,
+        ino: m.ino(),
+    })
+}
+
+/// Libraries named `name` that running processes map now: (pid, path as the process names
+/// it, a path this process can open). Unreadable or vanished processes are skipped.
+pub fn mapped_by_running_processes(name: &str) -> Vec<(u32, PathBuf, PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    let me = std::process::id();
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            continue;
+        };
+        for path in crate::process::library_paths_in_maps(&maps, name) {
+            // Through the process's own root: it may live in another mount namespace.
+            let open = PathBuf::from(format!("/proc/{pid}/root"))
+                .join(path.strip_prefix("/").unwrap_or(&path));
+            out.push((pid, path, open));
+        }
+    }
+    out
+}
