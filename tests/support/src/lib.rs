@@ -5,6 +5,8 @@
 //! Nothing here depends on tt-tracer itself: the tests compare what tt-tracer says with what
 //! these helpers find on their own.
 
+pub mod prometheus;
+
 use std::{
     fs,
     os::unix::fs::PermissionsExt as _,
