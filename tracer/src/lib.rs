@@ -12,6 +12,7 @@ pub mod errors;
 mod files;
 pub mod kernel;
 pub mod loader;
+pub mod metrics;
 
 pub mod process;
 pub mod report;

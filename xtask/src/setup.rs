@@ -122,8 +122,11 @@ fn install_prometheus() -> Result<()> {
     let own_policy = !policy.exists();
     if own_policy {
         use std::os::unix::fs::PermissionsExt as _;
-        std::fs::write(policy, "#!/bin/sh\n# tt-tracer xtask setup: no service starts while installing\nexit 101\n")
-            .context("writing /usr/sbin/policy-rc.d (needs root)")?;
+        std::fs::write(
+            policy,
+            "#!/bin/sh\n# tt-tracer xtask setup: no service starts while installing\nexit 101\n",
+        )
+        .context("writing /usr/sbin/policy-rc.d (needs root)")?;
         std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755))?;
     }
     let installed = apt_install(&["prometheus"]);

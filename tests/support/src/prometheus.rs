@@ -30,6 +30,9 @@ impl std::error::Error for PrometheusError {}
 
 pub type Result<T> = std::result::Result<T, PrometheusError>;
 
+/// One sample of a query result: its labels (`__name__` included) and value.
+pub type Sample = (BTreeMap<String, String>, f64);
+
 fn err(msg: impl Into<String>) -> PrometheusError {
     PrometheusError(msg.into())
 }
@@ -87,7 +90,10 @@ impl Prometheus {
         let log = fs::File::create(dir.join("prometheus.log")).map_err(|e| err(e.to_string()))?;
         let child = Command::new(PROMETHEUS)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| err(e.to_string()))?)
@@ -111,10 +117,7 @@ impl Prometheus {
                 return Ok(p);
             }
             if Instant::now() > deadline {
-                return Err(err(format!(
-                    "prometheus not ready after 30 s: {}",
-                    p.log()
-                )));
+                return Err(err(format!("prometheus not ready after 30 s: {}", p.log())));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -132,7 +135,7 @@ impl Prometheus {
 
     /// An instant query (`/api/v1/query`): each sample's labels (`__name__` included) and value.
     /// Only vector and scalar results are accepted.
-    pub fn query(&self, promql: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>> {
+    pub fn query(&self, promql: &str) -> Result<Vec<Sample>> {
         let body = ureq::get(format!("{}/api/v1/query", self.base))
             .query("query", promql)
             .call()
@@ -148,9 +151,9 @@ impl Prometheus {
     pub fn wait_for(
         &self,
         promql: &str,
-        accept: impl Fn(&[(BTreeMap<String, String>, f64)]) -> bool,
+        accept: impl Fn(&[Sample]) -> bool,
         timeout: Duration,
-    ) -> Result<Vec<(BTreeMap<String, String>, f64)>> {
+    ) -> Result<Vec<Sample>> {
         let deadline = Instant::now() + timeout;
         loop {
             let last = self.query(promql)?;
@@ -181,7 +184,9 @@ impl Drop for Prometheus {
 }
 
 /// The `data.result` of a `/api/v1/query` answer.
-fn parse_query_response(body: &str) -> std::result::Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+fn parse_query_response(
+    body: &str,
+) -> std::result::Result<Vec<Sample>, String> {
     let v: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
     if v["status"] != "success" {
         return Err(format!("status {}", v["status"]));
@@ -213,9 +218,46 @@ fn parse_query_response(body: &str) -> std::result::Result<Vec<(BTreeMap<String,
     }
 }
 
+/// OpenMetrics text as the Prometheus text format (0.0.4) says the same: a counter family `x`
+/// (samples `x_total`) is declared as `x_total`; `# UNIT` and `# EOF` go. Debian's promtool
+/// (2.42) parses only the 0.0.4 format, where an OpenMetrics counter's samples would look like a
+/// family without HELP or TYPE.
+pub fn openmetrics_as_text_format(exposition: &str) -> String {
+    let counters: std::collections::BTreeSet<&str> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::new();
+    for line in exposition.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let declared = ["# HELP ", "# TYPE "].into_iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(declared.as_deref().unwrap_or(line).trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// `promtool check metrics` on `exposition` (its stdin): Ok, or promtool's complaints.
+/// OpenMetrics text (ending in `# EOF`) is first put in the text format promtool reads
+/// ([`openmetrics_as_text_format`]).
 pub fn promtool_check_metrics(exposition: &str) -> std::result::Result<(), String> {
     require_binary(PROMTOOL).map_err(|e| e.0)?;
+    let converted;
+    let exposition = if exposition.trim_end().ends_with("# EOF") {
+        converted = openmetrics_as_text_format(exposition);
+        &converted
+    } else {
+        exposition
+    };
     let mut child = Command::new(PROMTOOL)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -312,6 +354,18 @@ mod tests {
         let bad = "# HELP requests Requests.\n# TYPE requests counter\nrequests 1\n";
         let e = promtool_check_metrics(bad).unwrap_err();
         assert!(e.contains("_total"), "{e}");
+    }
+
+    #[test]
+    fn openmetrics_counters_become_text_format_families() {
+        let om = "# HELP x_ops Ops.\n# TYPE x_ops counter\nx_ops_total{a=\"1\"} 3\n\
+                  # HELP x_bytes Bytes.\n# TYPE x_bytes gauge\n# UNIT x_bytes bytes\nx_bytes 2\n# EOF\n";
+        assert_eq!(
+            openmetrics_as_text_format(om),
+            "# HELP x_ops_total Ops.\n# TYPE x_ops_total counter\nx_ops_total{a=\"1\"} 3\n\
+             # HELP x_bytes Bytes.\n# TYPE x_bytes gauge\nx_bytes 2\n"
+        );
+        promtool_check_metrics(om).unwrap();
     }
 
     #[test]
