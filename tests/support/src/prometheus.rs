@@ -184,9 +184,7 @@ impl Drop for Prometheus {
 }
 
 /// The `data.result` of a `/api/v1/query` answer.
-fn parse_query_response(
-    body: &str,
-) -> std::result::Result<Vec<Sample>, String> {
+fn parse_query_response(body: &str) -> std::result::Result<Vec<Sample>, String> {
     let v: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
     if v["status"] != "success" {
         return Err(format!("status {}", v["status"]));
