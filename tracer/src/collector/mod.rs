@@ -12,11 +12,12 @@
 
 mod attribution;
 mod calls;
+pub mod identity;
 pub mod ledger;
 pub mod memory;
 pub mod records;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use tracer_common::{Event, EventKind, Origin};
 
@@ -24,9 +25,10 @@ use self::{
     attribution::Owner,
     calls::Call,
     ledger::MeshLedger,
-    memory::{Allocation, BufferType},
+    memory::{Allocation, BufferType, OwnerId},
 };
 pub use self::{
+    identity::{Cgroup, ProcessInfo},
     ledger::{
         Cleanup, CoreType, DeviceLedger, ExitStatus, KernelClass, Kernels, Leak, ProcKey,
         ProcessLedger, Tally,
@@ -35,10 +37,22 @@ pub use self::{
 };
 use crate::roles::Role;
 
-#[derive(Default)]
+/// Ended processes kept for the final report unless told otherwise ([`Collector::with_history`]).
+pub const DEFAULT_HISTORY: usize = 1024;
+
+/// Pids of the last exits remembered for [`Collector::has_ended`], whatever the history keeps.
+const RECENT_EXITS: usize = 64;
+
 pub struct Collector {
     live: BTreeMap<ProcKey, ProcessLedger>,
-    ended: Vec<ProcessLedger>,
+    /// Ended processes, oldest first, at most `history` of them.
+    ended: VecDeque<ProcessLedger>,
+    history: usize,
+    /// Ended processes dropped from `ended` to keep it within `history`.
+    pub history_dropped: u64,
+    /// What the session told about processes whose first event has not arrived yet.
+    described: HashMap<ProcKey, ProcessInfo>,
+    recent_exits: VecDeque<u32>,
     /// Context entry times keyed by (process, thread, depth): a context nested in one of the
     /// same role (an overload calling another) keeps its own start.
     context_starts: HashMap<(u32, u32, u8), u64>,
@@ -47,45 +61,115 @@ pub struct Collector {
     pub unknown_events: u64,
 }
 
+impl Default for Collector {
+    fn default() -> Self {
+        Self::with_history(DEFAULT_HISTORY)
+    }
+}
+
+/// What one event yields: a [`Record::ProcessStarted`] the first time its process is seen,
+/// then the event's own record.
+#[derive(Debug, Default)]
+pub struct Records {
+    started: Option<Record>,
+    record: Option<Record>,
+    /// A second record of the same event (a mesh allocator's context names a new mesh).
+    also: Option<Record>,
+}
+
+impl Iterator for Records {
+    type Item = Record;
+    fn next(&mut self) -> Option<Record> {
+        self.started
+            .take()
+            .or_else(|| self.record.take())
+            .or_else(|| self.also.take())
+    }
+}
+
 impl Collector {
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A collector keeping at most `history` ended processes for the report (older ones are
+    /// dropped and counted in `history_dropped`): memory stays bounded however many come and go.
+    pub fn with_history(history: usize) -> Self {
+        Collector {
+            live: BTreeMap::new(),
+            ended: VecDeque::new(),
+            history,
+            history_dropped: 0,
+            described: HashMap::new(),
+            recent_exits: VecDeque::new(),
+            context_starts: HashMap::new(),
+            events: 0,
+            unknown_events: 0,
+        }
+    }
+
+    /// Whether a live ledger exists for this process instance (the session describes the
+    /// ones it does not know).
+    pub fn knows(&self, pid: u32, instance: u64) -> bool {
+        self.live.contains_key(&ProcKey { pid, instance })
+    }
+
+    /// Who a process is (the session read it from /proc). Applied to its live ledger, or kept
+    /// until its first event creates one; its `ProcessStarted` record then carries it.
+    pub fn describe(&mut self, pid: u32, instance: u64, info: ProcessInfo) {
+        let key = ProcKey { pid, instance };
+        match self.live.get_mut(&key) {
+            Some(p) => p.set_info(info),
+            None => {
+                self.described.insert(key, info);
+            }
+        }
+    }
+
     /// Applies one event; returns what to tell the user.
-    pub fn apply(&mut self, ev: &Event) -> Option<Record> {
+    pub fn apply(&mut self, ev: &Event) -> Records {
         self.events += 1;
         let key = ProcKey {
             pid: ev.tgid,
             instance: ev.instance,
         };
         let kind = EventKind::from_repr(ev.kind);
-        if kind == Some(EventKind::ProcessExit) {
-            return Some(self.process_exit(key, ev));
+        match kind {
+            Some(EventKind::ProcessExit) => {
+                let started = ledger(&mut self.live, &mut self.described, key, ev).1;
+                return Records {
+                    started,
+                    record: Some(self.process_exit(key, ev)),
+                    also: None,
+                };
+            }
+            // Handled by the session (it arms the library); nothing for the ledger.
+            Some(EventKind::LibraryOpened) => return Records::default(),
+            _ => {}
         }
         let (Some(kind), Some(role)) = (kind, Role::from_repr(ev.role)) else {
             self.unknown_events += 1;
-            return None;
+            return Records::default();
         };
-        let proc = self
-            .live
-            .entry(key)
-            .or_insert_with(|| ProcessLedger::new(key, ev.ts_ns));
+        let (proc, started) = ledger(&mut self.live, &mut self.described, key, ev);
         proc.last_ns = proc.last_ns.max(ev.ts_ns);
-        match kind {
+        let (record, also) = match kind {
             EventKind::ContextEnter => {
                 self.context_starts
                     .insert((ev.tgid, ev.tid, ev.depth), ev.ts_ns);
-                Some(proc.context_entered(role, ev))
+                proc.context_entered(role, ev)
             }
             EventKind::ContextExit => {
                 let start = self.context_starts.remove(&(ev.tgid, ev.tid, ev.depth));
-                Some(proc.context_exited(role, ev, start))
+                (proc.context_exited(role, ev, start), None)
             }
-            EventKind::Call => proc.call(Call::decode(role, ev), ev),
-            EventKind::ProcessExit => unreachable!("handled above"),
-            // Handled by the session (it arms the library); nothing for the ledger.
-            EventKind::LibraryOpened => None,
+            EventKind::Call => (proc.call(role, Call::decode(role, ev), ev), None),
+            EventKind::ProcessExit | EventKind::LibraryOpened => unreachable!("handled above"),
+        };
+        Records {
+            started,
+            record: Some(record),
+            also,
         }
     }
 
@@ -93,10 +177,19 @@ impl Collector {
         let mut proc = self
             .live
             .remove(&key)
-            .unwrap_or_else(|| ProcessLedger::new(key, ev.ts_ns));
+            .expect("the ledger was created just before");
         let cleanup = proc.exited(ev);
         self.context_starts.retain(|(pid, _, _), _| *pid != key.pid);
-        self.ended.push(proc);
+        self.described.remove(&key);
+        if self.recent_exits.len() == RECENT_EXITS {
+            self.recent_exits.pop_front();
+        }
+        self.recent_exits.push_back(key.pid);
+        self.ended.push_back(proc);
+        while self.ended.len() > self.history {
+            self.ended.pop_front();
+            self.history_dropped += 1;
+        }
         Record::ProcessExited(cleanup)
     }
 
@@ -114,7 +207,7 @@ impl Collector {
         }
     }
 
-    /// Every process seen, ended ones first (in the order they ended), then live ones.
+    /// Every process kept, ended ones first (in the order they ended), then live ones.
     pub fn processes(&self) -> impl Iterator<Item = &ProcessLedger> {
         self.ended.iter().chain(self.live.values())
     }
@@ -123,32 +216,74 @@ impl Collector {
         self.live.len()
     }
 
+    /// Ended processes kept for the report.
+    pub fn history_len(&self) -> usize {
+        self.ended.len()
+    }
+
     /// Whether the process `pid` (any instance) has ended and none of that pid is live.
     pub fn has_ended(&self, pid: u32) -> bool {
-        self.ended.iter().any(|p| p.pid == pid) && !self.live.keys().any(|k| k.pid == pid)
+        (self.recent_exits.contains(&pid) || self.ended.iter().any(|p| p.pid == pid))
+            && !self.live.keys().any(|k| k.pid == pid)
     }
+
+    /// Per-process state outside the ledgers (for the bounded-memory check): context starts
+    /// and descriptions waiting for their process.
+    pub fn pending_len(&self) -> usize {
+        self.context_starts.len() + self.described.len()
+    }
+}
+
+/// The live ledger of `key`, created (with a `ProcessStarted` record) on its first event.
+fn ledger<'a>(
+    live: &'a mut BTreeMap<ProcKey, ProcessLedger>,
+    described: &mut HashMap<ProcKey, ProcessInfo>,
+    key: ProcKey,
+    ev: &Event,
+) -> (&'a mut ProcessLedger, Option<Record>) {
+    let mut started = None;
+    let proc = live.entry(key).or_insert_with(|| {
+        let mut p = ProcessLedger::new(key, ev.ts_ns);
+        if let Some(info) = described.remove(&key) {
+            p.set_info(info);
+        }
+        started = Some(p.started_record());
+        p
+    });
+    if proc.library.is_none() && ev.library != 0 {
+        proc.library = Some(ev.library);
+        // Learnt only now: the start record says so if it is still to be sent.
+        if let Some(Record::ProcessStarted { library, .. }) = started.as_mut() {
+            *library = proc.library;
+        }
+    }
+    (proc, started)
 }
 
 /// One handler per event: contexts entered and left, each role's call, the exit.
 impl ProcessLedger {
-    fn context_entered(&mut self, role: Role, ev: &Event) -> Record {
-        match role {
-            Role::MeshOpen => self.attribution.mesh_open_began(ev.context_this),
-            Role::MeshAllocator => self.mesh_allocator_built(ev),
-            _ => {}
-        }
-        Record::ContextEntered {
+    fn context_entered(&mut self, role: Role, ev: &Event) -> (Record, Option<Record>) {
+        let also = match role {
+            Role::MeshOpen => {
+                self.attribution.mesh_open_began(ev.context_this);
+                None
+            }
+            Role::MeshAllocator => Some(self.mesh_allocator_built(ev)),
+            _ => None,
+        };
+        let entered = Record::ContextEntered {
             pid: self.pid,
             tid: ev.tid,
             ts_ns: ev.ts_ns,
             role,
             chip: self.attribution.chip_of(ev.context_this),
-        }
+        };
+        (entered, also)
     }
 
     /// A mesh's lock-step allocator: its chips are those opened in the enclosing
     /// `MeshDevice::create`, if it is one.
-    fn mesh_allocator_built(&mut self, ev: &Event) {
+    fn mesh_allocator_built(&mut self, ev: &Event) -> Record {
         let index = self.meshes.len() as u32 + 1;
         let chips = if Origin::from_repr(ev.parent_origin) == Some(Origin::MeshOpen) {
             self.attribution.chips_opened_in(ev.parent_this)
@@ -162,13 +297,20 @@ impl ProcessLedger {
             index,
             MeshLedger {
                 index,
-                chips,
+                chips: chips.clone(),
                 opened_ns: ev.ts_ns,
                 ..Default::default()
             },
         );
         self.attribution
             .mesh_built(index, ev.context_this, calls::mesh_of_allocator(ev));
+        Record::MeshOpened {
+            pid: self.pid,
+            tid: ev.tid,
+            ts_ns: ev.ts_ns,
+            mesh: index,
+            chips,
+        }
     }
 
     fn context_exited(&mut self, role: Role, ev: &Event, start: Option<u64>) -> Record {
@@ -192,81 +334,143 @@ impl ProcessLedger {
         }
     }
 
-    fn call(&mut self, call: Call, ev: &Event) -> Option<Record> {
+    fn call(&mut self, role: Role, call: Call, ev: &Event) -> Record {
         match call {
-            Call::DeviceOpen { device, chip } => Some(self.device_opened(ev, device, chip)),
+            Call::DeviceOpen { device, chip } => self.device_opened(ev, device, chip),
             Call::KernelBinaryWrite {
                 bytes,
                 chip,
                 address,
             } => {
                 let class = KernelClass::of(Origin::from_repr(ev.origin));
-                Some(self.kernel_written(ev, class, bytes, chip, address))
+                self.kernel_written(ev, class, bytes, chip, address)
             }
-            Call::DeviceClose { device } => self.device_closed(ev, device),
-            Call::MeshClose { mesh } => Some(self.mesh_closed(ev, mesh)),
-            Call::BankNew { bank, buffer_type } => {
-                self.bank_built(ev, bank, buffer_type);
-                None
-            }
+            Call::DeviceClose { device } => self
+                .device_closed(ev, device)
+                .unwrap_or_else(|| self.unmatched(role, ev)),
+            Call::MeshClose { mesh } => self.mesh_closed(ev, mesh),
+            Call::BankNew { bank, buffer_type } => self.bank_built(ev, bank, buffer_type),
             Call::BankAllocate {
                 bank,
                 size,
                 address,
             } => self.allocated(ev, bank, size, address),
-            Call::BankFree { bank, address } => {
-                match self.live.remove(bank, address) {
-                    Some(a) => self.released(a),
-                    None => self.unmatched += 1,
-                }
-                None
-            }
-            Call::BankFreeAll { bank } => {
-                for (_, a) in self.live.drain_bank(bank) {
-                    if a.kernel_binaries {
-                        self.released(a);
-                    } else {
-                        self.books(a.owner).clear(a.buffer_type, a.size);
+            Call::BankFree { bank, address } => match self.live.remove(bank, address) {
+                Some(a) => self.released(ev, address, a),
+                None => self.unmatched(role, ev),
+            },
+            Call::BankFreeAll { bank } => self.bank_cleared(ev, bank),
+            Call::CbAllocate { size, device } => match self.attribution.chip_of(device) {
+                Some(chip) => {
+                    let pid = self.pid;
+                    let cbs = &mut self.device(chip).circular_buffers;
+                    cbs.allocate(size);
+                    Record::CircularBufferAllocated {
+                        pid,
+                        tid: ev.tid,
+                        ts_ns: ev.ts_ns,
+                        chip,
+                        size,
+                        live_bytes: cbs.live_bytes,
                     }
                 }
-                None
-            }
-            Call::CbAllocate { size, device } => {
-                match self.attribution.chip_of(device) {
-                    Some(c) => self.device(c).circular_buffers.allocate(size),
-                    None => self.unmatched += 1,
+                None => self.unmatched(role, ev),
+            },
+            Call::CbFreeAll { device } => match self.attribution.chip_of(device) {
+                Some(chip) => {
+                    let pid = self.pid;
+                    let cbs = &mut self.device(chip).circular_buffers;
+                    let (count, bytes) = (cbs.live, cbs.live_bytes);
+                    cbs.clear();
+                    Record::CircularBuffersReleased {
+                        pid,
+                        tid: ev.tid,
+                        ts_ns: ev.ts_ns,
+                        chip,
+                        count,
+                        bytes,
+                    }
                 }
-                None
-            }
-            Call::CbFreeAll { device } => {
-                match self.attribution.chip_of(device) {
-                    Some(c) => self.device(c).circular_buffers.clear(),
-                    None => self.unmatched += 1,
-                }
-                None
-            }
+                None => self.unmatched(role, ev),
+            },
             Call::WorkloadEnqueue => {
                 self.workloads_enqueued += 1;
-                None
+                Record::WorkloadEnqueued {
+                    pid: self.pid,
+                    tid: ev.tid,
+                    ts_ns: ev.ts_ns,
+                    total: self.workloads_enqueued,
+                }
             }
             Call::FirmwareWrite {
                 bytes,
                 chip,
                 core_type,
-            } => Some(match KernelClass::of(Origin::from_repr(ev.origin)) {
+            } => match KernelClass::of(Origin::from_repr(ev.origin)) {
                 // The same functions write ethernet kernels (EthernetKernel::configure): inside
                 // fabric or dispatch bring-up they are those system kernels, not firmware.
                 class @ (KernelClass::Fabric | KernelClass::Dispatch) => {
                     self.kernel_written(ev, class, bytes, chip, 0)
                 }
                 _ => self.firmware_written(ev, bytes, chip, CoreType::from_raw(core_type)),
-            }),
+            },
             // A context role reported as a plain call: only a foreign catalog could do that.
-            Call::Context => {
-                self.unmatched += 1;
-                None
+            Call::Context => self.unmatched(role, ev),
+        }
+    }
+
+    /// An event about something never seen: counted, and told.
+    fn unmatched(&mut self, role: Role, ev: &Event) -> Record {
+        self.unmatched += 1;
+        Record::Unmatched {
+            pid: self.pid,
+            tid: ev.tid,
+            ts_ns: ev.ts_ns,
+            role,
+        }
+    }
+
+    /// The chip or mesh an owner is, for records.
+    fn placement(&self, owner: OwnerId) -> (Option<i64>, Option<u32>) {
+        match self.attribution.owner(owner) {
+            Owner::Chip(c) => (Some(c), None),
+            Owner::Mesh(m) => (None, Some(m)),
+            Owner::Scratch | Owner::Unattributed => (None, None),
+        }
+    }
+
+    /// Every buffer of a bank released at once (device or mesh close).
+    fn bank_cleared(&mut self, ev: &Event, bank: u64) -> Record {
+        let (buffer_type, owner) = self.attribution.bank(bank);
+        let (mut count, mut bytes) = (0u64, 0u64);
+        for (address, a) in self.live.drain_bank(bank) {
+            if a.kernel_binaries {
+                self.released(ev, address, a);
+            } else {
+                self.books(a.owner).clear(a.buffer_type, a.size);
+                count += 1;
+                bytes = bytes.saturating_add(a.size);
             }
         }
+        let (chip, mesh) = self.placement(owner);
+        Record::BuffersCleared {
+            pid: self.pid,
+            tid: ev.tid,
+            ts_ns: ev.ts_ns,
+            chip,
+            mesh,
+            buffer_type,
+            count,
+            bytes,
+            live_bytes: self.live_bytes(owner, buffer_type),
+        }
+    }
+
+    fn live_bytes(&mut self, owner: OwnerId, t: BufferType) -> u64 {
+        self.books(owner)
+            .by_type
+            .get(&t)
+            .map_or(0, |b| b.live_bytes)
     }
 
     fn device_opened(&mut self, ev: &Event, device: u64, chip: i64) -> Record {
@@ -329,11 +533,9 @@ impl ProcessLedger {
         }
     }
 
+    /// None when the device was never seen opened.
     fn device_closed(&mut self, ev: &Event, device: u64) -> Option<Record> {
-        let Some(chip) = self.attribution.chip_of(device) else {
-            self.unmatched += 1;
-            return None;
-        };
+        let chip = self.attribution.chip_of(device)?;
         let owner = self.attribution.owner_id(Owner::Chip(chip));
         let outstanding = self.live.of_owner(owner, ev.ts_ns, false);
         let d = self.device(chip);
@@ -368,7 +570,7 @@ impl ProcessLedger {
         }
     }
 
-    fn bank_built(&mut self, ev: &Event, bank: u64, buffer_type: BufferType) {
+    fn bank_built(&mut self, ev: &Event, bank: u64, buffer_type: BufferType) -> Record {
         let owner = self
             .attribution
             .owner_of_new_bank(Origin::from_repr(ev.origin), ev.context_this);
@@ -383,9 +585,17 @@ impl ProcessLedger {
             Owner::Unattributed => self.unattributed_banks += 1,
         }
         self.attribution.bank_built(bank, buffer_type, owner);
+        let id = self.attribution.owner_id(owner);
+        Record::BankBuilt {
+            pid: self.pid,
+            tid: ev.tid,
+            ts_ns: ev.ts_ns,
+            buffer_type,
+            owner: self.attribution.owner_name(id),
+        }
     }
 
-    fn allocated(&mut self, ev: &Event, bank: u64, size: u64, address: u64) -> Option<Record> {
+    fn allocated(&mut self, ev: &Event, bank: u64, size: u64, address: u64) -> Record {
         let (buffer_type, owner) = self.attribution.bank(bank);
         let kernel_binaries = Origin::from_repr(ev.origin) == Some(Origin::Program);
         let a = Allocation {
@@ -398,11 +608,22 @@ impl ProcessLedger {
         if let Some(old) = self.live.insert(bank, address, a) {
             // The same address again without a free we saw: book the old one freed.
             self.unmatched += 1;
-            self.released(old);
+            self.released(ev, address, old);
         }
         if !kernel_binaries {
             self.books(owner).allocate(buffer_type, size);
-            return None;
+            let (chip, mesh) = self.placement(owner);
+            return Record::BufferAllocated {
+                pid: self.pid,
+                tid: ev.tid,
+                ts_ns: ev.ts_ns,
+                chip,
+                mesh,
+                buffer_type,
+                size,
+                address,
+                live_bytes: self.live_bytes(owner, buffer_type),
+            };
         }
         // A program's binaries, placed for the dispatch firmware to copy to the cores: they are
         // application kernels on every chip the buffer occupies, not an ordinary buffer.
@@ -417,7 +638,7 @@ impl ProcessLedger {
             d.first_load_ns.get_or_insert(ev.ts_ns);
             d.last_load_ns = Some(ev.ts_ns);
         }
-        Some(Record::ProgramBinariesPlaced {
+        Record::ProgramBinariesPlaced {
             pid: self.pid,
             tid: ev.tid,
             ts_ns: ev.ts_ns,
@@ -425,18 +646,38 @@ impl ProcessLedger {
             bytes: size,
             address,
             buffer_type,
-        })
+        }
     }
 
     /// A buffer freed one by one: back out of its books, or, for a program's binaries, off its
     /// chips' resident kernels.
-    fn released(&mut self, a: Allocation) {
+    fn released(&mut self, ev: &Event, address: u64, a: Allocation) -> Record {
         if a.kernel_binaries {
-            for c in self.chips_of(a.owner) {
+            let chips = self.chips_of(a.owner);
+            for &c in &chips {
                 self.device(c).resident.remove_program_buffer(a.size);
             }
-        } else {
-            self.books(a.owner).free(a.buffer_type, a.size);
+            return Record::ProgramBinariesFreed {
+                pid: self.pid,
+                tid: ev.tid,
+                ts_ns: ev.ts_ns,
+                chips,
+                bytes: a.size,
+                address,
+            };
+        }
+        self.books(a.owner).free(a.buffer_type, a.size);
+        let (chip, mesh) = self.placement(a.owner);
+        Record::BufferFreed {
+            pid: self.pid,
+            tid: ev.tid,
+            ts_ns: ev.ts_ns,
+            chip,
+            mesh,
+            buffer_type: a.buffer_type,
+            size: a.size,
+            address,
+            live_bytes: self.live_bytes(a.owner, a.buffer_type),
         }
     }
 
@@ -461,8 +702,12 @@ impl ProcessLedger {
         }
         leaks.sort_by_key(|l| (l.buffer.allocated_ns, l.buffer.address));
         self.live.clear();
+        // Its objects' addresses mean nothing any more: an ended ledger keeps only its books.
+        self.attribution = Default::default();
         let cleanup = Cleanup {
             pid: self.pid,
+            comm: self.comm.clone(),
+            cgroup: self.cgroup.clone(),
             exit_ns: ev.ts_ns,
             status: ExitStatus::from_raw(ev.fields[0]),
             released,
