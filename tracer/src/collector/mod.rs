@@ -725,6 +725,7 @@ impl ProcessLedger {
 mod tests {
 
     use super::{memory::BufferType, *};
+    use crate::report;
 
     const FABRIC: u64 = 56 * 1024;
     const DISPATCH: u64 = 46 * 1024;
@@ -755,10 +756,10 @@ mod tests {
         )
     }
     fn healthy_device(c: &mut Collector, pid: u32, dev: u64, chip: u64) {
-        c.apply(&open(pid, dev, chip));
+        c.apply(&open(pid, dev, chip)).last();
         for _ in 0..2 {
-            c.apply(&write(pid, Origin::Fabric, chip, FABRIC));
-            c.apply(&write(pid, Origin::Dispatch, chip, DISPATCH));
+            c.apply(&write(pid, Origin::Fabric, chip, FABRIC)).last();
+            c.apply(&write(pid, Origin::Dispatch, chip, DISPATCH)).last();
         }
     }
 
@@ -766,8 +767,8 @@ mod tests {
     fn system_kernels_of_a_healthy_device_are_204_kib() {
         let mut c = Collector::new();
         healthy_device(&mut c, 10, 0xd0, 0);
-        c.apply(&write(10, Origin::Application, 0, 4096));
-        c.apply(&write(10, Origin::Program, 0, 8192));
+        c.apply(&write(10, Origin::Application, 0, 4096)).last();
+        c.apply(&write(10, Origin::Program, 0, 8192)).last();
         let p = c.processes().next().unwrap();
         let d = &p.devices[&0];
         assert_eq!(
@@ -806,7 +807,7 @@ mod tests {
         let mut c = Collector::new();
         healthy_device(&mut c, 10, 0xd0, 0);
         healthy_device(&mut c, 10, 0xd1, 1);
-        c.apply(&write(10, Origin::Application, 1, 100));
+        c.apply(&write(10, Origin::Application, 1, 100)).last();
         let p = c.processes().next().unwrap();
         assert_eq!(p.devices[&0].loaded.application.count, 0);
         assert_eq!(
@@ -829,7 +830,7 @@ mod tests {
             Some(Role::DeviceClose),
             Origin::Application,
             &[0xd1],
-        ));
+        )).last();
         match r {
             Some(Record::DeviceClosed {
                 chip: 1, released, ..
@@ -847,7 +848,7 @@ mod tests {
             Some(Role::DeviceClose),
             Origin::Application,
             &[0xee],
-        ));
+        )).last();
         assert_eq!(c.processes().next().unwrap().unmatched, 1);
     }
 
@@ -855,14 +856,14 @@ mod tests {
     fn process_exit_releases_everything_and_reports_the_signal() {
         let mut c = Collector::new();
         healthy_device(&mut c, 12345, 0xd0, 0);
-        c.apply(&write(12345, Origin::Application, 0, 3000));
+        c.apply(&write(12345, Origin::Application, 0, 3000)).last();
         let r = c.apply(&ev(
             12345,
             EventKind::ProcessExit,
             None,
             Origin::Application,
             &[9],
-        ));
+        )).last();
         let Some(Record::ProcessExited(cl)) = r else {
             panic!("{r:?}")
         };
@@ -897,10 +898,10 @@ mod tests {
             None,
             Origin::Application,
             &[0],
-        ));
+        )).last();
         let mut again = write(5, Origin::Application, 0, 10);
         again.instance = 99;
-        c.apply(&again);
+        c.apply(&again).last();
         let all: Vec<_> = c.processes().collect();
         assert_eq!(all.len(), 2);
         assert_eq!(all[1].instance, 99);
@@ -929,10 +930,10 @@ mod tests {
             e.ts_ns = ts;
             e
         };
-        c.apply(&ctx(EventKind::ContextEnter, 1, 100));
-        c.apply(&ctx(EventKind::ContextEnter, 2, 110));
-        c.apply(&ctx(EventKind::ContextExit, 2, 150));
-        let r = c.apply(&ctx(EventKind::ContextExit, 1, 200));
+        c.apply(&ctx(EventKind::ContextEnter, 1, 100)).last();
+        c.apply(&ctx(EventKind::ContextEnter, 2, 110)).last();
+        c.apply(&ctx(EventKind::ContextExit, 2, 150)).last();
+        let r = c.apply(&ctx(EventKind::ContextExit, 1, 200)).last();
         assert!(
             matches!(
                 r,
@@ -975,16 +976,16 @@ mod tests {
             TOKEN,
             &[],
             (Origin::Application, 0),
-        ));
+        )).last();
         for (dev, chip) in [(0xd0, 0), (0xd1, 1)] {
-            c.apply(&with(open(pid, dev, chip), Origin::MeshOpen, TOKEN));
+            c.apply(&with(open(pid, dev, chip), Origin::MeshOpen, TOKEN)).last();
             c.apply(&enter(
                 Role::DeviceAllocator,
                 Origin::DeviceAllocator,
                 dev,
                 &[],
                 (Origin::MeshOpen, TOKEN),
-            ));
+            )).last();
             let bank = ev(
                 pid,
                 EventKind::Call,
@@ -992,7 +993,7 @@ mod tests {
                 Origin::DeviceAllocator,
                 &[0xb000 + dev, 0],
             );
-            c.apply(&with(bank, Origin::DeviceAllocator, dev));
+            c.apply(&with(bank, Origin::DeviceAllocator, dev)).last();
         }
         c.apply(&enter(
             Role::MeshAllocator,
@@ -1000,7 +1001,7 @@ mod tests {
             0x1111,
             &[0x2222],
             (Origin::MeshOpen, TOKEN),
-        ));
+        )).last();
         for (bank, ty) in [(0xb1, 0), (0xb2, 1)] {
             let e = ev(
                 pid,
@@ -1009,7 +1010,7 @@ mod tests {
                 Origin::MeshAllocator,
                 &[bank, ty],
             );
-            c.apply(&with(e, Origin::MeshAllocator, 0x1111));
+            c.apply(&with(e, Origin::MeshAllocator, 0x1111)).last();
         }
         let alloc = |bank, size, addr| {
             let mut e = ev(
@@ -1022,23 +1023,23 @@ mod tests {
             e.ret = addr;
             e
         };
-        c.apply(&alloc(0xb1, 2048, 0x1000));
-        c.apply(&alloc(0xb1, 8192, 0x2000));
-        c.apply(&alloc(0xb2, 4096, 0x1000)); // same address, other bank (L1)
+        c.apply(&alloc(0xb1, 2048, 0x1000)).last();
+        c.apply(&alloc(0xb1, 8192, 0x2000)).last();
+        c.apply(&alloc(0xb2, 4096, 0x1000)).last(); // same address, other bank (L1)
         c.apply(&ev(
             pid,
             EventKind::Call,
             Some(Role::BankFree),
             Origin::Application,
             &[0xb1, 0x2000],
-        ));
+        )).last();
         c.apply(&ev(
             pid,
             EventKind::Call,
             Some(Role::BankFree),
             Origin::Application,
             &[0xb1, 0x9999],
-        ));
+        )).last();
         // Mesh close: outstanding buffers listed, then tt-metal clears the banks.
         c.apply(&ev(
             pid,
@@ -1046,14 +1047,14 @@ mod tests {
             Some(Role::MeshClose),
             Origin::Application,
             &[0x2222],
-        ));
+        )).last();
         c.apply(&ev(
             pid,
             EventKind::Call,
             Some(Role::BankFreeAll),
             Origin::Application,
             &[0xb1],
-        ));
+        )).last();
 
         let p = c.processes().next().unwrap();
         let mesh = &p.meshes[&1];
@@ -1099,7 +1100,7 @@ mod tests {
             None,
             Origin::Application,
             &[9],
-        )) else {
+        )).last() else {
             panic!()
         };
         assert_eq!(cl.leaks.len(), 1);
@@ -1112,8 +1113,8 @@ mod tests {
     #[test]
     fn circular_buffers_per_chip() {
         let mut c = Collector::new();
-        c.apply(&open(3, 0xd0, 0));
-        c.apply(&open(3, 0xd1, 1));
+        c.apply(&open(3, 0xd0, 0)).last();
+        c.apply(&open(3, 0xd1, 1)).last();
         for _ in 0..3 {
             c.apply(&ev(
                 3,
@@ -1121,7 +1122,7 @@ mod tests {
                 Some(Role::CbAllocate),
                 Origin::Application,
                 &[0x100, 4096, 0xd1],
-            ));
+            )).last();
         }
         c.apply(&ev(
             3,
@@ -1129,14 +1130,14 @@ mod tests {
             Some(Role::CbFreeAll),
             Origin::Application,
             &[0xd1],
-        ));
+        )).last();
         c.apply(&ev(
             3,
             EventKind::Call,
             Some(Role::CbAllocate),
             Origin::Application,
             &[0x100, 4096, 0xee],
-        ));
+        )).last();
         let p = c.processes().next().unwrap();
         let cb = p.devices[&1].circular_buffers;
         assert_eq!(
@@ -1152,7 +1153,7 @@ mod tests {
         let mut c = Collector::new();
         let mut e = write(1, Origin::Application, 0, 1);
         e.role = 999;
-        assert!(c.apply(&e).is_none());
+        assert!(c.apply(&e).last().is_none());
         assert_eq!(c.unknown_events, 1);
         assert_eq!(c.processes().count(), 0);
     }
@@ -1174,7 +1175,7 @@ mod tests {
             &[],
         );
         enter.context_this = 0xd0;
-        c.apply(&enter);
+        c.apply(&enter).last();
         let mut bank = ev(
             pid,
             EventKind::Call,
@@ -1183,7 +1184,7 @@ mod tests {
             &[0xb0, 0],
         );
         bank.context_this = 0xd0;
-        c.apply(&bank);
+        c.apply(&bank).last();
         let alloc = |origin: Origin, size: u64, addr: u64| {
             let mut e = ev(
                 pid,
@@ -1195,13 +1196,13 @@ mod tests {
             e.ret = addr;
             e
         };
-        let r = c.apply(&alloc(Origin::Program, 6144, 0x8000));
+        let r = c.apply(&alloc(Origin::Program, 6144, 0x8000)).last();
         assert!(
             matches!(&r, Some(Record::ProgramBinariesPlaced { chips, bytes: 6144, .. }) if chips == &[0]),
             "{r:?}"
         );
-        c.apply(&alloc(Origin::Program, 2048, 0x9000));
-        c.apply(&alloc(Origin::Application, 4096, 0xa000)); // an ordinary buffer
+        c.apply(&alloc(Origin::Program, 2048, 0x9000)).last();
+        c.apply(&alloc(Origin::Application, 4096, 0xa000)).last(); // an ordinary buffer
         let p = c.processes().next().unwrap();
         let d = &p.devices[&0];
         assert_eq!(
@@ -1230,7 +1231,7 @@ mod tests {
             Some(Role::BankFree),
             Origin::Application,
             &[0xb0, 0x8000],
-        ));
+        )).last();
         let p = c.processes().next().unwrap();
         assert_eq!(
             p.devices[&0].resident.program_buffers,
@@ -1247,7 +1248,7 @@ mod tests {
             None,
             Origin::Application,
             &[0],
-        )) else {
+        )).last() else {
             panic!()
         };
         assert_eq!(
@@ -1275,12 +1276,12 @@ mod tests {
             &[],
         );
         open_mesh.context_this = TOKEN;
-        c.apply(&open_mesh);
+        c.apply(&open_mesh).last();
         for (dev, chip) in [(0xd0, 0), (0xd1, 1)] {
             let mut o = open(pid, dev, chip);
             o.origin = Origin::MeshOpen as u8;
             o.context_this = TOKEN;
-            c.apply(&o);
+            c.apply(&o).last();
         }
         let mut mesh_alloc = ev(
             pid,
@@ -1292,7 +1293,7 @@ mod tests {
         mesh_alloc.context_this = 0x1111;
         mesh_alloc.parent_origin = Origin::MeshOpen as u8;
         mesh_alloc.parent_this = TOKEN;
-        c.apply(&mesh_alloc);
+        c.apply(&mesh_alloc).last();
         let mut bank = ev(
             pid,
             EventKind::Call,
@@ -1301,7 +1302,7 @@ mod tests {
             &[0xb1, 0],
         );
         bank.context_this = 0x1111;
-        c.apply(&bank);
+        c.apply(&bank).last();
         let mut e = ev(
             pid,
             EventKind::Call,
@@ -1310,7 +1311,7 @@ mod tests {
             &[0xb1, 1000],
         );
         e.ret = 0x4000;
-        c.apply(&e);
+        c.apply(&e).last();
         let p = c.processes().next().unwrap();
         for chip in [0, 1] {
             assert_eq!(
@@ -1326,7 +1327,7 @@ mod tests {
     #[test]
     fn firmware_has_its_own_line_and_fabric_ethernet_kernels_stay_fabric() {
         let mut c = Collector::new();
-        c.apply(&open(4, 0xd0, 0));
+        c.apply(&open(4, 0xd0, 0)).last();
         let fw = |origin: Origin, bytes: u64, core: u64| {
             ev(
                 4,
@@ -1336,7 +1337,7 @@ mod tests {
                 &[bytes, 0, core],
             )
         };
-        let r = c.apply(&fw(Origin::Application, 1000, 0));
+        let r = c.apply(&fw(Origin::Application, 1000, 0)).last();
         assert!(
             matches!(
                 r,
@@ -1348,9 +1349,9 @@ mod tests {
             ),
             "{r:?}"
         );
-        c.apply(&fw(Origin::DeviceInit, 3000, 0));
-        c.apply(&fw(Origin::Application, 500, 1));
-        c.apply(&fw(Origin::Fabric, FABRIC, 1));
+        c.apply(&fw(Origin::DeviceInit, 3000, 0)).last();
+        c.apply(&fw(Origin::Application, 500, 1)).last();
+        c.apply(&fw(Origin::Fabric, FABRIC, 1)).last();
         let p = c.processes().next().unwrap();
         let d = &p.devices[&0];
         assert_eq!(
@@ -1395,9 +1396,9 @@ mod tests {
     #[test]
     fn garbage_sizes_and_times_saturate_instead_of_overflowing() {
         let mut c = Collector::new();
-        c.apply(&open(1, 0xd0, 0));
+        c.apply(&open(1, 0xd0, 0)).last();
         for origin in [Origin::Dispatch, Origin::Dispatch, Origin::Application] {
-            c.apply(&write(1, origin, 0, 0xffff_ffff_fffe_b800));
+            c.apply(&write(1, origin, 0, 0xffff_ffff_fffe_b800)).last();
         }
         c.apply(&ev(
             1,
@@ -1405,7 +1406,7 @@ mod tests {
             Some(Role::BankNew),
             Origin::Application,
             &[0xb1, 0],
-        ));
+        )).last();
         for addr in [0x1000, 0x2000, 0x3000] {
             let mut e = ev(
                 1,
@@ -1415,7 +1416,7 @@ mod tests {
                 &[0xb1, u64::MAX],
             );
             e.ret = addr;
-            c.apply(&e);
+            c.apply(&e).last();
         }
         for _ in 0..2 {
             c.apply(&ev(
@@ -1424,7 +1425,7 @@ mod tests {
                 Some(Role::CbAllocate),
                 Origin::Application,
                 &[0x100, u64::MAX, 0xd0],
-            ));
+            )).last();
         }
         for (kind, ts) in [
             (EventKind::ContextEnter, 0),
@@ -1434,7 +1435,7 @@ mod tests {
         ] {
             let mut e = ev(1, kind, Some(Role::DeviceInit), Origin::DeviceInit, &[]);
             e.ts_ns = ts;
-            c.apply(&e);
+            c.apply(&e).last();
         }
         let p = c.processes().next().unwrap();
         let d = &p.devices[&0];
@@ -1452,8 +1453,384 @@ mod tests {
             None,
             Origin::Application,
             &[0],
-        ));
-        let report = crate::report::Report::new(&c, "x".into(), None, BTreeMap::new(), 0);
+        )).last();
+        let report = crate::report::Report::new(&c, &[], BTreeMap::new(), 0);
         assert!(report.to_text().contains("leaked:"));
+    }
+
+    fn records(c: &mut Collector, e: &Event) -> Vec<Record> {
+        c.apply(e).collect()
+    }
+
+    /// Builds a chip's own DRAM bank (0xb0) on device 0xd0 = chip 0 of process `pid`.
+    fn chip_bank(c: &mut Collector, pid: u32) {
+        c.apply(&open(pid, 0xd0, 0)).last();
+        let mut enter = ev(
+            pid,
+            EventKind::ContextEnter,
+            Some(Role::DeviceAllocator),
+            Origin::DeviceAllocator,
+            &[],
+        );
+        enter.context_this = 0xd0;
+        c.apply(&enter).last();
+        let mut bank = ev(
+            pid,
+            EventKind::Call,
+            Some(Role::BankNew),
+            Origin::DeviceAllocator,
+            &[0xb0, 0],
+        );
+        bank.context_this = 0xd0;
+        let r = records(c, &bank);
+        assert!(
+            matches!(&r[..], [Record::BankBuilt { buffer_type: BufferType::Dram, owner, .. }] if owner == "chip 0"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn the_first_event_of_a_process_starts_it_with_what_is_known() {
+        let mut c = Collector::new();
+        assert!(!c.knows(21, 7));
+        c.describe(
+            21,
+            7,
+            ProcessInfo {
+                comm: Some("python3".into()),
+                cgroup: Some(Cgroup::from_path("/system.slice/tt.service")),
+            },
+        );
+        let mut e = open(21, 0xd0, 0);
+        e.library = 2;
+        let r = records(&mut c, &e);
+        match &r[..] {
+            [Record::ProcessStarted {
+                pid: 21,
+                instance: 7,
+                library: Some(2),
+                comm: Some(comm),
+                cgroup: Some(cg),
+                ..
+            }, Record::DeviceOpened { chip: 0, .. }] => {
+                assert_eq!(comm, "python3");
+                assert_eq!(cg.systemd_unit.as_deref(), Some("tt.service"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(c.knows(21, 7));
+        // Seen once: no second start.
+        assert_eq!(records(&mut c, &open(21, 0xd1, 1)).len(), 1);
+        let p = c.processes().next().unwrap();
+        assert_eq!(p.library, Some(2));
+        // The cleanup names it too.
+        let r = records(
+            &mut c,
+            &ev(21, EventKind::ProcessExit, None, Origin::Application, &[0]),
+        );
+        let [Record::ProcessExited(cl)] = &r[..] else {
+            panic!("{r:?}")
+        };
+        assert_eq!(cl.comm.as_deref(), Some("python3"));
+        assert!(cl.cgroup.is_some());
+        assert!(report::cleanup_line(cl).contains("pid 21 (python3, unit tt.service)"));
+    }
+
+    #[test]
+    fn describing_a_live_process_updates_its_ledger() {
+        let mut c = Collector::new();
+        c.apply(&open(3, 0xd0, 0)).last();
+        c.describe(
+            3,
+            7,
+            ProcessInfo {
+                comm: Some("worker".into()),
+                cgroup: None,
+            },
+        );
+        assert_eq!(c.processes().next().unwrap().comm.as_deref(), Some("worker"));
+        assert_eq!(c.pending_len(), 0);
+    }
+
+    #[test]
+    fn buffers_and_their_owners_live_bytes_are_told() {
+        let mut c = Collector::new();
+        chip_bank(&mut c, 4);
+        let alloc = |size, addr| {
+            let mut e = ev(
+                4,
+                EventKind::Call,
+                Some(Role::BankAllocate),
+                Origin::Application,
+                &[0xb0, size],
+            );
+            e.ret = addr;
+            e
+        };
+        records(&mut c, &alloc(1000, 0x1000));
+        let r = records(&mut c, &alloc(500, 0x2000));
+        assert!(
+            matches!(
+                r[..],
+                [Record::BufferAllocated {
+                    chip: Some(0),
+                    mesh: None,
+                    buffer_type: BufferType::Dram,
+                    size: 500,
+                    address: 0x2000,
+                    live_bytes: 1500,
+                    ..
+                }]
+            ),
+            "{r:?}"
+        );
+        let free = ev(
+            4,
+            EventKind::Call,
+            Some(Role::BankFree),
+            Origin::Application,
+            &[0xb0, 0x1000],
+        );
+        let r = records(&mut c, &free);
+        assert!(
+            matches!(
+                r[..],
+                [Record::BufferFreed {
+                    chip: Some(0),
+                    size: 1000,
+                    address: 0x1000,
+                    live_bytes: 500,
+                    ..
+                }]
+            ),
+            "{r:?}"
+        );
+        // Freed again: nothing to free, told as unmatched.
+        let r = records(&mut c, &free);
+        assert!(
+            matches!(
+                r[..],
+                [Record::Unmatched {
+                    role: Role::BankFree,
+                    ..
+                }]
+            ),
+            "{r:?}"
+        );
+        let r = records(
+            &mut c,
+            &ev(
+                4,
+                EventKind::Call,
+                Some(Role::BankFreeAll),
+                Origin::Application,
+                &[0xb0],
+            ),
+        );
+        assert!(
+            matches!(
+                r[..],
+                [Record::BuffersCleared {
+                    chip: Some(0),
+                    count: 1,
+                    bytes: 500,
+                    live_bytes: 0,
+                    ..
+                }]
+            ),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_program_binary_buffer_freed_is_told() {
+        let mut c = Collector::new();
+        chip_bank(&mut c, 5);
+        let mut e = ev(
+            5,
+            EventKind::Call,
+            Some(Role::BankAllocate),
+            Origin::Program,
+            &[0xb0, 4096],
+        );
+        e.ret = 0x8000;
+        records(&mut c, &e);
+        let r = records(
+            &mut c,
+            &ev(
+                5,
+                EventKind::Call,
+                Some(Role::BankFree),
+                Origin::Application,
+                &[0xb0, 0x8000],
+            ),
+        );
+        assert!(
+            matches!(&r[..], [Record::ProgramBinariesFreed { chips, bytes: 4096, address: 0x8000, .. }] if chips == &[0]),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn circular_buffers_workloads_and_meshes_are_told() {
+        let mut c = Collector::new();
+        c.apply(&open(6, 0xd0, 0)).last();
+        let cb = ev(
+            6,
+            EventKind::Call,
+            Some(Role::CbAllocate),
+            Origin::Application,
+            &[0x100, 2048, 0xd0],
+        );
+        records(&mut c, &cb);
+        let r = records(&mut c, &cb);
+        assert!(
+            matches!(
+                r[..],
+                [Record::CircularBufferAllocated {
+                    chip: 0,
+                    size: 2048,
+                    live_bytes: 4096,
+                    ..
+                }]
+            ),
+            "{r:?}"
+        );
+        let r = records(
+            &mut c,
+            &ev(
+                6,
+                EventKind::Call,
+                Some(Role::CbFreeAll),
+                Origin::Application,
+                &[0xd0],
+            ),
+        );
+        assert!(
+            matches!(
+                r[..],
+                [Record::CircularBuffersReleased {
+                    chip: 0,
+                    count: 2,
+                    bytes: 4096,
+                    ..
+                }]
+            ),
+            "{r:?}"
+        );
+        let wl = ev(
+            6,
+            EventKind::Call,
+            Some(Role::WorkloadEnqueue),
+            Origin::Application,
+            &[],
+        );
+        records(&mut c, &wl);
+        let r = records(&mut c, &wl);
+        assert!(
+            matches!(r[..], [Record::WorkloadEnqueued { total: 2, .. }]),
+            "{r:?}"
+        );
+        // A mesh allocator's context: entered, and a mesh opened.
+        let mut e = ev(
+            6,
+            EventKind::ContextEnter,
+            Some(Role::MeshAllocator),
+            Origin::MeshAllocator,
+            &[0x2222],
+        );
+        e.context_this = 0x1111;
+        let r = records(&mut c, &e);
+        assert!(
+            matches!(
+                &r[..],
+                [
+                    Record::ContextEntered {
+                        role: Role::MeshAllocator,
+                        ..
+                    },
+                    Record::MeshOpened { mesh: 1, .. }
+                ]
+            ),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn an_exit_of_a_process_never_seen_starts_and_ends_it() {
+        let mut c = Collector::new();
+        let r = records(
+            &mut c,
+            &ev(8, EventKind::ProcessExit, None, Origin::Application, &[0]),
+        );
+        assert!(
+            matches!(
+                r[..],
+                [
+                    Record::ProcessStarted { pid: 8, .. },
+                    Record::ProcessExited(_)
+                ]
+            ),
+            "{r:?}"
+        );
+    }
+
+    /// Ended processes leave the live ledger; only `history` of them are kept, and nothing
+    /// else grows with the number of processes that came and went.
+    #[test]
+    fn memory_stays_bounded_however_many_processes_end() {
+        let mut c = Collector::with_history(100);
+        for pid in 1..=10_000u32 {
+            c.describe(
+                pid,
+                7,
+                ProcessInfo {
+                    comm: Some("p".into()),
+                    cgroup: None,
+                },
+            );
+            c.apply(&open(pid, 0xd0, 0)).last();
+            let mut enter = ev(
+                pid,
+                EventKind::ContextEnter,
+                Some(Role::DeviceInit),
+                Origin::DeviceInit,
+                &[],
+            );
+            enter.tid = pid + 1; // a thread that never leaves its context
+            c.apply(&enter).last();
+            c.apply(&ev(
+                pid,
+                EventKind::Call,
+                Some(Role::BankNew),
+                Origin::Application,
+                &[0xb1, 0],
+            ))
+            .last();
+            let mut alloc = ev(
+                pid,
+                EventKind::Call,
+                Some(Role::BankAllocate),
+                Origin::Application,
+                &[0xb1, 64],
+            );
+            alloc.ret = 0x1000;
+            c.apply(&alloc).last();
+            let r = records(
+                &mut c,
+                &ev(pid, EventKind::ProcessExit, None, Origin::Application, &[0]),
+            );
+            assert!(matches!(r.last(), Some(Record::ProcessExited(_))));
+        }
+        assert_eq!(c.live_count(), 0);
+        assert_eq!(c.history_len(), 100);
+        assert_eq!(c.history_dropped, 9_900);
+        assert_eq!(c.pending_len(), 0, "context starts and descriptions");
+        assert!(c.processes().all(|p| p.live_allocations() == 0));
+        assert!(c.has_ended(10_000));
+        let report = crate::report::Report::new(&c, &[], BTreeMap::new(), 0);
+        assert_eq!(report.processes.len(), 100);
+        assert_eq!(report.history_dropped, 9_900);
+        assert_eq!(report.processes[0].pid, 9_901, "the oldest kept");
     }
 }
