@@ -79,19 +79,20 @@ impl Session {
         );
         order(&mut self.batch, late_lifecycle, &mut self.held_exits);
         for ev in &self.batch {
-            match self.collector.apply(ev) {
-                Some(Record::ProcessExited(mut cleanup)) => {
-                    // Checked once per exit (a map read per CPU), so the live line is honest too.
-                    cleanup.complete = self.malformed == 0
-                        && self
-                            .probes
-                            .counters()
-                            .is_ok_and(|c| c.values().all(|v| *v == 0));
-                    self.collector.mark_exit_incomplete(&cleanup);
-                    on_record(&Record::ProcessExited(cleanup));
+            for rec in self.collector.apply(ev) {
+                match rec {
+                    Record::ProcessExited(mut cleanup) => {
+                        // Checked once per exit (a map read per CPU), so the live line is honest too.
+                        cleanup.complete = self.malformed == 0
+                            && self
+                                .probes
+                                .counters()
+                                .is_ok_and(|c| c.values().all(|v| *v == 0));
+                        self.collector.mark_exit_incomplete(&cleanup);
+                        on_record(&Record::ProcessExited(cleanup));
+                    }
+                    rec => on_record(&rec),
                 }
-                Some(rec) => on_record(&rec),
-                None => {}
             }
         }
         self.batch.len()

@@ -68,13 +68,14 @@ pub fn attach(a: AttachArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let mut session = trace::start(&lib, &resolution, &catalog, a.pid)?;
+        let mut session = trace::start(&lib, &resolution, &catalog, a.pid, &a.opts)?;
         eprintln!(
             "tt-tracer: tracing pid {} ({}); Ctrl-C to stop",
             a.pid,
             lib.display()
         );
-        let mut print = trace::printer(&a.opts)?;
+        let mut sinks = trace::sinks(&a.opts)?;
+        let mut print = sinks.as_callback();
         let pid = a.pid;
         let mut term = unix_signal(SignalKind::terminate())?;
         let mut hangup = unix_signal(SignalKind::hangup())?;
@@ -96,7 +97,8 @@ pub fn attach(a: AttachArgs) -> anyhow::Result<u8> {
                 break;
             }
         }
-        trace::finish(&session, &resolution, &a.opts)?;
+        drop(print);
+        trace::finish(&session, &resolution, &a.opts, &mut sinks)?;
         session.detach_in_background();
         Ok(0)
     })

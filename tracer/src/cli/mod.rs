@@ -130,6 +130,13 @@ pub struct TraceOptions {
     /// Stream every event as one JSON object per line to this file (docs/report.md).
     #[arg(long, value_name = "FILE")]
     pub events_file: Option<PathBuf>,
+    /// Rotate --events-file when it would grow past BYTES (FILE.1 … FILE.3 kept).
+    #[arg(long, value_name = "BYTES", requires = "events_file")]
+    pub events_max_bytes: Option<u64>,
+    /// Ended processes kept for the final report; older ones are dropped from it (counted as
+    /// `history_dropped`) so memory stays bounded.
+    #[arg(long, value_name = "N", default_value_t = tt_tracer::collector::DEFAULT_HISTORY)]
+    pub history: usize,
     /// Probe catalog to use instead of the built-in one (TOML, see docs/catalog.md).
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<PathBuf>,

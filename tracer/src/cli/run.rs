@@ -67,7 +67,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         .build()?;
     rt.block_on(async move {
         // Before the command exists, so a bad --events-file stops nothing half-way.
-        let mut print = trace::printer(&a.opts)?;
+        let mut sinks = trace::sinks(&a.opts)?;
+        let mut print = sinks.as_callback();
         let mut term = unix_signal(SignalKind::terminate())?;
         let mut hangup = unix_signal(SignalKind::hangup())?;
         let hold = ChildPipe::new(false)?;
@@ -79,7 +80,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         let pid = child.id().context("child has no pid")?;
 
         log::debug!("resolved; loading probes");
-        let mut session = match trace::start(&lib, &resolution, &catalog, pid) {
+        let mut session = match trace::start(&lib, &resolution, &catalog, pid, &a.opts) {
             Ok(s) => s,
             Err(e) => {
                 drop(hold.ours); // EOF: the child exits without running the command
@@ -135,7 +136,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
             eprintln!("tt-tracer: warning: no process-exit event for pid {pid} within 2 s");
         }
         log::debug!("command ended; reporting");
-        trace::finish(&session, &resolution, &a.opts)?;
+        drop(print);
+        trace::finish(&session, &resolution, &a.opts, &mut sinks)?;
         session.detach_in_background();
         use std::os::unix::process::ExitStatusExt as _;
         Ok(match (status.code(), status.signal()) {

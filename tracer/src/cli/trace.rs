@@ -1,15 +1,16 @@
 //! What `run` and `attach` share: resolve, load, attach, read, report.
 
-use std::{io::Write as _, path::Path};
+use std::path::Path;
 
 use anyhow::Context as _;
 use tt_tracer::{
     catalog::Catalog,
-    collector::Record,
+    collector::Collector,
     loader::{LoadOptions, Probes},
-    report::{self, Report},
+    report::{LibraryInfo, Report},
     resolve::{self, Resolution},
     session::Session,
+    sinks::{JsonLines, JsonReport, Sink as _, Sinks, TextLog},
 };
 
 use super::TraceOptions;
@@ -42,6 +43,7 @@ pub fn start(
     resolution: &Resolution,
     catalog: &Catalog,
     pid: u32,
+    opts: &TraceOptions,
 ) -> anyhow::Result<Session> {
     let (mut probes, rings) = Probes::load(&LoadOptions::default())?;
     if !probes.exit_codes {
@@ -58,69 +60,52 @@ pub fn start(
         Err(e) => return Err(e.into()),
     };
     log::info!("{n} probes attached to {} for pid {pid}", lib.display());
-    Ok(Session::new(probes, rings)?)
+    let mut session = Session::new(probes, rings)?;
+    session.collector = Collector::with_history(opts.history);
+    Ok(session)
 }
 
-/// Where live records go: stderr lines (all with -v, else cleanups only) and --events-file.
-pub fn printer(opts: &TraceOptions) -> anyhow::Result<impl FnMut(&Record)> {
-    let verbose = opts.verbose;
-    let mut events = match &opts.events_file {
-        Some(path) => Some(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        )),
-        None => None,
-    };
-    Ok(move |r: &Record| {
-        if verbose {
-            eprintln!("tt-tracer: {}", report::record_line(r));
-        } else if let Record::ProcessExited(c) = r {
-            eprintln!("tt-tracer: {}", report::cleanup_line(c));
-        }
-        if let Some(w) = events.as_mut() {
-            let ok = serde_json::to_writer(&mut *w, r).is_ok() && w.write_all(b"\n").is_ok();
-            // Lifecycle records are flushed at once: a reader may be waiting for them.
-            if !ok || matches!(r, Record::ProcessExited(_) | Record::DeviceClosed { .. }) {
-                let _ = w.flush();
-            }
-        }
-    })
+/// Where records and the report go: stderr lines (all with -v, else cleanups only) and the
+/// text report, --events-file, the JSON report on stdout (attach --json) and --report-file.
+pub fn sinks(opts: &TraceOptions) -> anyhow::Result<Sinks> {
+    let mut sinks = Sinks::new();
+    sinks.push(TextLog {
+        verbose: opts.verbose,
+        text_report: !opts.json,
+    });
+    if let Some(path) = &opts.events_file {
+        let events = JsonLines::create(path)
+            .with_context(|| format!("creating {}", path.display()))?
+            .max_bytes(opts.events_max_bytes);
+        sinks.push(events);
+    }
+    if opts.json || opts.report_file.is_some() {
+        sinks.push(JsonReport {
+            stdout: opts.json,
+            file: opts.report_file.clone(),
+        });
+    }
+    Ok(sinks)
 }
 
-/// Prints the final report (text on stderr, or JSON on stdout) and writes --report-file.
+/// Builds the final report and hands it to every sink.
 pub fn finish(
     session: &Session,
     resolution: &Resolution,
     opts: &TraceOptions,
+    sinks: &mut Sinks,
 ) -> anyhow::Result<()> {
     let lost = session.probes.counters()?;
-    let report = Report::new(
-        &session.collector,
-        resolution.library.display().to_string(),
-        resolution.build_id.clone(),
-        lost,
-        session.malformed,
-    );
-    if !report.complete {
-        let pids: Vec<String> = report.processes.iter().map(|p| p.pid.to_string()).collect();
-        eprintln!(
-            "tt-tracer: warning: {}: the ledger of {} is incomplete",
-            report.loss_summary(),
-            if pids.is_empty() {
-                "every process".to_string()
-            } else {
-                format!("pid {}", pids.join(", pid "))
-            }
-        );
-    }
-    if opts.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        let mut err = std::io::stderr().lock();
-        let _ = err.write_all(report.to_text().as_bytes());
-    }
-    if let Some(path) = &opts.report_file {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
-            .with_context(|| format!("writing report to {}", path.display()))?;
-    }
+    let library = LibraryInfo {
+        id: 1,
+        path: resolution.library.display().to_string(),
+        build_id: resolution.build_id.clone(),
+        catalog: match &opts.catalog {
+            Some(path) => path.display().to_string(),
+            None => "built-in".to_string(),
+        },
+    };
+    let report = Report::new(&session.collector, &[library], lost, session.malformed);
+    sinks.finish(&report).context("writing the report")?;
     Ok(())
 }

@@ -1,0 +1,46 @@
+//! Lines on stderr: every record with -v, else only cleanups; the text report at the end.
+
+use std::io::Write as _;
+
+use super::Sink;
+use crate::{
+    collector::Record,
+    report::{self, Report},
+};
+
+pub struct TextLog {
+    /// Every record, not only cleanups.
+    pub verbose: bool,
+    /// Print the text report at finish (not when the JSON report goes to stdout instead).
+    pub text_report: bool,
+}
+
+impl Sink for TextLog {
+    fn record(&mut self, r: &Record) {
+        if self.verbose {
+            eprintln!("tt-tracer: {}", report::record_line(r));
+        } else if let Record::ProcessExited(c) = r {
+            eprintln!("tt-tracer: {}", report::cleanup_line(c));
+        }
+    }
+
+    fn finish(&mut self, report: &Report) -> crate::Result<()> {
+        if !report.complete {
+            let pids: Vec<String> = report.processes.iter().map(|p| p.pid.to_string()).collect();
+            eprintln!(
+                "tt-tracer: warning: {}: the ledger of {} is incomplete",
+                report.loss_summary(),
+                if pids.is_empty() {
+                    "every process".to_string()
+                } else {
+                    format!("pid {}", pids.join(", pid "))
+                }
+            );
+        }
+        if self.text_report {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(report.to_text().as_bytes());
+        }
+        Ok(())
+    }
+}
