@@ -12,7 +12,6 @@ pub mod errors;
 mod files;
 pub mod kernel;
 pub mod loader;
-pub mod metrics;
 
 pub mod process;
 pub mod report;

@@ -149,7 +149,7 @@ pub struct TraceOptions {
         long,
         value_name = "ADDR",
         num_args = 0..=1,
-        default_missing_value = tt_tracer::metrics::DEFAULT_ADDR
+        default_missing_value = tt_tracer::sinks::metrics::DEFAULT_ADDR
     )]
     pub metrics: Option<std::net::SocketAddr>,
     /// How long an exited process's metric series stay before they are removed.

@@ -4,10 +4,12 @@
 //!
 //! - [`TextLog`]: lines on stderr, then the text report;
 //! - [`JsonLines`]: every record as one JSON object per line (`--events-file`), rotatable;
-//! - [`JsonReport`]: the JSON report on stdout and/or in a file.
+//! - [`JsonReport`]: the JSON report on stdout and/or in a file;
+//! - [`metrics::MetricsExporter`]: Prometheus metrics over HTTP (`--metrics`).
 
 mod json_lines;
 mod json_report;
+pub mod metrics;
 mod text_log;
 
 pub use self::{

@@ -47,7 +47,69 @@ fn exited(pid: u32, status: ExitStatus, leaks: &[(BufferType, u64)]) -> Record {
             })
             .collect(),
         complete: true,
+        comm: None,
+        cgroup: None,
     })
+}
+
+fn mesh(pid: u32, mesh: u32, chips: &[i64]) -> Record {
+    Record::MeshOpened {
+        pid,
+        tid: pid,
+        ts_ns: 1,
+        mesh,
+        chips: chips.to_vec(),
+    }
+}
+
+fn alloc(pid: u32, chip: Option<i64>, mesh: Option<u32>, t: BufferType, live: u64) -> Record {
+    Record::BufferAllocated {
+        pid,
+        tid: pid,
+        ts_ns: 1,
+        chip,
+        mesh,
+        buffer_type: t,
+        size: 1,
+        address: 0x100,
+        live_bytes: live,
+    }
+}
+
+fn free(pid: u32, chip: Option<i64>, mesh: Option<u32>, t: BufferType, live: u64) -> Record {
+    Record::BufferFreed {
+        pid,
+        tid: pid,
+        ts_ns: 1,
+        chip,
+        mesh,
+        buffer_type: t,
+        size: 1,
+        address: 0x100,
+        live_bytes: live,
+    }
+}
+
+fn cb(pid: u32, chip: i64, live: u64) -> Record {
+    Record::CircularBufferAllocated {
+        pid,
+        tid: pid,
+        ts_ns: 1,
+        chip,
+        size: 1,
+        live_bytes: live,
+    }
+}
+
+fn started(pid: u32, comm: &str) -> Record {
+    Record::ProcessStarted {
+        pid,
+        instance: 1,
+        ts_ns: 1,
+        library: None,
+        comm: Some(comm.into()),
+        cgroup: None,
+    }
 }
 
 /// The sample lines of a rendering (no comments), for exact comparisons.
@@ -58,10 +120,18 @@ fn samples(text: &str) -> Vec<&str> {
 /// A state with something in every family.
 fn busy_state(t0: Instant) -> MetricsState {
     let mut s = MetricsState::new(DEFAULT_GRACE);
-    s.process_started(
-        42,
-        Some("python3"),
-        Some("/system.slice/docker-0123abcd.scope"),
+    s.record(
+        &Record::ProcessStarted {
+            pid: 42,
+            instance: 1,
+            ts_ns: 1,
+            library: Some(0),
+            comm: Some("python3".into()),
+            cgroup: Some(Cgroup::from_path(
+                "/system.slice/docker-0123456789abcdef.scope",
+            )),
+        },
+        t0,
     );
     s.record(&opened(42, 0), t0);
     s.record(&opened(42, 1), t0);
@@ -80,13 +150,22 @@ fn busy_state(t0: Instant) -> MetricsState {
         },
         t0,
     );
-    s.mesh_opened(42, 1, &[0, 1]);
-    s.buffer_allocated(42, None, Some(1), BufferType::Dram, 2048);
-    s.buffer_allocated(42, None, Some(1), BufferType::Dram, 10240);
-    s.buffer_freed(42, None, Some(1), BufferType::Dram, 2048);
-    s.buffer_allocated(42, Some(0), None, BufferType::L1, 4096);
-    s.circular_buffer_allocated(42, 0, 4096);
-    s.circular_buffer_allocated(42, 0, 8192);
+    s.record(&mesh(42, 1, &[0, 1]), t0);
+    s.record(&alloc(42, None, Some(1), BufferType::Dram, 2048), t0);
+    s.record(&alloc(42, None, Some(1), BufferType::Dram, 10240), t0);
+    s.record(&free(42, None, Some(1), BufferType::Dram, 2048), t0);
+    s.record(&alloc(42, Some(0), None, BufferType::L1, 4096), t0);
+    s.record(&cb(42, 0, 4096), t0);
+    s.record(&cb(42, 0, 8192), t0);
+    s.record(
+        &Record::WorkloadEnqueued {
+            pid: 42,
+            tid: 42,
+            ts_ns: 3,
+            total: 2,
+        },
+        t0,
+    );
     s.update_health(
         &BTreeMap::from([("payload_ring_full", 3), ("context_map_full", 0)]),
         120,
@@ -95,7 +174,7 @@ fn busy_state(t0: Instant) -> MetricsState {
     s
 }
 
-const P42: &str = r#"pid="42",comm="python3",cgroup="/system.slice/docker-0123abcd.scope",container="0123abcd",unit="""#;
+const P42: &str = r#"pid="42",comm="python3",cgroup="/system.slice/docker-0123456789abcdef.scope",container="0123456789abcdef",unit="""#;
 
 #[test]
 fn exposition_has_exact_lines_for_each_record() {
@@ -132,7 +211,9 @@ fn exposition_has_exact_lines_for_each_record() {
         format!(r#"tt_tracer_buffer_live_bytes{{{P42},chip="0",mesh="",buffer_type="L1"}} 4096"#),
         format!(r#"tt_tracer_circular_buffers_live{{{P42},chip="0"}} 2"#),
         format!(r#"tt_tracer_circular_buffer_live_bytes{{{P42},chip="0"}} 8192"#),
+        format!(r#"tt_tracer_workloads_enqueued_total{{{P42}}} 2"#),
         "tt_tracer_processes_traced 1".to_string(),
+        "tt_tracer_libraries_traced_total 1".to_string(),
         "tt_tracer_events_applied_total 120".to_string(),
         r#"tt_tracer_events_lost_total{counter="payload_ring_full"} 3"#.to_string(),
         r#"tt_tracer_events_lost_total{counter="context_map_full"} 0"#.to_string(),
@@ -185,9 +266,9 @@ fn an_ended_process_keeps_its_series_for_the_grace_period_then_they_go() {
     for pid in 1000..1200 {
         s.record(&opened(pid, 0), t0);
         s.record(&kernel(pid, 0, KernelClass::Application, 100), t0);
-        s.mesh_opened(pid, 1, &[0]);
-        s.buffer_allocated(pid, None, Some(1), BufferType::Dram, 2048);
-        s.circular_buffer_allocated(pid, 0, 4096);
+        s.record(&mesh(pid, 1, &[0]), t0);
+        s.record(&alloc(pid, None, Some(1), BufferType::Dram, 2048), t0);
+        s.record(&cb(pid, 0, 4096), t0);
         s.record(
             &exited(pid, ExitStatus::Code(0), &[(BufferType::Dram, 2048)]),
             t0,
@@ -227,10 +308,10 @@ fn an_ended_process_keeps_its_series_for_the_grace_period_then_they_go() {
 fn a_reused_pid_starts_afresh() {
     let t0 = Instant::now();
     let mut s = MetricsState::new(DEFAULT_GRACE);
-    s.process_started(5, Some("old"), None);
+    s.record(&started(5, "old"), t0);
     s.record(&opened(5, 0), t0);
     s.record(&exited(5, ExitStatus::Code(1), &[]), t0);
-    s.process_started(5, Some("new"), None);
+    s.record(&started(5, "new"), t0);
     s.record(&opened(5, 0), t0);
     let text = s.render(t0);
     assert!(!text.contains(r#"comm="old""#), "{text}");
@@ -254,33 +335,6 @@ fn health_counters_grow_by_the_difference_of_absolute_figures() {
         samples(&text).contains(&"tt_tracer_events_applied_total 25"),
         "{text}"
     );
-}
-
-#[test]
-fn cgroup_paths_name_container_and_unit() {
-    let cases = [
-        ("/system.slice/docker-abc123.scope", ("abc123", "")),
-        ("/docker/abc123", ("abc123", "")),
-        (
-            "/kubepods.slice/kubepods-pod1.slice/cri-containerd-f00.scope",
-            ("f00", ""),
-        ),
-        ("/machine.slice/libpod-beef.scope/container", ("beef", "")),
-        ("/system.slice/tt-job.service", ("", "tt-job.service")),
-        (
-            "/user.slice/user-1000.slice/session-3.scope",
-            ("", "session-3.scope"),
-        ),
-        ("/", ("", "")),
-        ("", ("", "")),
-    ];
-    for (cgroup, (container, unit)) in cases {
-        assert_eq!(
-            container_and_unit(cgroup),
-            (container.to_string(), unit.to_string()),
-            "{cgroup}"
-        );
-    }
 }
 
 #[test]
@@ -316,7 +370,7 @@ fn every_family_is_documented_in_docs_metrics_md() {
     )
     .expect("docs/metrics.md");
     let declared = MetricsState::new(DEFAULT_GRACE).family_names();
-    assert_eq!(declared.len(), 22, "{declared:?}");
+    assert_eq!(declared.len(), 23, "{declared:?}");
     // The registry declares exactly these (every family with a series in the busy state).
     let t0 = Instant::now();
     let mut busy = busy_state(t0);
@@ -428,4 +482,57 @@ fn the_server_answers_scrapes_and_prometheus_reads_the_values() {
     assert_eq!(got[0].1, 57344.0);
     assert_eq!(got[0].0["pid"], "77");
     assert_eq!(got[0].0["chip"], "3");
+}
+
+#[test]
+fn buffers_released_at_close_lower_the_live_gauges_but_are_not_frees() {
+    let t0 = Instant::now();
+    let mut s = MetricsState::new(DEFAULT_GRACE);
+    s.record(&opened(9, 0), t0);
+    s.record(&alloc(9, Some(0), None, BufferType::L1, 4096), t0);
+    s.record(&alloc(9, Some(0), None, BufferType::L1, 6144), t0);
+    s.record(
+        &Record::BuffersCleared {
+            pid: 9,
+            tid: 9,
+            ts_ns: 2,
+            chip: Some(0),
+            mesh: None,
+            buffer_type: BufferType::L1,
+            count: 2,
+            bytes: 6144,
+            live_bytes: 0,
+        },
+        t0,
+    );
+    s.record(&cb(9, 0, 4096), t0);
+    s.record(
+        &Record::CircularBuffersReleased {
+            pid: 9,
+            tid: 9,
+            ts_ns: 2,
+            chip: 0,
+            count: 1,
+            bytes: 4096,
+        },
+        t0,
+    );
+    let text = s.render(t0);
+    let p9 = r#"pid="9",comm="",cgroup="",container="",unit="""#;
+    for want in [
+        format!(r#"tt_tracer_buffer_live_bytes{{{p9},chip="0",mesh="",buffer_type="L1"}} 0"#),
+        format!(r#"tt_tracer_buffers_live{{{p9},chip="0",mesh="",buffer_type="L1"}} 0"#),
+        format!(r#"tt_tracer_buffer_peak_bytes{{{p9},chip="0",mesh="",buffer_type="L1"}} 6144"#),
+        format!(
+            r#"tt_tracer_buffer_allocations_total{{{p9},chip="0",mesh="",buffer_type="L1"}} 2"#
+        ),
+        format!(r#"tt_tracer_circular_buffer_live_bytes{{{p9},chip="0"}} 0"#),
+        format!(r#"tt_tracer_circular_buffers_live{{{p9},chip="0"}} 0"#),
+    ] {
+        assert!(
+            samples(&text).contains(&want.as_str()),
+            "missing {want}\nin:\n{text}"
+        );
+    }
+    assert!(!text.contains("tt_tracer_buffer_frees_total{"), "{text}");
 }

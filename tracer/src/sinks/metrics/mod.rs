@@ -22,7 +22,7 @@ use prometheus_client::{
 
 pub use self::server::{MetricsError, MetricsExporter};
 use crate::{
-    collector::{memory::BufferType, Cleanup, ExitStatus, KernelClass, Record},
+    collector::{identity::Cgroup, memory::BufferType, Cleanup, ExitStatus, KernelClass, Record},
     report::Report,
 };
 
@@ -107,6 +107,7 @@ struct Families {
     kernel_loaded_bytes: Family<KernelLabels, Counter>,
     device_opens: Family<ChipLabels, Counter>,
     device_closes: Family<ChipLabels, Counter>,
+    workloads_enqueued: Family<ProcessLabels, Counter>,
     process_leaked_buffers: Family<ProcessLabels, Gauge>,
     process_leaked_bytes: Family<ProcessLabels, Gauge>,
     processes_traced: Gauge,
@@ -198,6 +199,13 @@ impl Families {
             "device_closes",
             "Devices closed",
             self.device_closes.clone(),
+        );
+        reg(
+            r,
+            &mut names,
+            "workloads_enqueued",
+            "Workloads (programs, mesh workloads) the process enqueued",
+            self.workloads_enqueued.clone(),
         );
         reg(
             r,
@@ -299,6 +307,10 @@ struct ProcessSeries {
     circular_buffers: BTreeMap<i64, (u64, u64)>,
     chips: BTreeSet<i64>,
     kernels: BTreeSet<KernelLabels>,
+    /// Workloads enqueued so far (the records carry the running total).
+    enqueued: u64,
+    /// Whether series labelled by the process alone exist (enqueues, leaks).
+    has_process_series: bool,
     /// When its exit was seen; its series go `grace` after that.
     ended: Option<Instant>,
 }
@@ -313,6 +325,8 @@ pub struct MetricsState {
     processes: BTreeMap<u32, ProcessSeries>,
     /// Last absolute health figures, so counters grow by the difference.
     lost_seen: BTreeMap<String, u64>,
+    /// Library ids counted in `libraries_traced`.
+    libraries_seen: BTreeSet<u16>,
     events_seen: u64,
     malformed_seen: u64,
 }
@@ -343,34 +357,6 @@ fn status_label(s: ExitStatus) -> String {
     }
 }
 
-/// Container id and systemd unit named by a cgroup v2 path, where it names them:
-/// `/system.slice/docker-<id>.scope`, `/docker/<id>`, `…/cri-containerd-<id>.scope`,
-/// `…/libpod-<id>.scope`, `…/crio-<id>.scope`; the unit is the innermost `*.service` or
-/// `*.scope` that is not a container's.
-pub fn container_and_unit(cgroup: &str) -> (String, String) {
-    let mut container = String::new();
-    let mut unit = String::new();
-    let mut parts = cgroup.split('/').filter(|p| !p.is_empty()).peekable();
-    while let Some(part) = parts.next() {
-        let scoped = part.strip_suffix(".scope");
-        let runtime_id = scoped.and_then(|s| {
-            ["docker-", "cri-containerd-", "libpod-", "crio-"]
-                .iter()
-                .find_map(|prefix| s.strip_prefix(prefix))
-        });
-        if let Some(id) = runtime_id {
-            container = id.to_string();
-        } else if matches!(part, "docker" | "libpod_parent") {
-            if let Some(id) = parts.peek() {
-                container = id.to_string();
-            }
-        } else if part.ends_with(".service") || scoped.is_some() {
-            unit = part.to_string();
-        }
-    }
-    (container, unit)
-}
-
 impl MetricsState {
     pub fn new(grace: Duration) -> MetricsState {
         let families = Families::default();
@@ -383,6 +369,7 @@ impl MetricsState {
             grace,
             processes: BTreeMap::new(),
             lost_seen: BTreeMap::new(),
+            libraries_seen: BTreeSet::new(),
             events_seen: 0,
             malformed_seen: 0,
         }
@@ -426,30 +413,82 @@ impl MetricsState {
                 }
             }
             Record::ProcessExited(cleanup) => self.process_exited(cleanup, now),
-            // TODO(sinks): the record stream's new variants map one to one onto the helpers
-            // below once branch `sinks` builds and is merged:
-            //   ProcessStarted { pid, comm, cgroup, .. }  => self.process_started(pid, comm, cgroup)
-            //   MeshOpened { pid, mesh, chips, .. }       => self.mesh_opened(pid, mesh, chips)
-            //   BufferAllocated { pid, chip, mesh, buffer_type, live_bytes, .. }
-            //                                             => self.buffer_allocated(…)
-            //   BufferFreed { … }                         => self.buffer_freed(…)
-            //   BuffersCleared { …, count, live_bytes }   => self.buffers_cleared(…)
-            //   CircularBufferAllocated { pid, chip, size, live_bytes, .. }
-            //                                             => self.circular_buffer_allocated(…)
-            //   CircularBuffersReleased { pid, chip, .. } => self.circular_buffers_released(…)
-            //   LibraryTraced / LibraryRefused (not in the stream yet) => libraries_* counters
+            Record::ProcessStarted {
+                pid,
+                library,
+                comm,
+                cgroup,
+                ..
+            } => {
+                if let Some(id) = library {
+                    if self.libraries_seen.insert(*id) {
+                        self.families.libraries_traced.inc();
+                    }
+                }
+                self.process_started(*pid, comm.as_deref(), cgroup.as_ref())
+            }
+            Record::MeshOpened {
+                pid, mesh, chips, ..
+            } => self.mesh_opened(*pid, *mesh, chips),
+            Record::BufferAllocated {
+                pid,
+                chip,
+                mesh,
+                buffer_type,
+                live_bytes,
+                ..
+            } => self.buffer_allocated(*pid, *chip, *mesh, *buffer_type, *live_bytes),
+            Record::BufferFreed {
+                pid,
+                chip,
+                mesh,
+                buffer_type,
+                live_bytes,
+                ..
+            } => self.buffer_freed(*pid, *chip, *mesh, *buffer_type, *live_bytes),
+            Record::BuffersCleared {
+                pid,
+                chip,
+                mesh,
+                buffer_type,
+                count,
+                live_bytes,
+                ..
+            } => self.buffers_cleared(*pid, *chip, *mesh, *buffer_type, *count, *live_bytes),
+            Record::CircularBufferAllocated {
+                pid,
+                chip,
+                live_bytes,
+                ..
+            } => self.circular_buffer_allocated(*pid, *chip, *live_bytes),
+            Record::CircularBuffersReleased { pid, chip, .. } => {
+                self.circular_buffers_released(*pid, *chip)
+            }
+            Record::WorkloadEnqueued { pid, total, .. } => self.workloads_enqueued(*pid, *total),
+            // TODO: libraries refused (wrong version, missing roles) are not in the record
+            // stream yet; `libraries_refused` stays without series until they are.
+            // Phases, firmware, bank construction, program-binary frees and unmatched events
+            // have no series of their own: they only make the process known.
             Record::ContextEntered { pid, .. }
             | Record::ContextExited { pid, .. }
             | Record::FirmwareLoaded { pid, .. }
-            | Record::MeshClosed { pid, .. } => {
+            | Record::MeshClosed { pid, .. }
+            | Record::BankBuilt { pid, .. }
+            | Record::ProgramBinariesFreed { pid, .. }
+            | Record::Unmatched { pid, .. } => {
                 self.process(*pid);
             }
         }
     }
 
     /// The final report: its health figures are the session's last word.
-    pub fn finish(&mut self, report: &Report<'_>) {
+    pub fn finish(&mut self, report: &Report) {
         self.update_health(&report.lost, report.events, report.malformed_records);
+        for library in &report.libraries {
+            if self.libraries_seen.insert(library.id) {
+                self.families.libraries_traced.inc();
+            }
+        }
     }
 
     /// The reader's figures so far (absolute, as the report has them): events applied,
@@ -509,26 +548,45 @@ impl MetricsState {
     }
 
     /// Who the process is (comm, cgroup): labels every series of it from then on.
-    pub fn process_started(&mut self, pid: u32, comm: Option<&str>, cgroup: Option<&str>) {
+    fn process_started(&mut self, pid: u32, comm: Option<&str>, cgroup: Option<&Cgroup>) {
         let p = self.process(pid);
         // Series already made keep the labels they were made with (removal must find them).
-        if !(p.chips.is_empty() && p.buffers.is_empty() && p.kernels.is_empty()) {
+        if !(p.chips.is_empty()
+            && p.buffers.is_empty()
+            && p.kernels.is_empty()
+            && !p.has_process_series)
+        {
             return;
         }
-        let cgroup = cgroup.unwrap_or_default();
-        let (container, unit) = container_and_unit(cgroup);
         p.labels = ProcessLabels {
             pid,
             comm: comm.unwrap_or_default().to_string(),
-            cgroup: cgroup.to_string(),
-            container,
-            unit,
+            cgroup: cgroup.map(|c| c.path.clone()).unwrap_or_default(),
+            container: cgroup
+                .and_then(|c| c.container_id.clone())
+                .unwrap_or_default(),
+            unit: cgroup
+                .and_then(|c| c.systemd_unit.clone())
+                .unwrap_or_default(),
         };
     }
 
     /// A mesh's chips: its lock-step buffers count on each of them.
-    pub fn mesh_opened(&mut self, pid: u32, mesh: u32, chips: &[i64]) {
+    fn mesh_opened(&mut self, pid: u32, mesh: u32, chips: &[i64]) {
         self.process(pid).meshes.insert(mesh, chips.to_vec());
+    }
+
+    /// The process's running total of enqueued workloads.
+    fn workloads_enqueued(&mut self, pid: u32, total: u64) {
+        let p = self.process(pid);
+        let grown = total.saturating_sub(p.enqueued);
+        p.enqueued = p.enqueued.max(total);
+        let labels = p.labels.clone();
+        p.has_process_series = true;
+        self.families
+            .workloads_enqueued
+            .get_or_create(&labels)
+            .inc_by(grown);
     }
 
     fn kernel_loaded(&mut self, pid: u32, chip: i64, class: KernelClass, bytes: u64) {
@@ -600,7 +658,7 @@ impl MetricsState {
 
     /// A buffer allocated; `live_bytes` is the owner's live bytes of this type after it (the
     /// record's figure: the collector's books, not a sum kept here).
-    pub fn buffer_allocated(
+    fn buffer_allocated(
         &mut self,
         pid: u32,
         chip: Option<i64>,
@@ -619,7 +677,7 @@ impl MetricsState {
     }
 
     /// A buffer freed one by one (fields as for [`Self::buffer_allocated`]).
-    pub fn buffer_freed(
+    fn buffer_freed(
         &mut self,
         pid: u32,
         chip: Option<i64>,
@@ -638,7 +696,7 @@ impl MetricsState {
     }
 
     /// `count` buffers released together (device or mesh close): not frees.
-    pub fn buffers_cleared(
+    fn buffers_cleared(
         &mut self,
         pid: u32,
         chip: Option<i64>,
@@ -655,7 +713,7 @@ impl MetricsState {
     }
 
     /// A circular buffer; `live_bytes` is the chip's live CB bytes after it.
-    pub fn circular_buffer_allocated(&mut self, pid: u32, chip: i64, live_bytes: u64) {
+    fn circular_buffer_allocated(&mut self, pid: u32, chip: i64, live_bytes: u64) {
         let labels = self.chip_labels(pid, chip);
         let p = self.process(pid);
         let cb = p.circular_buffers.entry(chip).or_default();
@@ -666,7 +724,7 @@ impl MetricsState {
     }
 
     /// All of a chip's circular buffers released.
-    pub fn circular_buffers_released(&mut self, pid: u32, chip: i64) {
+    fn circular_buffers_released(&mut self, pid: u32, chip: i64) {
         let labels = self.chip_labels(pid, chip);
         self.process(pid).circular_buffers.insert(chip, (0, 0));
         self.set_circular_buffers(&labels, 0, 0);
@@ -773,6 +831,7 @@ impl MetricsState {
             f.kernels_loaded.remove(labels);
             f.kernel_loaded_bytes.remove(labels);
         }
+        f.workloads_enqueued.remove(&p.labels);
         f.process_leaked_buffers.remove(&p.labels);
         f.process_leaked_bytes.remove(&p.labels);
     }

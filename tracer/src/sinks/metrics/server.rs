@@ -15,7 +15,7 @@ use tokio::{
 };
 
 use super::{MetricsState, CONTENT_TYPE, DEFAULT_GRACE};
-use crate::{collector::Record, report::Report};
+use crate::{collector::Record, report::Report, sinks::Sink};
 
 /// A request head larger than this is not a scrape.
 const MAX_HEAD: usize = 8 * 1024;
@@ -78,7 +78,7 @@ impl MetricsExporter {
     }
 
     /// The session's final report.
-    pub fn finish(&self, report: &Report<'_>) {
+    pub fn finish(&self, report: &Report) {
         self.lock().finish(report);
     }
 
@@ -96,6 +96,19 @@ impl MetricsExporter {
     fn lock(&self) -> std::sync::MutexGuard<'_, MetricsState> {
         // A panic while holding the lock leaves figures that are still figures: keep serving.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The exporter as one of the session's sinks. It never fails: the final figures stay served
+/// until the exporter is dropped.
+impl Sink for MetricsExporter {
+    fn record(&mut self, r: &Record) {
+        MetricsExporter::record(self, r);
+    }
+
+    fn finish(&mut self, report: &Report) -> crate::Result<()> {
+        MetricsExporter::finish(self, report);
+        Ok(())
     }
 }
 
