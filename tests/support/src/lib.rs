@@ -6,6 +6,7 @@
 //! these helpers find on their own.
 
 pub mod prometheus;
+pub mod tt_metal_shm;
 
 use std::{
     fs,
