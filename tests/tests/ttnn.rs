@@ -609,3 +609,11 @@ fn shm_counters_n300_mesh() {
 fn shm_counters_t3k_mesh() {
     shm_counters_equal_the_tracers("t3k");
 }
+
+/// With a program run (ttnn.add): its circular buffers are live at the hold too, but only the
+/// buffer counters are compared (tt-metal's `cb_allocated` counts a CB once per core of its core
+/// range, tt-tracer once per CB: tests/ttnn/README.md).
+#[test]
+fn shm_counters_after_a_program() {
+    shm_counters_equal_the_tracers("add_fd");
+}
