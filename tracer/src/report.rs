@@ -6,10 +6,10 @@ use serde::Serialize;
 
 use crate::{
     collector::{
+        ledger::MeshLedger,
         memory::{BufferType, CircularBuffers, MemoryBooks, Outstanding},
         Cgroup, Cleanup, Collector, CoreType, DeviceLedger, Kernels, ProcessLedger, Record, Tally,
     },
-    collector::ledger::MeshLedger,
     roles::Role,
 };
 
@@ -760,7 +760,10 @@ pub fn record_line(r: &Record) -> String {
             buffer_type,
             owner,
             ..
-        } => format!("[{pid}/{tid}] {} bank built for {owner}", buffer_type.name()),
+        } => format!(
+            "[{pid}/{tid}] {} bank built for {owner}",
+            buffer_type.name()
+        ),
         Record::BufferAllocated {
             pid,
             tid,

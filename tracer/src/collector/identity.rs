@@ -59,7 +59,14 @@ impl Cgroup {
             .filter_map(|l| {
                 let mut it = l.splitn(3, ':');
                 let (id, controllers, path) = (it.next()?, it.next()?, it.next()?);
-                Some((if id == "0" && controllers.is_empty() { "" } else { controllers }, path))
+                Some((
+                    if id == "0" && controllers.is_empty() {
+                        ""
+                    } else {
+                        controllers
+                    },
+                    path,
+                ))
             })
             .collect();
         let path = lines
@@ -85,7 +92,9 @@ fn container_of_component(p: &str) -> Option<String> {
 
 /// Runtimes' ids are long lowercase hex (64 for docker and containerd).
 fn is_id(s: &str) -> bool {
-    s.len() >= 12 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() >= 12
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 #[cfg(test)]

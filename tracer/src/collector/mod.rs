@@ -759,7 +759,8 @@ mod tests {
         c.apply(&open(pid, dev, chip)).last();
         for _ in 0..2 {
             c.apply(&write(pid, Origin::Fabric, chip, FABRIC)).last();
-            c.apply(&write(pid, Origin::Dispatch, chip, DISPATCH)).last();
+            c.apply(&write(pid, Origin::Dispatch, chip, DISPATCH))
+                .last();
         }
     }
 
@@ -824,13 +825,15 @@ mod tests {
         let mut c = Collector::new();
         healthy_device(&mut c, 10, 0xd0, 0);
         healthy_device(&mut c, 10, 0xd1, 1);
-        let r = c.apply(&ev(
-            10,
-            EventKind::Call,
-            Some(Role::DeviceClose),
-            Origin::Application,
-            &[0xd1],
-        )).last();
+        let r = c
+            .apply(&ev(
+                10,
+                EventKind::Call,
+                Some(Role::DeviceClose),
+                Origin::Application,
+                &[0xd1],
+            ))
+            .last();
         match r {
             Some(Record::DeviceClosed {
                 chip: 1, released, ..
@@ -848,7 +851,8 @@ mod tests {
             Some(Role::DeviceClose),
             Origin::Application,
             &[0xee],
-        )).last();
+        ))
+        .last();
         assert_eq!(c.processes().next().unwrap().unmatched, 1);
     }
 
@@ -857,13 +861,15 @@ mod tests {
         let mut c = Collector::new();
         healthy_device(&mut c, 12345, 0xd0, 0);
         c.apply(&write(12345, Origin::Application, 0, 3000)).last();
-        let r = c.apply(&ev(
-            12345,
-            EventKind::ProcessExit,
-            None,
-            Origin::Application,
-            &[9],
-        )).last();
+        let r = c
+            .apply(&ev(
+                12345,
+                EventKind::ProcessExit,
+                None,
+                Origin::Application,
+                &[9],
+            ))
+            .last();
         let Some(Record::ProcessExited(cl)) = r else {
             panic!("{r:?}")
         };
@@ -898,7 +904,8 @@ mod tests {
             None,
             Origin::Application,
             &[0],
-        )).last();
+        ))
+        .last();
         let mut again = write(5, Origin::Application, 0, 10);
         again.instance = 99;
         c.apply(&again).last();
@@ -976,16 +983,19 @@ mod tests {
             TOKEN,
             &[],
             (Origin::Application, 0),
-        )).last();
+        ))
+        .last();
         for (dev, chip) in [(0xd0, 0), (0xd1, 1)] {
-            c.apply(&with(open(pid, dev, chip), Origin::MeshOpen, TOKEN)).last();
+            c.apply(&with(open(pid, dev, chip), Origin::MeshOpen, TOKEN))
+                .last();
             c.apply(&enter(
                 Role::DeviceAllocator,
                 Origin::DeviceAllocator,
                 dev,
                 &[],
                 (Origin::MeshOpen, TOKEN),
-            )).last();
+            ))
+            .last();
             let bank = ev(
                 pid,
                 EventKind::Call,
@@ -1001,7 +1011,8 @@ mod tests {
             0x1111,
             &[0x2222],
             (Origin::MeshOpen, TOKEN),
-        )).last();
+        ))
+        .last();
         for (bank, ty) in [(0xb1, 0), (0xb2, 1)] {
             let e = ev(
                 pid,
@@ -1032,14 +1043,16 @@ mod tests {
             Some(Role::BankFree),
             Origin::Application,
             &[0xb1, 0x2000],
-        )).last();
+        ))
+        .last();
         c.apply(&ev(
             pid,
             EventKind::Call,
             Some(Role::BankFree),
             Origin::Application,
             &[0xb1, 0x9999],
-        )).last();
+        ))
+        .last();
         // Mesh close: outstanding buffers listed, then tt-metal clears the banks.
         c.apply(&ev(
             pid,
@@ -1047,14 +1060,16 @@ mod tests {
             Some(Role::MeshClose),
             Origin::Application,
             &[0x2222],
-        )).last();
+        ))
+        .last();
         c.apply(&ev(
             pid,
             EventKind::Call,
             Some(Role::BankFreeAll),
             Origin::Application,
             &[0xb1],
-        )).last();
+        ))
+        .last();
 
         let p = c.processes().next().unwrap();
         let mesh = &p.meshes[&1];
@@ -1094,13 +1109,16 @@ mod tests {
         );
 
         // The L1 buffer is still live at exit: a leak of the mesh.
-        let Some(Record::ProcessExited(cl)) = c.apply(&ev(
-            pid,
-            EventKind::ProcessExit,
-            None,
-            Origin::Application,
-            &[9],
-        )).last() else {
+        let Some(Record::ProcessExited(cl)) = c
+            .apply(&ev(
+                pid,
+                EventKind::ProcessExit,
+                None,
+                Origin::Application,
+                &[9],
+            ))
+            .last()
+        else {
             panic!()
         };
         assert_eq!(cl.leaks.len(), 1);
@@ -1122,7 +1140,8 @@ mod tests {
                 Some(Role::CbAllocate),
                 Origin::Application,
                 &[0x100, 4096, 0xd1],
-            )).last();
+            ))
+            .last();
         }
         c.apply(&ev(
             3,
@@ -1130,14 +1149,16 @@ mod tests {
             Some(Role::CbFreeAll),
             Origin::Application,
             &[0xd1],
-        )).last();
+        ))
+        .last();
         c.apply(&ev(
             3,
             EventKind::Call,
             Some(Role::CbAllocate),
             Origin::Application,
             &[0x100, 4096, 0xee],
-        )).last();
+        ))
+        .last();
         let p = c.processes().next().unwrap();
         let cb = p.devices[&1].circular_buffers;
         assert_eq!(
@@ -1231,7 +1252,8 @@ mod tests {
             Some(Role::BankFree),
             Origin::Application,
             &[0xb0, 0x8000],
-        )).last();
+        ))
+        .last();
         let p = c.processes().next().unwrap();
         assert_eq!(
             p.devices[&0].resident.program_buffers,
@@ -1242,13 +1264,16 @@ mod tests {
         );
         assert_eq!(p.devices[&0].memory.by_type[&BufferType::Dram].frees, 0);
         // The exit releases the rest, and lists only the ordinary buffer as a leak.
-        let Some(Record::ProcessExited(cl)) = c.apply(&ev(
-            pid,
-            EventKind::ProcessExit,
-            None,
-            Origin::Application,
-            &[0],
-        )).last() else {
+        let Some(Record::ProcessExited(cl)) = c
+            .apply(&ev(
+                pid,
+                EventKind::ProcessExit,
+                None,
+                Origin::Application,
+                &[0],
+            ))
+            .last()
+        else {
             panic!()
         };
         assert_eq!(
@@ -1406,7 +1431,8 @@ mod tests {
             Some(Role::BankNew),
             Origin::Application,
             &[0xb1, 0],
-        )).last();
+        ))
+        .last();
         for addr in [0x1000, 0x2000, 0x3000] {
             let mut e = ev(
                 1,
@@ -1425,7 +1451,8 @@ mod tests {
                 Some(Role::CbAllocate),
                 Origin::Application,
                 &[0x100, u64::MAX, 0xd0],
-            )).last();
+            ))
+            .last();
         }
         for (kind, ts) in [
             (EventKind::ContextEnter, 0),
@@ -1453,7 +1480,8 @@ mod tests {
             None,
             Origin::Application,
             &[0],
-        )).last();
+        ))
+        .last();
         let report = crate::report::Report::new(&c, &[], BTreeMap::new(), 0);
         assert!(report.to_text().contains("leaked:"));
     }
@@ -1548,7 +1576,10 @@ mod tests {
                 cgroup: None,
             },
         );
-        assert_eq!(c.processes().next().unwrap().comm.as_deref(), Some("worker"));
+        assert_eq!(
+            c.processes().next().unwrap().comm.as_deref(),
+            Some("worker")
+        );
         assert_eq!(c.pending_len(), 0);
     }
 

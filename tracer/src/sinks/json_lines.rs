@@ -181,8 +181,13 @@ mod tests {
             JsonLines::rotate(&mut j).unwrap();
         }
         Sink::record(&mut j, &rec(0));
-        j.finish(&Report::new(&Default::default(), &[], Default::default(), 0))
-            .unwrap();
+        j.finish(&Report::new(
+            &Default::default(),
+            &[],
+            Default::default(),
+            0,
+        ))
+        .unwrap();
         assert_eq!(lines(&path), 1);
         assert_eq!(lines(&numbered(&path, 1)), 4, "the newest rotated file");
         assert_eq!(lines(&numbered(&path, 2)), 3);
@@ -195,14 +200,17 @@ mod tests {
         let d = dir("cap");
         let path = d.join("events.jsonl");
         let line = serde_json::to_vec(&rec(0)).unwrap().len() as u64 + 1;
-        let mut j = JsonLines::create(&path)
-            .unwrap()
-            .max_bytes(Some(3 * line));
+        let mut j = JsonLines::create(&path).unwrap().max_bytes(Some(3 * line));
         for _ in 0..7 {
             Sink::record(&mut j, &rec(0));
         }
-        j.finish(&Report::new(&Default::default(), &[], Default::default(), 0))
-            .unwrap();
+        j.finish(&Report::new(
+            &Default::default(),
+            &[],
+            Default::default(),
+            0,
+        ))
+        .unwrap();
         assert_eq!(lines(&path), 1);
         assert_eq!(lines(&numbered(&path, 1)), 3);
         assert_eq!(lines(&numbered(&path, 2)), 3);
