@@ -6,6 +6,15 @@
 //! it never looks into the collector. Series of an ended process stay for a grace period (so a
 //! scrape sees how it ended), then are removed, so cardinality is bounded by the processes alive
 //! or recently ended. Every family is documented in docs/metrics.md.
+//!
+//! A session wires it as (inside its tokio runtime, which must keep being polled for the server
+//! to answer):
+//!
+//! ```ignore
+//! let exporter = MetricsExporter::bind_with_grace(addr, Duration::from_secs(grace)).await?;
+//! sinks.push(exporter.sink());                      // every record, then the final report
+//! exporter.update_health(&lost, events, malformed); // whenever the reader's counters move
+//! ```
 
 mod server;
 
@@ -20,7 +29,7 @@ use prometheus_client::{
     registry::{Metric, Registry},
 };
 
-pub use self::server::{MetricsError, MetricsExporter};
+pub use self::server::{MetricsError, MetricsExporter, MetricsSink};
 use crate::{
     collector::{identity::Cgroup, memory::BufferType, Cleanup, ExitStatus, KernelClass, Record},
     report::Report,

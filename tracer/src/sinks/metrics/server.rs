@@ -88,14 +88,22 @@ impl MetricsExporter {
         self.lock().update_health(counters, events, malformed);
     }
 
+    /// A handle on the same state, to give the session's [`crate::sinks::Sinks`] while the
+    /// exporter (and its server) stays with the caller, who can still call
+    /// [`Self::update_health`].
+    pub fn sink(&self) -> MetricsSink {
+        MetricsSink {
+            state: self.state.clone(),
+        }
+    }
+
     /// What a scrape would get now.
     pub fn render(&self) -> String {
         self.lock().render(Instant::now())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MetricsState> {
-        // A panic while holding the lock leaves figures that are still figures: keep serving.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 }
 
@@ -110,6 +118,36 @@ impl Sink for MetricsExporter {
         MetricsExporter::finish(self, report);
         Ok(())
     }
+}
+
+/// The exporter's state as a sink ([`MetricsExporter::sink`]); the server keeps running for as
+/// long as the [`MetricsExporter`] lives.
+#[derive(Clone, Debug)]
+pub struct MetricsSink {
+    state: Arc<Mutex<MetricsState>>,
+}
+
+impl MetricsSink {
+    /// As [`MetricsExporter::update_health`].
+    pub fn update_health(&self, counters: &BTreeMap<&str, u64>, events: u64, malformed: u64) {
+        lock(&self.state).update_health(counters, events, malformed);
+    }
+}
+
+impl Sink for MetricsSink {
+    fn record(&mut self, r: &Record) {
+        lock(&self.state).record(r, Instant::now());
+    }
+
+    fn finish(&mut self, report: &Report) -> crate::Result<()> {
+        lock(&self.state).finish(report);
+        Ok(())
+    }
+}
+
+/// A panic while holding the lock leaves figures that are still figures: keep serving.
+fn lock(state: &Mutex<MetricsState>) -> std::sync::MutexGuard<'_, MetricsState> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for MetricsExporter {
@@ -169,10 +207,7 @@ async fn answer(mut stream: TcpStream, state: Arc<Mutex<MetricsState>>) -> std::
     let with_body = method != "HEAD";
     match (method, path) {
         ("GET" | "HEAD", "/metrics") => {
-            let body = state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .render(Instant::now());
+            let body = lock(&state).render(Instant::now());
             respond(&mut stream, "200 OK", CONTENT_TYPE, &body, with_body).await
         }
         ("GET" | "HEAD", "/") => {

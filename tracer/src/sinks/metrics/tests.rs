@@ -4,7 +4,10 @@ use std::{
 };
 
 use super::*;
-use crate::collector::{memory::Outstanding, Kernels, Leak};
+use crate::{
+    collector::{memory::Outstanding, Kernels, Leak},
+    sinks::Sink as _,
+};
 
 fn kernel(pid: u32, chip: i64, class: KernelClass, bytes: u64) -> Record {
     Record::KernelLoaded {
@@ -417,10 +420,12 @@ fn exporter_on_a_thread(
                 }
             };
             let _ = addr_tx.send(Ok(exporter.local_addr()));
-            // Feed whatever arrives; stop when the test drops its sender.
+            // Fed as the session feeds its sinks; stop when the test drops its sender.
+            let mut sinks = crate::sinks::Sinks::new();
+            sinks.push(exporter.sink());
             loop {
                 match rec_rx.try_recv() {
-                    Ok(records) => records.iter().for_each(|r| exporter.record(r)),
+                    Ok(records) => records.iter().for_each(|r| sinks.record(r)),
                     Err(std::sync::mpsc::TryRecvError::Empty) => {
                         tokio::time::sleep(Duration::from_millis(20)).await
                     }
