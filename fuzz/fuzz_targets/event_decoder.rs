@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use tracer_common::Event;
 use tt_tracer::{
     collector::Collector,
-    report::{self, Report},
+    report::{self, LibraryInfo, Report},
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
             malformed += 1;
             continue;
         };
-        if let Some(rec) = collector.apply(&ev) {
+        for rec in collector.apply(&ev) {
             // What `-v` and `--events-file` print for it.
             let _ = report::record_line(&rec);
             serde_json::to_string(&rec).expect("a record serialises");
@@ -35,13 +35,13 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = collector.live_count();
     let lost = BTreeMap::from([("payload_ring_full", 0), ("lifecycle_ring_full", 1)]);
-    let report = Report::new(
-        &collector,
-        "fuzz.so".into(),
-        Some("00".into()),
-        lost,
-        malformed,
-    );
+    let library = LibraryInfo {
+        id: 1,
+        path: "fuzz.so".into(),
+        build_id: Some("00".into()),
+        catalog: "built-in".into(),
+    };
+    let report = Report::new(&collector, &[library], lost, malformed);
     let _ = report.to_text();
     serde_json::to_string(&report).expect("the report serialises");
 });

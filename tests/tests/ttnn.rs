@@ -3,7 +3,7 @@
 //! workload takes from tt-metal itself (graph capture, `reports.get_buffers`, `get_memory_view`;
 //! tests/ttnn/README.md), never with numbers from an earlier run.
 
-use std::{path::PathBuf, process::Command, sync::OnceLock, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, process::Command, sync::OnceLock, time::Duration};
 
 use integration_tests::*;
 use serde_json::Value;
@@ -442,4 +442,178 @@ fn attach_to_a_running_ttnn_process() {
     assert_eq!(s.traced.report["processes"].as_array().unwrap().len(), 1);
     assert_ledger_matches_oracle(&s);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// tt-metal's own per-chip counters (`/dev/shm/tt_device_*_memory`, written by tt-metal itself
+/// when `TT_METAL_SHM_TRACKING_DISABLED` is unset) at the hold point, against the live bytes
+/// tt-tracer's records give for each chip at that moment: equal, byte for byte, per type.
+fn shm_counters_equal_the_tracers(name: &str) {
+    use test_support::tt_metal_shm;
+    require_root();
+    let t = ttnn();
+    // Regions persist after their processes; an attached one means another tt-metal process
+    // runs, whose bytes would be in the same chip counters.
+    let busy = tt_metal_shm::remove_unused_regions().unwrap();
+    assert!(
+        busy.is_empty(),
+        "another tt-metal process is using {busy:?}: its counters would mix with this run's"
+    );
+    let dir = run_dir(&format!("shm-{name}"));
+    let (oracle_path, hold) = (dir.join("oracle.json"), dir.join("hold"));
+    let (workload, op, hp, rd) = (
+        workspace_root().join("tests/ttnn/workload.py"),
+        oracle_path.display().to_string(),
+        hold.display().to_string(),
+        dir.join("run").display().to_string(),
+    );
+    let workload = workload.display().to_string();
+    let argv = [
+        "run",
+        "--lib",
+        &t.lib,
+        "--",
+        &t.python,
+        &workload,
+        name,
+        "--shm-tracking",
+        "--oracle",
+        &op,
+        "--hold-file",
+        &hp,
+        "--run-dir",
+        &rd,
+    ];
+    let env: Vec<(&str, &str)> = t
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let child = spawn_trace(&argv, &env).unwrap();
+    wait_for_hold(&hold, Duration::from_secs(120));
+    // The workload waits at the hold: every allocation so far has a timestamp before this.
+    let at_hold = monotonic_ns();
+    let regions = tt_metal_shm::regions().unwrap();
+    let pid: i32 = std::fs::read_to_string(&hold)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::fs::remove_file(&hold).unwrap();
+    let traced = child.wait().unwrap();
+    let _ = tt_metal_shm::remove_unused_regions();
+    let oracle: Value =
+        serde_json::from_str(&std::fs::read_to_string(&oracle_path).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(traced.status.code(), Some(0), "{}", traced.stderr);
+    assert!(
+        !regions.is_empty(),
+        "tt-metal wrote no /dev/shm/tt_device_*_memory"
+    );
+    for (path, r) in &regions {
+        let pids: Vec<i32> = r.processes.keys().copied().collect();
+        assert_eq!(pids, [pid], "{path}: attached processes");
+    }
+    let shm = tt_metal_shm::per_chip(&regions);
+
+    // tt-tracer at the hold: each allocator's last live bytes per type, on its chips.
+    let events: Vec<&Value> = traced
+        .events
+        .iter()
+        .filter(|e| e["pid"] == pid && e["ts_ns"].as_u64().is_some_and(|ts| ts <= at_hold))
+        .collect();
+    let mut mesh_chips: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    let mut live: BTreeMap<(Option<u64>, Option<u64>, String), u64> = BTreeMap::new();
+    for e in &events {
+        match e["record"].as_str().unwrap_or_default() {
+            "mesh_opened" => {
+                let chips = e["chips"].as_array().unwrap().iter().map(u).collect();
+                mesh_chips.insert(u(&e["mesh"]), chips);
+            }
+            "buffer_allocated" | "buffer_freed" | "buffers_cleared" => {
+                let key = (
+                    e["chip"].as_u64(),
+                    e["mesh"].as_u64(),
+                    e["buffer_type"].as_str().unwrap().to_string(),
+                );
+                live.insert(key, u(&e["live_bytes"]));
+            }
+            _ => {}
+        }
+    }
+    let mut tracer: BTreeMap<u64, BTreeMap<String, u64>> = BTreeMap::new();
+    for ((chip, mesh, ty), bytes) in &live {
+        let chips = match (chip, mesh) {
+            (Some(c), _) => vec![*c],
+            (None, Some(m)) => mesh_chips
+                .get(m)
+                .unwrap_or_else(|| panic!("mesh {m} has buffers but no mesh_opened record"))
+                .clone(),
+            (None, None) => panic!("{ty} buffers of no known allocator in {name}"),
+        };
+        for c in chips {
+            *tracer.entry(c).or_default().entry(ty.clone()).or_default() += bytes;
+        }
+    }
+    let oracle_chips: Vec<u64> = oracle["chips"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|c| c.parse().unwrap())
+        .collect();
+    let shm_chips: Vec<u64> = shm.keys().map(|c| *c as u64).collect();
+    assert_eq!(shm_chips, oracle_chips, "chips tt-metal's counters cover");
+    let mut nonzero = 0;
+    for (chip, a) in &shm {
+        let of = |ty: &str| {
+            tracer
+                .get(&(*chip as u64))
+                .and_then(|t| t.get(ty))
+                .copied()
+                .unwrap_or(0)
+        };
+        for (ty, theirs) in [
+            ("DRAM", a.dram),
+            ("L1", a.l1),
+            ("L1_SMALL", a.l1_small),
+            ("TRACE", a.trace),
+        ] {
+            println!(
+                "{name}: chip {chip} {ty}: tt-metal {theirs}, tt-tracer {}",
+                of(ty)
+            );
+            assert_eq!(
+                of(ty),
+                theirs,
+                "{name}: chip {chip} live {ty} bytes at the hold"
+            );
+            nonzero += (theirs > 0) as u32;
+        }
+    }
+    assert!(
+        nonzero > 0,
+        "{name}: nothing live at the hold: the comparison proves nothing"
+    );
+}
+
+#[test]
+fn shm_counters_single_chip() {
+    shm_counters_equal_the_tracers("tensor");
+}
+
+#[test]
+fn shm_counters_n300_mesh() {
+    shm_counters_equal_the_tracers("n300");
+}
+
+#[test]
+fn shm_counters_t3k_mesh() {
+    shm_counters_equal_the_tracers("t3k");
+}
+
+/// With a program run (ttnn.add): its circular buffers are live at the hold too, but only the
+/// buffer counters are compared (tt-metal's `cb_allocated` counts a CB once per core of its core
+/// range, tt-tracer once per CB: tests/ttnn/README.md).
+#[test]
+fn shm_counters_after_a_program() {
+    shm_counters_equal_the_tracers("add_fd");
 }

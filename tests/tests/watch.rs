@@ -66,7 +66,7 @@ fn fresh_copy() -> (PathBuf, PathBuf) {
     (dir.join("libtt_metal.so"), dir.join("tt_driver"))
 }
 
-fn process<'a>(report: &'a Value, pid: u64) -> &'a Value {
+fn process(report: &Value, pid: u64) -> &Value {
     report["processes"]
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["pid"] == pid))
@@ -82,7 +82,11 @@ fn assert_standin_process(report: &Value, pid: u64, devices: u64, app: (u64, u64
     for (chip, d) in ds {
         let loaded = &d["loaded"];
         let what = format!("pid {pid} chip {chip}");
-        assert_eq!(tally(&loaded["fabric"]), (2, 2 * FABRIC_BYTES), "{what} fabric");
+        assert_eq!(
+            tally(&loaded["fabric"]),
+            (2, 2 * FABRIC_BYTES),
+            "{what} fabric"
+        );
         assert_eq!(
             tally(&loaded["dispatch"]),
             (2, 2 * DISPATCH_BYTES),
@@ -156,13 +160,22 @@ fn watch_traces_processes_from_before_and_after_it_and_from_two_library_files() 
     let dl = python(DLOPEN_AND_OPEN, &[&s.lib], &["2"])
         .output()
         .expect("python dlopen");
-    assert!(dl.status.success(), "{}", String::from_utf8_lossy(&dl.stderr));
+    assert!(
+        dl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dl.stderr)
+    );
     let early = early.wait_with_output().expect("early driver");
     assert!(early.status.success());
     std::thread::sleep(Duration::from_millis(200));
     stop(&mut watch);
     let t = watch.wait_with(String::new()).expect("watch report");
-    assert!(t.status.success(), "watch exit: {:?}\n{}", t.status, t.stderr);
+    assert!(
+        t.status.success(),
+        "watch exit: {:?}\n{}",
+        t.status,
+        t.stderr
+    );
     t.assert_nothing_lost();
 
     let early_out = String::from_utf8_lossy(&early.stdout).to_string();
@@ -209,8 +222,15 @@ fn a_process_that_dlopens_a_new_library_and_opens_a_device_at_once_misses_nothin
         let out = python(DLOPEN_AND_OPEN, &[&lib], &[&devices.to_string()])
             .output()
             .expect("python dlopen");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        pids.push((tagged_pids(&String::from_utf8_lossy(&out.stdout), "DLOPEN ")[0], devices));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pids.push((
+            tagged_pids(&String::from_utf8_lossy(&out.stdout), "DLOPEN ")[0],
+            devices,
+        ));
     }
     std::thread::sleep(Duration::from_millis(200));
     stop(&mut watch);
@@ -266,25 +286,49 @@ fn run_without_lib_traces_every_descendant() {
 fn run_without_lib_matches_run_with_lib() {
     require_root();
     let s = standin();
-    let args = ["--devices", "2", "--program-kernels", "2", "--buffers", "3", "--cbs", "2"];
-    let with: Vec<&str> = ["run", "--lib", s.lib.to_str().unwrap(), "--", s.driver.to_str().unwrap()]
-        .into_iter()
-        .chain(args)
-        .collect();
+    let args = [
+        "--devices",
+        "2",
+        "--program-kernels",
+        "2",
+        "--buffers",
+        "3",
+        "--cbs",
+        "2",
+    ];
+    let with: Vec<&str> = [
+        "run",
+        "--lib",
+        s.lib.to_str().unwrap(),
+        "--",
+        s.driver.to_str().unwrap(),
+    ]
+    .into_iter()
+    .chain(args)
+    .collect();
     let without: Vec<&str> = ["run", "--", s.driver.to_str().unwrap()]
         .into_iter()
         .chain(args)
         .collect();
     let a = trace(&with, &[]).expect("run --lib");
     let b = trace(&without, &[]).expect("run");
-    assert!(a.status.success() && b.status.success(), "{}\n{}", a.stderr, b.stderr);
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}\n{}",
+        a.stderr,
+        b.stderr
+    );
     let strip = |t: &Traced| {
         let pid = num(&t.driver(), "pid");
         let mut p = t.process(pid).clone();
         normalise(&mut p);
         p
     };
-    assert_eq!(strip(&a), strip(&b), "the same ledger with and without --lib");
+    assert_eq!(
+        strip(&a),
+        strip(&b),
+        "the same ledger with and without --lib"
+    );
 }
 
 /// Drops what differs between two runs of the same workload: times, pids, addresses of
@@ -343,11 +387,15 @@ fn five_hundred_short_processes_under_one_watch() {
         if batch == 24 || batch == 124 {
             // Let the tracer catch up with the exits before measuring.
             let n = pids.len();
-            wait_until("the tracer reports every exit", Duration::from_secs(30), || {
-                std::fs::read_to_string(watch_events(&watch))
-                    .map(|t| t.matches("\"process_exited\"").count() >= n)
-                    .unwrap_or(false)
-            });
+            wait_until(
+                "the tracer reports every exit",
+                Duration::from_secs(30),
+                || {
+                    std::fs::read_to_string(watch_events(&watch))
+                        .map(|t| t.matches("\"process_exited\"").count() >= n)
+                        .unwrap_or(false)
+                },
+            );
             rss_at.push(rss());
         }
     }
@@ -378,4 +426,3 @@ fn five_hundred_short_processes_under_one_watch() {
 fn watch_events(t: &TraceChild) -> PathBuf {
     t.events_path().to_path_buf()
 }
-

@@ -64,7 +64,6 @@ pub static KERNEL: KernelOffsets = KernelOffsets::ALL_UNKNOWN;
 #[unsafe(no_mangle)]
 pub static TRACE_ALL: u32 = 0;
 
-
 /// This tracer's own process: never stopped, never traced.
 #[unsafe(no_mangle)]
 pub static TRACER_TGID: u32 = 0;

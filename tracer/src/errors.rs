@@ -89,3 +89,25 @@ impl From<aya::EbpfError> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Why a library could not be traced, as one short label (a metric label, where the full
+    /// message with its path would make a series per file).
+    pub fn library_refusal(&self) -> &'static str {
+        match self {
+            Error::Io { .. }
+            | Error::IsDirectory { .. }
+            | Error::NotRegularFile { .. }
+            | Error::TooLarge { .. } => "unreadable",
+            Error::NotElf { .. } | Error::WrongArchitecture { .. } => "not_x86_64_elf",
+            Error::NoSymbols { .. } => "no_symbols",
+            Error::SymbolsOnly { .. } => "symbols_only",
+            Error::NotTtMetal { .. } => "not_tt_metal",
+            Error::MissingRoles { .. } => "missing_roles",
+            Error::Ebpf(_) | Error::Program { .. } | Error::Map { .. } | Error::Attach { .. } => {
+                "kernel_refused"
+            }
+            _ => "other",
+        }
+    }
+}

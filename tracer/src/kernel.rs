@@ -94,7 +94,7 @@ fn find_member(btf: &btf_rs::Btf, s: &btf_rs::Struct, member: &str, base: u32) -
     for m in &s.members {
         let bits = base + m.bit_offset();
         match btf.resolve_name(m).ok().as_deref() {
-            Some(name) if name == member => return (bits % 8 == 0).then_some(bits / 8),
+            Some(name) if name == member => return bits.is_multiple_of(8).then_some(bits / 8),
             Some("") | None => {
                 if let Ok(btf_rs::Type::Struct(inner) | btf_rs::Type::Union(inner)) =
                     btf.resolve_chained_type(m)
@@ -113,7 +113,10 @@ fn find_member(btf: &btf_rs::Btf, s: &btf_rs::Struct, member: &str, base: u32) -
 /// Mounts tracefs at /sys/kernel/tracing if no tracefs is mounted (the syscall tracepoints
 /// are found there); a host without it mounted is common in containers and minimal images.
 pub(crate) fn ensure_tracefs() -> Result<()> {
-    const MOUNTED: [&str; 2] = ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"];
+    const MOUNTED: [&str; 2] = [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ];
     if MOUNTED.iter().any(|p| std::path::Path::new(p).is_dir()) {
         return Ok(());
     }
@@ -145,6 +148,9 @@ mod tests {
         for off in [k.task_exit_code, k.task_pid, k.task_tgid, k.task_files] {
             assert!(off > 0 && off < 16384, "{k:?}");
         }
-        assert!(k.task_pid + 4 == k.task_tgid, "pid and tgid are adjacent: {k:?}");
+        assert!(
+            k.task_pid + 4 == k.task_tgid,
+            "pid and tgid are adjacent: {k:?}"
+        );
     }
 }

@@ -19,5 +19,6 @@ pub mod report;
 pub mod resolve;
 pub mod roles;
 pub mod session;
+pub mod sinks;
 
 pub use errors::{Error, Result};

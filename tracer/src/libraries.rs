@@ -12,6 +12,7 @@ use tracer_common::{FileId, LibraryState};
 
 use crate::{
     catalog::Catalog,
+    collector::Record,
     errors::{Error, Result},
     loader::Probes,
     resolve::{self, Resolution},
@@ -38,6 +39,26 @@ pub struct RefusedLibrary {
     pub reason: String,
 }
 
+/// How a library file came to be armed: said in its [`Record::LibraryTraced`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FoundBy {
+    /// Named by the user (`--lib`).
+    Named,
+    /// Mapped by a process already running when tracing started.
+    Mapped { pid: u32 },
+    /// Being loaded by a process, stopped since `since_ns` (CLOCK_MONOTONIC) until armed.
+    Loaded { pid: u32, since_ns: u64 },
+}
+
+impl FoundBy {
+    fn pid(self) -> Option<u32> {
+        match self {
+            FoundBy::Named => None,
+            FoundBy::Mapped { pid } | FoundBy::Loaded { pid, .. } => Some(pid),
+        }
+    }
+}
+
 /// What [`Libraries::arm`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Armed {
@@ -57,6 +78,8 @@ pub struct Libraries {
     traced: Vec<TracedLibrary>,
     refused: Vec<RefusedLibrary>,
     by_file: HashMap<FileId, Armed>,
+    /// Records of libraries armed or refused, for the session to pass on.
+    notices: Vec<Record>,
 }
 
 impl Libraries {
@@ -68,6 +91,7 @@ impl Libraries {
             traced: Vec::new(),
             refused: Vec::new(),
             by_file: HashMap::new(),
+            notices: Vec::new(),
         }
     }
 
@@ -87,6 +111,22 @@ impl Libraries {
         self.traced.iter().find(|l| l.id == id)
     }
 
+    /// Records that arming the file at `path` failed in the kernel, for a process that goes on
+    /// untraced.
+    pub fn notice_refused(&mut self, path: &Path, error: &Error, pid: u32) {
+        self.notices.push(Record::LibraryRefused {
+            path: path.display().to_string(),
+            reason: error.to_string(),
+            cause: error.library_refusal(),
+            pid: Some(pid),
+        });
+    }
+
+    /// Library records (traced, refused) not yet passed on.
+    pub fn take_notices(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.notices)
+    }
+
     /// What became of `file` already, if anything.
     pub fn state(&self, file: FileId) -> Option<Armed> {
         self.by_file.get(&file).copied()
@@ -102,6 +142,7 @@ impl Libraries {
         open: &Path,
         shown: &Path,
         also: Option<FileId>,
+        found_by: FoundBy,
     ) -> Result<Armed> {
         let file = file_id(open)?;
         if let Some(done) = self.by_file.get(&file).copied() {
@@ -111,9 +152,18 @@ impl Libraries {
             });
         }
         let outcome = match self.attach(probes, open, shown, file) {
-            Ok(id) => Armed::New(id),
+            Ok(id) => {
+                self.notice_traced(id, found_by);
+                Armed::New(id)
+            }
             Err(e @ Error::Attach { .. }) => return Err(e),
             Err(e) => {
+                self.notices.push(Record::LibraryRefused {
+                    path: shown.display().to_string(),
+                    reason: e.to_string(),
+                    cause: e.library_refusal(),
+                    pid: found_by.pid(),
+                });
                 self.refused.push(RefusedLibrary {
                     path: shown.to_path_buf(),
                     file,
@@ -146,12 +196,38 @@ impl Libraries {
             return Ok(id);
         }
         let id = self.attach_resolved(probes, path, path, file, resolution)?;
+        self.notice_traced(id, FoundBy::Named);
         probes.mark_library(file, LibraryState::Armed)?;
         self.by_file.insert(file, Armed::New(id));
         Ok(id)
     }
 
-    fn attach(&mut self, probes: &mut Probes, open: &Path, shown: &Path, file: FileId) -> Result<u16> {
+    fn notice_traced(&mut self, id: u16, found_by: FoundBy) {
+        let Some(l) = self.get(id) else { return };
+        let stopped_ns = match found_by {
+            FoundBy::Loaded { since_ns, .. } => {
+                Some(crate::kernel::monotonic_ns().saturating_sub(since_ns))
+            }
+            _ => None,
+        };
+        let record = Record::LibraryTraced {
+            id,
+            path: l.path.display().to_string(),
+            build_id: l.build_id.clone(),
+            probes: l.probes,
+            pid: found_by.pid(),
+            stopped_ns,
+        };
+        self.notices.push(record);
+    }
+
+    fn attach(
+        &mut self,
+        probes: &mut Probes,
+        open: &Path,
+        shown: &Path,
+        file: FileId,
+    ) -> Result<u16> {
         let mut resolution = resolve::resolve_file(open, &self.catalog)?;
         resolution.library = shown.to_path_buf();
         match resolution.ensure_complete() {
@@ -210,7 +286,11 @@ pub fn mapped_by_running_processes(name: &str) -> Vec<(u32, PathBuf, PathBuf)> {
     };
     let me = std::process::id();
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid == me {

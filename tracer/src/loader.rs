@@ -129,12 +129,11 @@ impl Probes {
         }
         if opts.discover.is_some() {
             kernel::ensure_tracefs()?;
-            for name in ["sys_enter_mmap"] {
-                let tp: &mut TracePoint = program(&mut ebpf, name)?;
-                tp.load().map_err(|source| prog_err(name, source))?;
-                tp.attach("syscalls", name)
-                    .map_err(|source| prog_err(name, source))?;
-            }
+            let name = "sys_enter_mmap";
+            let tp: &mut TracePoint = program(&mut ebpf, name)?;
+            tp.load().map_err(|source| prog_err(name, source))?;
+            tp.attach("syscalls", name)
+                .map_err(|source| prog_err(name, source))?;
         }
         for name in ["tt_entry", "tt_return"] {
             let p: &mut UProbe = program(&mut ebpf, name)?;

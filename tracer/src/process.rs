@@ -291,6 +291,18 @@ fn drop_privileges(c: Credentials) -> Result<()> {
     Ok(())
 }
 
+/// Who process `pid` is, from /proc (its command name and control group); what cannot be read
+/// (the process is gone) stays unknown.
+pub fn info(pid: u32) -> crate::collector::ProcessInfo {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim_end_matches('\n').to_string());
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .and_then(|t| crate::collector::Cgroup::from_proc_cgroup(&t));
+    crate::collector::ProcessInfo { comm, cgroup }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

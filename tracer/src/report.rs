@@ -6,66 +6,207 @@ use serde::Serialize;
 
 use crate::{
     collector::{
-        memory::{MemoryBooks, Outstanding},
-        Cleanup, Collector, Kernels, ProcessLedger, Record, Tally,
+        ledger::MeshLedger,
+        memory::{BufferType, CircularBuffers, MemoryBooks, Outstanding},
+        Cgroup, Cleanup, Collector, CoreType, DeviceLedger, Kernels, ProcessLedger, Record, Tally,
     },
     roles::Role,
 };
 
-#[derive(Debug, Serialize)]
-pub struct Report<'a> {
-    pub schema: u32,
-    pub library: String,
+/// The report's JSON schema (docs/report.md).
+pub const SCHEMA: u32 = 2;
+
+/// A traced library, as the session knows it. Events name it by `id` (`Event::library`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LibraryInfo {
+    pub id: u16,
+    pub path: String,
     pub build_id: Option<String>,
+    /// "built-in", or the path of the catalog file its probes came from.
+    pub catalog: String,
+}
+
+/// The final report. Its own output structs, built from the ledger: what the ledger keeps
+/// internally can change without changing the schema.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub schema: u32,
     /// False when the probes lost anything while tracing: every ledger may then be short.
     pub complete: bool,
-    pub processes: Vec<ProcessReport<'a>>,
+    pub libraries: Vec<LibraryInfo>,
+    pub processes: Vec<ProcessReport>,
     /// Per-CPU loss counters of the probes, summed (all 0 when nothing was lost).
     pub lost: BTreeMap<&'static str, u64>,
     pub events: u64,
     pub unknown_events: u64,
     pub malformed_records: u64,
+    /// Ended processes dropped from the collector's bounded history (not in `processes`).
+    pub history_dropped: u64,
 }
 
 /// One process's ledger, and whether it can be trusted to be whole.
 #[derive(Debug, Serialize)]
-pub struct ProcessReport<'a> {
-    #[serde(flatten)]
-    pub ledger: &'a ProcessLedger,
+pub struct ProcessReport {
+    pub pid: u32,
+    pub instance: u64,
+    /// Id of its library in `libraries` (null if none of its events named one).
+    pub library: Option<u16>,
+    pub library_path: Option<String>,
+    pub build_id: Option<String>,
+    pub comm: Option<String>,
+    pub cgroup: Option<Cgroup>,
     /// False when events were lost while it was traced. The loss counters are per CPU, not
     /// per process, so a loss marks every process of the session.
     pub complete: bool,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub devices: BTreeMap<i64, DeviceReport>,
+    pub meshes: BTreeMap<u32, MeshReport>,
+    pub unattributed: MemoryBooks,
+    pub scratch_banks: u32,
+    pub unattributed_banks: u32,
+    pub unplaced_program_buffers: Tally,
+    pub workloads_enqueued: u64,
+    pub phases: BTreeMap<Role, u64>,
+    pub unmatched: u64,
+    pub exit: Option<Cleanup>,
 }
 
-impl std::ops::Deref for ProcessReport<'_> {
-    type Target = ProcessLedger;
-    fn deref(&self) -> &ProcessLedger {
-        self.ledger
+#[derive(Debug, Serialize)]
+pub struct DeviceReport {
+    pub chip: i64,
+    pub opened_ns: Option<u64>,
+    pub closed_ns: Option<u64>,
+    pub loaded: Kernels,
+    pub resident: Kernels,
+    pub first_load_ns: Option<u64>,
+    pub last_load_ns: Option<u64>,
+    pub memory: MemoryBooks,
+    pub circular_buffers: CircularBuffers,
+    pub outstanding_at_close: Vec<Outstanding>,
+    pub mesh: Option<u32>,
+    pub banks: BTreeMap<BufferType, u32>,
+    pub firmware_by_core: BTreeMap<CoreType, Tally>,
+    pub phases: BTreeMap<Role, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MeshReport {
+    pub index: u32,
+    pub chips: Vec<i64>,
+    pub opened_ns: u64,
+    pub closed_ns: Option<u64>,
+    pub banks: BTreeMap<BufferType, u32>,
+    pub memory: MemoryBooks,
+    pub outstanding_at_close: Vec<Outstanding>,
+}
+
+impl DeviceReport {
+    fn new(d: &DeviceLedger) -> Self {
+        DeviceReport {
+            chip: d.chip,
+            opened_ns: d.opened_ns,
+            closed_ns: d.closed_ns,
+            loaded: d.loaded,
+            resident: d.resident,
+            first_load_ns: d.first_load_ns,
+            last_load_ns: d.last_load_ns,
+            memory: d.memory.clone(),
+            circular_buffers: d.circular_buffers,
+            outstanding_at_close: d.outstanding_at_close.clone(),
+            mesh: d.mesh,
+            banks: d.banks.clone(),
+            firmware_by_core: d.firmware_by_core.clone(),
+            phases: d.phases.clone(),
+        }
     }
 }
 
-impl<'a> Report<'a> {
+impl MeshReport {
+    fn new(m: &MeshLedger) -> Self {
+        MeshReport {
+            index: m.index,
+            chips: m.chips.clone(),
+            opened_ns: m.opened_ns,
+            closed_ns: m.closed_ns,
+            banks: m.banks.clone(),
+            memory: m.memory.clone(),
+            outstanding_at_close: m.outstanding_at_close.clone(),
+        }
+    }
+}
+
+impl ProcessReport {
+    fn new(p: &ProcessLedger, libraries: &[LibraryInfo], complete: bool) -> Self {
+        // With one library traced, a process none of whose events named it (only its exit
+        // was seen) is still that library's.
+        let library = p.library.or(match libraries {
+            [only] => Some(only.id),
+            _ => None,
+        });
+        let lib = library.and_then(|id| libraries.iter().find(|l| l.id == id));
+        ProcessReport {
+            pid: p.pid,
+            instance: p.instance,
+            library,
+            library_path: lib.map(|l| l.path.clone()),
+            build_id: lib.and_then(|l| l.build_id.clone()),
+            comm: p.comm.clone(),
+            cgroup: p.cgroup.clone(),
+            complete,
+            first_ns: p.first_ns,
+            last_ns: p.last_ns,
+            devices: p
+                .devices
+                .iter()
+                .map(|(c, d)| (*c, DeviceReport::new(d)))
+                .collect(),
+            meshes: p
+                .meshes
+                .iter()
+                .map(|(i, m)| (*i, MeshReport::new(m)))
+                .collect(),
+            unattributed: p.unattributed.clone(),
+            scratch_banks: p.scratch_banks,
+            unattributed_banks: p.unattributed_banks,
+            unplaced_program_buffers: p.unplaced_program_buffers,
+            workloads_enqueued: p.workloads_enqueued,
+            phases: p.phases.clone(),
+            unmatched: p.unmatched,
+            exit: p.exit.clone(),
+        }
+    }
+
+    /// "pid 12 (python3)": the pid, and its command name when known.
+    pub fn label(&self) -> String {
+        match &self.comm {
+            Some(c) => format!("{} ({c})", self.pid),
+            None => self.pid.to_string(),
+        }
+    }
+}
+
+impl Report {
     pub fn new(
-        collector: &'a Collector,
-        library: String,
-        build_id: Option<String>,
+        collector: &Collector,
+        libraries: &[LibraryInfo],
         lost: BTreeMap<&'static str, u64>,
         malformed_records: u64,
     ) -> Self {
         let complete = lost.values().all(|v| *v == 0) && malformed_records == 0;
         Report {
-            schema: 1,
-            library,
-            build_id,
+            schema: SCHEMA,
             complete,
+            libraries: libraries.to_vec(),
             processes: collector
                 .processes()
-                .map(|ledger| ProcessReport { ledger, complete })
+                .map(|p| ProcessReport::new(p, libraries, complete))
                 .collect(),
             lost,
             events: collector.events,
             unknown_events: collector.unknown_events,
             malformed_records,
+            history_dropped: collector.history_dropped,
         }
     }
 
@@ -89,7 +230,26 @@ impl<'a> Report<'a> {
 
     pub fn to_text(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "tt-tracer report — {}", self.library);
+        match self.libraries.as_slice() {
+            [] => {
+                let _ = writeln!(s, "tt-tracer report");
+            }
+            [one] => {
+                let _ = writeln!(s, "tt-tracer report — {}", one.path);
+            }
+            several => {
+                let _ = writeln!(s, "tt-tracer report — {} libraries", several.len());
+                for l in several {
+                    let _ = writeln!(
+                        s,
+                        "  library {}: {} (build-id {})",
+                        l.id,
+                        l.path,
+                        l.build_id.as_deref().unwrap_or("none")
+                    );
+                }
+            }
+        }
         if self.processes.is_empty() {
             let _ = writeln!(s, "  no tt-metal activity seen");
         }
@@ -98,7 +258,23 @@ impl<'a> Report<'a> {
                 Some(c) => format!("exited ({})", c.status),
                 None => "still running".into(),
             };
-            let _ = writeln!(s, "process {} — {end}", p.pid);
+            let _ = writeln!(s, "process {} — {end}", p.label());
+            if self.libraries.len() > 1 {
+                let _ = writeln!(
+                    s,
+                    "  library {}",
+                    match (p.library, &p.library_path) {
+                        (Some(id), Some(path)) => format!("{id}: {path}"),
+                        (Some(id), None) => format!("{id} (unknown)"),
+                        _ => "unknown".to_string(),
+                    }
+                );
+            }
+            if let Some(cg) = &p.cgroup {
+                if let Some(what) = cgroup_label(cg) {
+                    let _ = writeln!(s, "  {what}");
+                }
+            }
             if !p.complete {
                 let _ = writeln!(
                     s,
@@ -236,6 +412,13 @@ impl<'a> Report<'a> {
                 }
             }
         }
+        if self.history_dropped > 0 {
+            let _ = writeln!(
+                s,
+                "{} earlier ended processes not kept (--history)",
+                self.history_dropped
+            );
+        }
         let lost: Vec<String> = self.lost.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(
             s,
@@ -250,6 +433,15 @@ impl<'a> Report<'a> {
             }
         );
         s
+    }
+}
+
+/// "container 3f2a9c1b7d4e" or "unit tt-inference.service", if the cgroup names either.
+fn cgroup_label(cg: &Cgroup) -> Option<String> {
+    match (&cg.container_id, &cg.systemd_unit) {
+        (Some(id), _) => Some(format!("container {}", &id[..id.len().min(12)])),
+        (None, Some(unit)) => Some(format!("unit {unit}")),
+        (None, None) => None,
     }
 }
 
@@ -389,6 +581,17 @@ pub fn cleanup_line(c: &Cleanup) -> String {
     }
 }
 
+/// "pid 12", "pid 12 (python3)", "pid 12 (python3, container 3f2a9c1b7d4e)".
+fn who(c: &Cleanup) -> String {
+    let mut about: Vec<String> = c.comm.iter().cloned().collect();
+    about.extend(c.cgroup.as_ref().and_then(cgroup_label));
+    if about.is_empty() {
+        format!("pid {}", c.pid)
+    } else {
+        format!("pid {} ({})", c.pid, about.join(", "))
+    }
+}
+
 fn cleanup_text(c: &Cleanup) -> String {
     let r = &c.released;
     let leaks = if c.leaks.is_empty() {
@@ -403,10 +606,11 @@ fn cleanup_text(c: &Cleanup) -> String {
     if r.is_empty() {
         return match leaks.is_empty() {
             true => format!(
-                "pid {} exited ({}): nothing left on its devices",
-                c.pid, c.status
+                "{} exited ({}): nothing left on its devices",
+                who(c),
+                c.status
             ),
-            false => format!("pid {} exited ({}): released {leaks}", c.pid, c.status),
+            false => format!("{} exited ({}): released {leaks}", who(c), c.status),
         };
     }
     let sys = r.system();
@@ -425,8 +629,8 @@ fn cleanup_text(c: &Cleanup) -> String {
         String::new()
     };
     format!(
-        "pid {} exited ({}): released {} system kernels, {} — {}; {} application kernels, {}{firmware}{leaks}",
-        c.pid,
+        "{} exited ({}): released {} system kernels, {} — {}; {} application kernels, {}{firmware}{leaks}",
+        who(c),
         c.status,
         sys.count,
         kib(sys.bytes),
@@ -528,7 +732,173 @@ pub fn record_line(r: &Record) -> String {
             Some(m) => format!("[{pid}] mesh {m} closed with {outstanding} buffers outstanding"),
             None => format!("[{pid}] mesh closed"),
         },
+        Record::ProcessStarted {
+            pid,
+            library,
+            comm,
+            cgroup,
+            ..
+        } => {
+            let mut about: Vec<String> = comm.iter().cloned().collect();
+            about.extend(cgroup.as_ref().and_then(cgroup_label));
+            about.extend(library.map(|l| format!("library {l}")));
+            if about.is_empty() {
+                format!("[{pid}] process seen")
+            } else {
+                format!("[{pid}] process seen ({})", about.join(", "))
+            }
+        }
+        Record::MeshOpened {
+            pid, mesh, chips, ..
+        } => {
+            let on: Vec<String> = chips.iter().map(|c| c.to_string()).collect();
+            format!("[{pid}] mesh {mesh} opened (chips {})", on.join(", "))
+        }
+        Record::BankBuilt {
+            pid,
+            tid,
+            buffer_type,
+            owner,
+            ..
+        } => format!(
+            "[{pid}/{tid}] {} bank built for {owner}",
+            buffer_type.name()
+        ),
+        Record::BufferAllocated {
+            pid,
+            tid,
+            chip,
+            mesh,
+            buffer_type,
+            size,
+            address,
+            live_bytes,
+            ..
+        } => format!(
+            "[{pid}/{tid}] alloc {} {} @{address:#x} on {} (live {})",
+            buffer_type.name(),
+            kib(*size),
+            placed(chip, mesh),
+            kib(*live_bytes)
+        ),
+        Record::BufferFreed {
+            pid,
+            tid,
+            chip,
+            mesh,
+            buffer_type,
+            size,
+            address,
+            live_bytes,
+            ..
+        } => format!(
+            "[{pid}/{tid}] free {} {} @{address:#x} on {} (live {})",
+            buffer_type.name(),
+            kib(*size),
+            placed(chip, mesh),
+            kib(*live_bytes)
+        ),
+        Record::BuffersCleared {
+            pid,
+            tid,
+            chip,
+            mesh,
+            buffer_type,
+            count,
+            bytes,
+            ..
+        } => format!(
+            "[{pid}/{tid}] released {count} {} buffers, {} on {}",
+            buffer_type.name(),
+            kib(*bytes),
+            placed(chip, mesh)
+        ),
+        Record::ProgramBinariesFreed {
+            pid,
+            tid,
+            chips,
+            bytes,
+            address,
+            ..
+        } => {
+            let on: Vec<String> = chips.iter().map(|c| c.to_string()).collect();
+            format!(
+                "[{pid}/{tid}] program binary buffer @{address:#x} freed: {} of application kernels off device {}",
+                kib(*bytes),
+                if on.is_empty() { "unknown".to_string() } else { on.join(", ") }
+            )
+        }
+        Record::CircularBufferAllocated {
+            pid,
+            tid,
+            chip,
+            size,
+            live_bytes,
+            ..
+        } => format!(
+            "[{pid}/{tid}] circular buffer {} on device {chip} (live {})",
+            kib(*size),
+            kib(*live_bytes)
+        ),
+        Record::CircularBuffersReleased {
+            pid,
+            tid,
+            chip,
+            count,
+            bytes,
+            ..
+        } => format!(
+            "[{pid}/{tid}] {count} circular buffers, {} released on device {chip}",
+            kib(*bytes)
+        ),
+        Record::WorkloadEnqueued {
+            pid, tid, total, ..
+        } => format!("[{pid}/{tid}] workload enqueued ({total} so far)"),
+        Record::Unmatched { pid, tid, role, .. } => {
+            format!("[{pid}/{tid}] {} about something never seen", role.id())
+        }
         Record::ProcessExited(c) => cleanup_line(c),
+        Record::LibraryTraced {
+            path,
+            build_id,
+            probes,
+            pid,
+            stopped_ns,
+            ..
+        } => {
+            let mut line = format!(
+                "tracing {path} (build-id {}): {probes} probes",
+                build_id.as_deref().unwrap_or("none")
+            );
+            match (pid, stopped_ns) {
+                (Some(pid), Some(ns)) => {
+                    let _ = write!(
+                        line,
+                        ", loaded by pid {pid} (stopped {:.1} ms while armed)",
+                        *ns as f64 / 1e6
+                    );
+                }
+                (Some(pid), None) => {
+                    let _ = write!(line, ", mapped by pid {pid}");
+                }
+                _ => {}
+            }
+            line
+        }
+        Record::LibraryRefused {
+            path, reason, pid, ..
+        } => match pid {
+            Some(pid) => format!("warning: not tracing {path} (loaded by pid {pid}): {reason}"),
+            None => format!("warning: not tracing {path}: {reason}"),
+        },
+    }
+}
+
+fn placed(chip: &Option<i64>, mesh: &Option<u32>) -> String {
+    match (chip, mesh) {
+        (Some(c), _) => format!("device {c}"),
+        (None, Some(m)) => format!("mesh {m}"),
+        (None, None) => "an unknown allocator".to_string(),
     }
 }
 
@@ -552,6 +922,15 @@ mod tests {
         c
     }
 
+    fn libs() -> Vec<LibraryInfo> {
+        vec![LibraryInfo {
+            id: 1,
+            path: "lib".into(),
+            build_id: None,
+            catalog: "built-in".into(),
+        }]
+    }
+
     fn lost(n: u64) -> BTreeMap<&'static str, u64> {
         BTreeMap::from([("payload_ring_full", n), ("context_map_full", 0)])
     }
@@ -559,7 +938,7 @@ mod tests {
     #[test]
     fn a_session_that_lost_events_marks_every_process_incomplete() {
         let c = traced_and_exited();
-        let r = Report::new(&c, "lib".into(), None, lost(1_880_000), 0);
+        let r = Report::new(&c, &libs(), lost(1_880_000), 0);
         assert!(!r.complete);
         let text = r.to_text();
         let section = text.split("process 7").nth(1).expect("process section");
@@ -583,13 +962,13 @@ mod tests {
     #[test]
     fn a_session_without_loss_is_complete() {
         let c = traced_and_exited();
-        let r = Report::new(&c, "lib".into(), None, lost(0), 0);
+        let r = Report::new(&c, &libs(), lost(0), 0);
         assert!(r.complete);
         assert!(!r.to_text().contains("INCOMPLETE"));
         let j = serde_json::to_value(&r).unwrap();
         assert_eq!(j["processes"][0]["complete"], true);
         // A malformed ring record is a loss too.
-        let r = Report::new(&c, "lib".into(), None, lost(0), 1);
+        let r = Report::new(&c, &libs(), lost(0), 1);
         assert!(!r.complete);
     }
 }

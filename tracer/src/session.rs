@@ -9,7 +9,7 @@ use tracer_common::{Event, EventKind};
 use crate::{
     collector::{Collector, Record},
     errors::{Error, Result},
-    libraries::{Armed, Libraries},
+    libraries::{FoundBy, Libraries},
     loader::{Probes, Rings},
 };
 
@@ -17,10 +17,17 @@ use crate::{
 /// when a batch has built up).
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
+/// See [`Session::on_health`].
+pub type HealthHook = Box<dyn FnMut(&std::collections::BTreeMap<&'static str, u64>, u64, u64)>;
+
 pub struct Session {
     pub probes: Probes,
     /// The library files traced (and refused); grows as processes open new ones.
     pub libraries: Libraries,
+    /// Told the loss counters, events applied and malformed records, at most once a second
+    /// (e.g. the metrics exporter's health series).
+    health_hook: Option<HealthHook>,
+    last_health: Option<std::time::Instant>,
     /// Processes reported even if they never call into the library (the command of `run`, the
     /// process of `attach`); any other traced process is reported once it has.
     pub always_report: Vec<u32>,
@@ -51,6 +58,8 @@ impl Session {
             libraries,
             arming_pauses_ns: Vec::new(),
             always_report: Vec::new(),
+            health_hook: None,
+            last_health: None,
             payload: wrap(rings.payload)?,
             lifecycle: wrap(rings.lifecycle)?,
             collector: Collector::new(),
@@ -72,10 +81,39 @@ impl Session {
                 break;
             }
         }
+        self.tell_health(false);
         applied
     }
 
+    /// Calls `hook` with the loss counters, events applied and malformed records as they
+    /// move (at most once a second, and once more when the session ends).
+    pub fn on_health(&mut self, hook: HealthHook) {
+        self.health_hook = Some(hook);
+    }
+
+    /// Passes the health figures to the hook: now if `force`, else if a second has passed.
+    pub fn tell_health(&mut self, force: bool) {
+        let Some(hook) = self.health_hook.as_mut() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        if !force
+            && self
+                .last_health
+                .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_health = Some(now);
+        if let Ok(counters) = self.probes.counters() {
+            hook(&counters, self.collector.events, self.malformed);
+        }
+    }
+
     fn pass(&mut self, on_record: &mut dyn FnMut(&Record)) -> usize {
+        for r in self.libraries.take_notices() {
+            on_record(&r);
+        }
         self.batch.clear();
         let mut late_lifecycle = Vec::new();
         read_ring(
@@ -103,6 +141,9 @@ impl Session {
             for ev in &opened {
                 self.library_opened(ev);
             }
+            for r in self.libraries.take_notices() {
+                on_record(&r);
+            }
         }
         for ev in &self.batch {
             // A descendant that never touched the library (a shell, `seq`): not a tt-metal
@@ -113,19 +154,27 @@ impl Session {
             {
                 continue;
             }
-            match self.collector.apply(ev) {
-                Some(Record::ProcessExited(mut cleanup)) => {
-                    // Checked once per exit (a map read per CPU), so the live line is honest too.
-                    cleanup.complete = self.malformed == 0
-                        && self
-                            .probes
-                            .counters()
-                            .is_ok_and(|c| c.values().all(|v| *v == 0));
-                    self.collector.mark_exit_incomplete(&cleanup);
-                    on_record(&Record::ProcessExited(cleanup));
+            // The first event of a process: who it is, read while it surely runs.
+            if ev.kind != EventKind::ProcessExit as u8
+                && !self.collector.knows(ev.tgid, ev.instance)
+            {
+                self.collector
+                    .describe(ev.tgid, ev.instance, crate::process::info(ev.tgid));
+            }
+            for rec in self.collector.apply(ev) {
+                match rec {
+                    Record::ProcessExited(mut cleanup) => {
+                        // Checked once per exit (a map read per CPU), so the live line is honest too.
+                        cleanup.complete = self.malformed == 0
+                            && self
+                                .probes
+                                .counters()
+                                .is_ok_and(|c| c.values().all(|v| *v == 0));
+                        self.collector.mark_exit_incomplete(&cleanup);
+                        on_record(&Record::ProcessExited(cleanup));
+                    }
+                    rec => on_record(&rec),
                 }
-                Some(rec) => on_record(&rec),
-                None => {}
             }
         }
         self.batch.len()
@@ -138,39 +187,16 @@ impl Session {
         let open = std::path::PathBuf::from(format!("/proc/{}/fd/{fd}", ev.tgid));
         let shown = std::fs::read_link(&open).unwrap_or_else(|_| open.clone());
         let seen = tracer_common::FileId { dev, ino };
-        match self
+        let found_by = FoundBy::Loaded {
+            pid: ev.tgid,
+            since_ns: ev.ts_ns,
+        };
+        if let Err(e) = self
             .libraries
-            .arm(&mut self.probes, &open, &shown, Some(seen))
+            .arm(&mut self.probes, &open, &shown, Some(seen), found_by)
         {
-            Ok(Armed::New(id)) => {
-                let l = self.libraries.get(id).expect("just armed");
-                let stopped = crate::kernel::monotonic_ns().saturating_sub(ev.ts_ns);
-                eprintln!(
-                    "tt-tracer: tracing {} (build-id {}): {} probes, loaded by pid {} \
-                     (stopped {:.1} ms while armed)",
-                    l.path.display(),
-                    l.build_id.as_deref().unwrap_or("none"),
-                    l.probes,
-                    ev.tgid,
-                    stopped as f64 / 1e6
-                );
-            }
-            Ok(Armed::Known(_)) => {}
-            Ok(Armed::Refused) => {
-                if let Some(r) = self.libraries.refused().last() {
-                    eprintln!(
-                        "tt-tracer: warning: not tracing {} (loaded by pid {}): {}",
-                        r.path.display(),
-                        ev.tgid,
-                        r.reason
-                    );
-                }
-            }
-            Err(e) => eprintln!(
-                "tt-tracer: warning: could not arm {} for pid {}: {e}",
-                shown.display(),
-                ev.tgid
-            ),
+            // The kernel refused the probes: said, and the process goes on untraced.
+            self.libraries.notice_refused(&shown, &e, ev.tgid);
         }
         // Always: a process left stopped would be worse than one traced late.
         let _ = nix::sys::signal::kill(
@@ -214,7 +240,10 @@ impl Session {
         }
         let mut late = Vec::new();
         read_ring(self.lifecycle.get_mut(), &mut late, &mut self.malformed);
-        for ev in late.iter().filter(|e| e.kind == EventKind::LibraryOpened as u8) {
+        for ev in late
+            .iter()
+            .filter(|e| e.kind == EventKind::LibraryOpened as u8)
+        {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(ev.tgid as i32),
                 nix::sys::signal::Signal::SIGCONT,

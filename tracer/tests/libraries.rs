@@ -412,3 +412,297 @@ fn every_json_field_is_documented() {
         );
     }
 }
+
+/// A report and a record stream with every kind of content the collector produces: one
+/// process through a mesh bring-up, kernels, firmware, buffers of each owner, CBs, closes and
+/// an exit with a leak.
+fn full_report_and_records() -> (serde_json::Value, Vec<serde_json::Value>) {
+    use tracer_common::{Event, EventKind, Origin};
+    use tt_tracer::{
+        collector::{Cgroup, Collector, ProcessInfo},
+        report::{LibraryInfo, Report},
+    };
+    const PID: u32 = 10;
+    const TOKEN: u64 = 0x7ff0;
+    let mut ts = 0;
+    let mut ev = |kind: EventKind, role: Option<Role>, origin: Origin, this: u64, f: &[u64]| {
+        ts += 1000;
+        let mut e = Event::new(kind, role.map_or(0, |r| r as u16), ts, 7, PID, PID);
+        e.origin = origin as u8;
+        e.context_this = this;
+        e.library = 1;
+        e.fields[..f.len()].copy_from_slice(f);
+        e
+    };
+    let call = EventKind::Call;
+    let mut events = vec![
+        ev(
+            EventKind::ContextEnter,
+            Some(Role::MeshOpen),
+            Origin::MeshOpen,
+            TOKEN,
+            &[],
+        ),
+        ev(
+            call,
+            Some(Role::DeviceOpen),
+            Origin::MeshOpen,
+            TOKEN,
+            &[0xd0, 0],
+        ),
+        ev(
+            EventKind::ContextEnter,
+            Some(Role::DeviceAllocator),
+            Origin::DeviceAllocator,
+            0xd0,
+            &[],
+        ),
+        ev(
+            call,
+            Some(Role::BankNew),
+            Origin::DeviceAllocator,
+            0xd0,
+            &[0xb0, 0],
+        ),
+        ev(
+            EventKind::ContextExit,
+            Some(Role::DeviceAllocator),
+            Origin::DeviceAllocator,
+            0xd0,
+            &[],
+        ),
+    ];
+    let mut mesh = ev(
+        EventKind::ContextEnter,
+        Some(Role::MeshAllocator),
+        Origin::MeshAllocator,
+        0x1111,
+        &[0x2222],
+    );
+    mesh.parent_origin = Origin::MeshOpen as u8;
+    mesh.parent_this = TOKEN;
+    events.push(mesh);
+    events.extend([
+        ev(
+            call,
+            Some(Role::BankNew),
+            Origin::MeshAllocator,
+            0x1111,
+            &[0xb1, 1],
+        ),
+        ev(
+            EventKind::ContextEnter,
+            Some(Role::DeviceInit),
+            Origin::DeviceInit,
+            0,
+            &[],
+        ),
+        ev(
+            EventKind::ContextExit,
+            Some(Role::DeviceInit),
+            Origin::DeviceInit,
+            0,
+            &[],
+        ),
+        ev(
+            call,
+            Some(Role::KernelBinaryWrite),
+            Origin::Fabric,
+            0,
+            &[4096, 0, 0x4000],
+        ),
+        ev(
+            call,
+            Some(Role::KernelBinaryWrite),
+            Origin::Application,
+            0,
+            &[2048, 0, 0x4000],
+        ),
+        ev(
+            call,
+            Some(Role::FirmwareWrite),
+            Origin::Application,
+            0,
+            &[1000, 0, 0],
+        ),
+        ev(
+            call,
+            Some(Role::CbAllocate),
+            Origin::Application,
+            0,
+            &[0x100, 64, 0xd0],
+        ),
+        ev(call, Some(Role::CbFreeAll), Origin::Application, 0, &[0xd0]),
+        ev(
+            call,
+            Some(Role::WorkloadEnqueue),
+            Origin::Application,
+            0,
+            &[],
+        ),
+        ev(
+            call,
+            Some(Role::DeviceClose),
+            Origin::Application,
+            0,
+            &[0xee],
+        ),
+    ]);
+    for (origin, bank, size, addr) in [
+        (Origin::Application, 0xb0, 100, 0x10),
+        (Origin::Application, 0xb0, 50, 0x18),
+        (Origin::Application, 0xb1, 200, 0x20),
+        (Origin::Program, 0xb0, 300, 0x30),
+        (Origin::Application, 0xbf, 400, 0x40),
+        (Origin::Program, 0xbf, 500, 0x50),
+    ] {
+        let mut e = ev(call, Some(Role::BankAllocate), origin, 0, &[bank, size]);
+        e.ret = addr;
+        events.push(e);
+    }
+    events.extend([
+        ev(
+            call,
+            Some(Role::BankFree),
+            Origin::Application,
+            0,
+            &[0xb0, 0x18],
+        ),
+        ev(
+            call,
+            Some(Role::BankFree),
+            Origin::Application,
+            0,
+            &[0xb0, 0x30],
+        ),
+        ev(
+            call,
+            Some(Role::DeviceClose),
+            Origin::Application,
+            0,
+            &[0xd0],
+        ),
+        ev(
+            call,
+            Some(Role::MeshClose),
+            Origin::Application,
+            0,
+            &[0x2222],
+        ),
+        ev(
+            call,
+            Some(Role::BankFreeAll),
+            Origin::Application,
+            0,
+            &[0xb1],
+        ),
+        ev(EventKind::ProcessExit, None, Origin::Application, 0, &[9]),
+    ]);
+    let mut c = Collector::with_history(1);
+    c.describe(
+        PID,
+        7,
+        ProcessInfo {
+            comm: Some("python3".into()),
+            cgroup: Cgroup::from_proc_cgroup(
+                "0::/system.slice/docker-3f2a9c1b7d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcd.scope\n",
+            ),
+        },
+    );
+    let mut records = Vec::new();
+    // One that ends first, to be dropped from the history of 1 when the next ends.
+    let gone = Event::new(EventKind::ProcessExit, 0, 1, 1, 11, 11);
+    records.extend(c.apply(&gone).map(|r| serde_json::to_value(&r).unwrap()));
+    for e in &events {
+        records.extend(c.apply(e).map(|r| serde_json::to_value(&r).unwrap()));
+    }
+    // And a process still running.
+    let live = Event::new(EventKind::Call, Role::WorkloadEnqueue as u16, 2, 1, 13, 13);
+    records.extend(c.apply(&live).map(|r| serde_json::to_value(&r).unwrap()));
+    let libraries = [LibraryInfo {
+        id: 1,
+        path: "/venv/libtt_metal.so".into(),
+        build_id: Some("00ff".into()),
+        catalog: "built-in".into(),
+    }];
+    let lost = std::collections::BTreeMap::from([("payload_ring_full", 0)]);
+    let report = Report::new(&c, &libraries, lost, 0);
+    assert_eq!(report.history_dropped, 1);
+    (serde_json::to_value(&report).unwrap(), records)
+}
+
+#[test]
+fn every_report_and_record_field_is_documented() {
+    let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/report.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap();
+    let (report, records) = full_report_and_records();
+    assert_eq!(report["schema"], 2);
+    let mut found = std::collections::BTreeSet::new();
+    keys(&report, &mut found);
+    let mut kinds = std::collections::BTreeSet::new();
+    for r in &records {
+        keys(r, &mut found);
+        kinds.insert(r["record"].as_str().unwrap().to_string());
+    }
+    // Every kind of content made it in: the check below covers them all.
+    for key in [
+        "leaks",
+        "outstanding_at_close",
+        "firmware_by_core",
+        "cgroup",
+        "container_id",
+        "unplaced_program_buffers",
+        "library_path",
+        "history_dropped",
+    ] {
+        assert!(found.contains(key), "{key} not produced");
+    }
+    let expected = [
+        "process_started",
+        "device_opened",
+        "mesh_opened",
+        "context_entered",
+        "context_exited",
+        "kernel_loaded",
+        "firmware_loaded",
+        "program_binaries_placed",
+        "program_binaries_freed",
+        "bank_built",
+        "buffer_allocated",
+        "buffer_freed",
+        "buffers_cleared",
+        "circular_buffer_allocated",
+        "circular_buffers_released",
+        "workload_enqueued",
+        "unmatched",
+        "device_closed",
+        "mesh_closed",
+        "process_exited",
+    ];
+    for k in expected {
+        assert!(kinds.contains(k), "no {k} record produced: {kinds:?}");
+        assert!(
+            doc.contains(&format!("| `{k}` |")),
+            "record {k} not documented"
+        );
+    }
+    assert_eq!(kinds.len(), expected.len(), "{kinds:?}");
+    for key in found {
+        // Map keys that are data (chip ids, mesh indexes) need no documentation.
+        if key.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // `key`, or a member of a documented `{a, b, …}` group.
+        let in_group = doc.match_indices(key.as_str()).any(|(i, _)| {
+            let before = doc[..i].chars().next_back();
+            let after = doc[i + key.len()..].chars().next();
+            before.is_some_and(|c| c == '{' || c.is_whitespace())
+                && matches!(after, Some(',' | '}'))
+        });
+        assert!(
+            doc.contains(&format!("`{key}`")) || in_group,
+            "`{key}` is not documented in {}",
+            doc_path.display()
+        );
+    }
+}

@@ -86,7 +86,8 @@ pub fn setup() -> Result<()> {
     if !missing.is_empty() {
         apt_install(&missing)?;
     }
-    eprintln!("xtask setup: ok (nightly + rust-src/rustfmt/clippy, bpf-linker {BPF_LINKER}, g++, binutils, gdb)");
+    install_prometheus()?;
+    eprintln!("xtask setup: ok (nightly + rust-src/rustfmt/clippy, bpf-linker {BPF_LINKER}, g++, binutils, gdb, prometheus)");
     Ok(())
 }
 
@@ -107,4 +108,41 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Debian's `prometheus` package, for `prometheus` and `promtool`: the metrics tests run their
+/// own instance (own config, own port, own storage), never the package's service.
+fn install_prometheus() -> Result<()> {
+    if on_path("prometheus") && on_path("promtool") {
+        return Ok(());
+    }
+    // invoke-rc.d and deb-systemd-invoke ask policy-rc.d before starting a service; 101 means
+    // "not allowed". Put one in place for the install only, unless the system already has one.
+    let policy = std::path::Path::new("/usr/sbin/policy-rc.d");
+    let own_policy = !policy.exists();
+    if own_policy {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(
+            policy,
+            "#!/bin/sh\n# tt-tracer xtask setup: no service starts while installing\nexit 101\n",
+        )
+        .context("writing /usr/sbin/policy-rc.d (needs root)")?;
+        std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let installed = apt_install(&["prometheus"]);
+    if own_policy {
+        let _ = std::fs::remove_file(policy);
+    }
+    installed?;
+    // Under systemd the unit is still enabled for the next boot; disable it (it would only
+    // scrape itself on :9090, but it is not ours to run).
+    if std::path::Path::new("/run/systemd/system").is_dir() {
+        let _ = Command::new("systemctl")
+            .args(["disable", "--now", "prometheus.service"])
+            .status();
+    }
+    if !(on_path("prometheus") && on_path("promtool")) {
+        bail!("the prometheus package installed, but /usr/bin/prometheus or /usr/bin/promtool is missing");
+    }
+    Ok(())
 }

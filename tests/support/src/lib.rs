@@ -5,6 +5,9 @@
 //! Nothing here depends on tt-tracer itself: the tests compare what tt-tracer says with what
 //! these helpers find on their own.
 
+pub mod prometheus;
+pub mod tt_metal_shm;
+
 use std::{
     fs,
     os::unix::fs::PermissionsExt as _,
@@ -265,5 +268,70 @@ mod tests {
     fn median_of_odd_and_even_sets() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}
+
+#[cfg(test)]
+mod packaging {
+    use std::process::Command;
+
+    use super::workspace_root;
+
+    /// packaging/tt-tracer.service as `systemd-analyze verify` sees it. The executable is
+    /// swapped for /bin/true (verify insists it exists; the unit's path is the install
+    /// location); any complaint, even a warning on stderr such as an unknown key, fails.
+    #[test]
+    fn the_systemd_unit_verifies() {
+        if Command::new("systemd-analyze")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("SKIPPED: systemd-analyze is not installed; packaging/tt-tracer.service not verified");
+            return;
+        }
+        let unit = std::fs::read_to_string(workspace_root().join("packaging/tt-tracer.service"))
+            .expect("packaging/tt-tracer.service");
+        assert!(unit.contains("\nExecStart=/usr/local/bin/tt-tracer watch "));
+        let dir = std::env::temp_dir().join(format!("tt-tracer-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join("tt-tracer.service");
+        std::fs::write(
+            &copy,
+            unit.replace(
+                "\nExecStart=/usr/local/bin/tt-tracer ",
+                "\nExecStart=/bin/true ",
+            ),
+        )
+        .unwrap();
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&copy)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "systemd-analyze verify ({}): {said}",
+            out.status
+        );
+    }
+
+    #[test]
+    fn the_prometheus_example_config_is_valid() {
+        let config = workspace_root().join("packaging/prometheus.yml");
+        let out = Command::new("promtool")
+            .arg("check")
+            .arg("config")
+            .arg(&config)
+            .output()
+            .expect("promtool (Debian's prometheus package; `cargo xtask setup` installs it)");
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

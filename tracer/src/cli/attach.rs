@@ -73,13 +73,15 @@ pub fn attach(a: AttachArgs) -> anyhow::Result<u8> {
             lib: &lib,
             resolution: &resolution,
         };
+        let mut out = trace::outputs(&a.opts).await?;
         let mut session = trace::start(scope, catalog, &a.opts)?;
+        out.watch_health(&mut session);
         eprintln!(
             "tt-tracer: tracing pid {} ({}); Ctrl-C to stop",
             a.pid,
             lib.display()
         );
-        let mut print = trace::printer(&a.opts)?;
+        let mut print = out.sinks.as_callback();
         let pid = a.pid;
         let mut term = unix_signal(SignalKind::terminate())?;
         let mut hangup = unix_signal(SignalKind::hangup())?;
@@ -101,7 +103,8 @@ pub fn attach(a: AttachArgs) -> anyhow::Result<u8> {
                 break;
             }
         }
-        trace::finish(&session, &a.opts)?;
+        drop(print);
+        trace::finish(&mut session, &a.opts, &mut out.sinks)?;
         session.detach_in_background();
         Ok(0)
     })

@@ -154,12 +154,36 @@ pub struct TraceOptions {
     /// Stream every event as one JSON object per line to this file (docs/report.md).
     #[arg(long, value_name = "FILE")]
     pub events_file: Option<PathBuf>,
+    /// Rotate --events-file when it would grow past BYTES (FILE.1 … FILE.3 kept).
+    #[arg(long, value_name = "BYTES", requires = "events_file")]
+    pub events_max_bytes: Option<u64>,
+    /// Ended processes kept for the final report; older ones are dropped from it (counted as
+    /// `history_dropped`) so memory stays bounded.
+    #[arg(long, value_name = "N", default_value_t = tt_tracer::collector::DEFAULT_HISTORY)]
+    pub history: usize,
     /// Probe catalog to use instead of the built-in one (TOML, see docs/catalog.md).
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<PathBuf>,
     /// Trace even if a required probe role did not resolve (results may be incomplete).
     #[arg(long)]
     pub allow_partial: bool,
+    /// Serve Prometheus metrics on http://ADDR/metrics (docs/metrics.md). Without ADDR:
+    /// 127.0.0.1:9464, loopback only; name another address to expose them.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = tt_tracer::sinks::metrics::DEFAULT_ADDR
+    )]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// How long an exited process's metric series stay before they are removed.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60,
+        requires = "metrics"
+    )]
+    pub metrics_grace: u64,
 }
 
 pub fn main() -> ExitCode {
@@ -242,5 +266,38 @@ fn code_for(e: &anyhow::Error) -> u8 {
             }
         }
         Some(Error::Other(_)) | None => exit::FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace_options(args: &[&str]) -> TraceOptions {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            opts: TraceOptions,
+        }
+        Only::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
+            .unwrap()
+            .opts
+    }
+
+    #[test]
+    fn metrics_defaults_to_loopback_and_takes_an_address() {
+        assert_eq!(trace_options(&[]).metrics, None);
+        let default = trace_options(&["--metrics"]);
+        assert_eq!(default.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(default.metrics_grace, 60);
+        let named = trace_options(&["--metrics", "0.0.0.0:9000", "--metrics-grace", "5"]);
+        assert_eq!(named.metrics, Some("0.0.0.0:9000".parse().unwrap()));
+        assert_eq!(named.metrics_grace, 5);
+        assert!(
+            Cli::try_parse_from(["t", "attach", "--pid", "1", "--metrics", "nonsense"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["t", "attach", "--pid", "1", "--metrics-grace", "5"]).is_err()
+        );
     }
 }

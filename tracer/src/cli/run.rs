@@ -63,8 +63,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        // Before the command exists, so a bad --events-file stops nothing half-way.
-        let mut print = trace::printer(&a.opts)?;
+        // Before the command exists, so a bad --events-file or a taken --metrics port stops
+        // nothing half-way.
+        let mut out = trace::outputs(&a.opts).await?;
         let mut term = unix_signal(SignalKind::terminate())?;
         let mut hangup = unix_signal(SignalKind::hangup())?;
         let hold = ChildPipe::new(false)?;
@@ -88,6 +89,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
                 return Err(e);
             }
         };
+        out.watch_health(&mut session);
+        let mut print = out.sinks.as_callback();
         log::debug!("armed; releasing the command");
         if nix::unistd::write(&hold.ours, b"g") != Ok(1) {
             bail!("releasing the command: {}", std::io::Error::last_os_error());
@@ -136,7 +139,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
             eprintln!("tt-tracer: warning: no process-exit event for pid {pid} within 2 s");
         }
         log::debug!("command ended; reporting");
-        trace::finish(&session, &a.opts)?;
+        drop(print);
+        trace::finish(&mut session, &a.opts, &mut out.sinks)?;
         session.detach_in_background();
         use std::os::unix::process::ExitStatusExt as _;
         Ok(match (status.code(), status.signal()) {

@@ -1,16 +1,17 @@
 //! What `run` and `attach` share: resolve, load, attach, read, report.
 
-use std::{io::Write as _, path::Path};
+use std::path::Path;
 
 use anyhow::Context as _;
 use tt_tracer::{
     catalog::Catalog,
-    collector::Record,
-    libraries::{self, Armed, Libraries},
+    collector::Collector,
+    libraries::{self, FoundBy, Libraries},
     loader::{LoadOptions, Probes},
-    report::{self, Report},
+    report::{LibraryInfo, Report},
     resolve::{self, Resolution},
     session::Session,
+    sinks::{metrics::MetricsExporter, JsonLines, JsonReport, Sink as _, Sinks, TextLog},
 };
 
 use super::TraceOptions;
@@ -100,26 +101,8 @@ pub fn start(scope: Scope<'_>, catalog: Catalog, opts: &TraceOptions) -> anyhow:
         Scope::Host => {
             let name = libraries.catalog().library.clone();
             for (pid, path, open) in libraries::mapped_by_running_processes(&name) {
-                match libraries.arm(&mut probes, &open, &path, None) {
-                    Ok(Armed::New(id)) => {
-                        let l = libraries.get(id).expect("just armed");
-                        eprintln!(
-                            "tt-tracer: tracing {} (build-id {}): {} probes, mapped by pid {pid}",
-                            l.path.display(),
-                            l.build_id.as_deref().unwrap_or("none"),
-                            l.probes
-                        );
-                    }
-                    Ok(Armed::Known(_)) => {}
-                    Ok(Armed::Refused) => {
-                        if let Some(r) = libraries.refused().last() {
-                            eprintln!(
-                                "tt-tracer: warning: not tracing {} (mapped by pid {pid}): {}",
-                                r.path.display(),
-                                r.reason
-                            );
-                        }
-                    }
+                match libraries.arm(&mut probes, &open, &path, None, FoundBy::Mapped { pid }) {
+                    Ok(_) => {}
                     // Gone while we looked: nothing to arm.
                     Err(tt_tracer::Error::Io { .. }) => {}
                     Err(e) => return Err(e.into()),
@@ -128,71 +111,96 @@ pub fn start(scope: Scope<'_>, catalog: Catalog, opts: &TraceOptions) -> anyhow:
         }
     }
     let mut session = Session::new(probes, rings, libraries)?;
+    session.collector = Collector::with_history(opts.history);
     if let Scope::Process { pid, .. } | Scope::Tree { pid, .. } = scope {
         session.always_report.push(pid);
     }
     Ok(session)
 }
 
-/// Where live records go: stderr lines (all with -v, else cleanups only) and --events-file.
-pub fn printer(opts: &TraceOptions) -> anyhow::Result<impl FnMut(&Record)> {
-    let verbose = opts.verbose;
-    let mut events = match &opts.events_file {
-        Some(path) => Some(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        )),
-        None => None,
-    };
-    Ok(move |r: &Record| {
-        if verbose {
-            eprintln!("tt-tracer: {}", report::record_line(r));
-        } else if let Record::ProcessExited(c) = r {
-            eprintln!("tt-tracer: {}", report::cleanup_line(c));
-        }
-        if let Some(w) = events.as_mut() {
-            let ok = serde_json::to_writer(&mut *w, r).is_ok() && w.write_all(b"\n").is_ok();
-            // Lifecycle records are flushed at once: a reader may be waiting for them.
-            if !ok || matches!(r, Record::ProcessExited(_) | Record::DeviceClosed { .. }) {
-                let _ = w.flush();
-            }
-        }
-    })
+/// Where records and the report go, and the metrics exporter serving them (--metrics).
+pub struct Outputs {
+    pub sinks: Sinks,
+    /// Kept for as long as the session: dropping it stops the server.
+    pub metrics: Option<MetricsExporter>,
 }
 
-/// Prints the final report (text on stderr, or JSON on stdout) and writes --report-file.
-pub fn finish(session: &Session, opts: &TraceOptions) -> anyhow::Result<()> {
+/// The sinks of `opts`, and the metrics exporter listening already (a taken port fails here,
+/// before anything is traced).
+pub async fn outputs(opts: &TraceOptions) -> anyhow::Result<Outputs> {
+    let mut sinks = sinks(opts)?;
+    let metrics = match opts.metrics {
+        Some(addr) => {
+            let grace = std::time::Duration::from_secs(opts.metrics_grace);
+            let exporter = MetricsExporter::bind_with_grace(addr, grace).await?;
+            eprintln!(
+                "tt-tracer: metrics on http://{}/metrics",
+                exporter.local_addr()
+            );
+            sinks.push(exporter.sink());
+            Some(exporter)
+        }
+        None => None,
+    };
+    Ok(Outputs { sinks, metrics })
+}
+
+impl Outputs {
+    /// Feeds the exporter's health series (loss counters, events) from `session`.
+    pub fn watch_health(&self, session: &mut Session) {
+        if let Some(m) = &self.metrics {
+            let sink = m.sink();
+            session.on_health(Box::new(move |counters, events, malformed| {
+                sink.update_health(counters, events, malformed)
+            }));
+        }
+    }
+}
+
+/// Where records and the report go: stderr lines (all with -v, else libraries and cleanups)
+/// and the text report, --events-file, the JSON report on stdout (attach --json, watch --json)
+/// and --report-file.
+fn sinks(opts: &TraceOptions) -> anyhow::Result<Sinks> {
+    let mut sinks = Sinks::new();
+    sinks.push(TextLog {
+        verbose: opts.verbose,
+        text_report: !opts.json,
+    });
+    if let Some(path) = &opts.events_file {
+        let events = JsonLines::create(path)
+            .with_context(|| format!("creating {}", path.display()))?
+            .max_bytes(opts.events_max_bytes);
+        sinks.push(events);
+    }
+    if opts.json || opts.report_file.is_some() {
+        sinks.push(JsonReport {
+            stdout: opts.json,
+            file: opts.report_file.clone(),
+        });
+    }
+    Ok(sinks)
+}
+
+/// Builds the final report and hands it to every sink.
+pub fn finish(session: &mut Session, opts: &TraceOptions, sinks: &mut Sinks) -> anyhow::Result<()> {
+    session.tell_health(true);
     let lost = session.probes.counters()?;
-    let first = session.libraries.traced().first();
-    let report = Report::new(
-        &session.collector,
-        first
-            .map(|l| l.path.display().to_string())
-            .unwrap_or_default(),
-        first.and_then(|l| l.build_id.clone()),
-        lost,
-        session.malformed,
-    );
-    if !report.complete {
-        let pids: Vec<String> = report.processes.iter().map(|p| p.pid.to_string()).collect();
-        eprintln!(
-            "tt-tracer: warning: {}: the ledger of {} is incomplete",
-            report.loss_summary(),
-            if pids.is_empty() {
-                "every process".to_string()
-            } else {
-                format!("pid {}", pids.join(", pid "))
-            }
-        );
-    }
-    if opts.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        let mut err = std::io::stderr().lock();
-        let _ = err.write_all(report.to_text().as_bytes());
-    }
-    if let Some(path) = &opts.report_file {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
-            .with_context(|| format!("writing report to {}", path.display()))?;
-    }
+    let catalog = match &opts.catalog {
+        Some(path) => path.display().to_string(),
+        None => "built-in".to_string(),
+    };
+    let libraries: Vec<LibraryInfo> = session
+        .libraries
+        .traced()
+        .iter()
+        .map(|l| LibraryInfo {
+            id: l.id,
+            path: l.path.display().to_string(),
+            build_id: l.build_id.clone(),
+            catalog: catalog.clone(),
+        })
+        .collect();
+    let report = Report::new(&session.collector, &libraries, lost, session.malformed);
+    sinks.finish(&report).context("writing the report")?;
     Ok(())
 }

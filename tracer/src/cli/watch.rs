@@ -2,6 +2,7 @@
 
 use clap::Args;
 use tokio::signal::unix::{signal as unix_signal, SignalKind};
+use tt_tracer::sinks::Sink as _;
 
 use super::{trace, TraceOptions};
 
@@ -24,16 +25,18 @@ pub fn watch(a: WatchArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let mut print = trace::printer(&a.opts)?;
+        let mut out = trace::outputs(&a.opts).await?;
         let mut term = unix_signal(SignalKind::terminate())?;
         let mut hangup = unix_signal(SignalKind::hangup())?;
         let name = catalog.library.clone();
         let mut session = trace::start(trace::Scope::Host, catalog, &a.opts)?;
+        out.watch_health(&mut session);
         eprintln!(
             "tt-tracer: watching every process that loads a {name} ({} armed now); Ctrl-C to stop",
             session.libraries.traced().len()
         );
         loop {
+            let mut print = out.sinks.as_callback();
             let wake = session
                 .run_until(
                     async {
@@ -46,12 +49,13 @@ pub fn watch(a: WatchArgs) -> anyhow::Result<u8> {
                     &mut print,
                 )
                 .await;
+            drop(print);
             match wake {
                 Wake::Stop => break,
-                Wake::Rotate => {}
+                Wake::Rotate => out.sinks.rotate(),
             }
         }
-        trace::finish(&session, &a.opts)?;
+        trace::finish(&mut session, &a.opts, &mut out.sinks)?;
         session.detach_in_background();
         Ok(0)
     })

@@ -8,6 +8,7 @@ use tracer_common::Origin;
 
 use super::{
     attribution::{Attribution, Owner},
+    identity::{Cgroup, ProcessInfo},
     memory::{BufferType, CircularBuffers, LiveAllocations, MemoryBooks, Outstanding, OwnerId},
 };
 use crate::roles::Role;
@@ -206,10 +207,15 @@ pub struct MeshLedger {
     pub outstanding_at_close: Vec<Outstanding>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct ProcessLedger {
     pub pid: u32,
     pub instance: u64,
+    /// The library id of its first event that named one (the session keeps the table).
+    pub library: Option<u16>,
+    /// Command name and control group, as the session described them.
+    pub comm: Option<String>,
+    pub cgroup: Option<Cgroup>,
     pub first_ns: u64,
     pub last_ns: u64,
     pub devices: BTreeMap<i64, DeviceLedger>,
@@ -230,9 +236,7 @@ pub struct ProcessLedger {
     /// Events that referred to something unknown (closing a device never opened, freeing an
     /// address never allocated, a CB on an unknown device).
     pub unmatched: u64,
-    #[serde(skip)]
     pub(super) attribution: Attribution,
-    #[serde(skip)]
     pub(super) live: LiveAllocations,
 }
 
@@ -241,6 +245,9 @@ impl ProcessLedger {
         ProcessLedger {
             pid: key.pid,
             instance: key.instance,
+            library: None,
+            comm: None,
+            cgroup: None,
             first_ns: ts,
             last_ns: ts,
             devices: BTreeMap::new(),
@@ -255,6 +262,27 @@ impl ProcessLedger {
             unmatched: 0,
             attribution: Attribution::default(),
             live: LiveAllocations::default(),
+        }
+    }
+
+    pub(super) fn set_info(&mut self, info: ProcessInfo) {
+        // What is known stays known: a later description without it does not erase it.
+        if info.comm.is_some() {
+            self.comm = info.comm;
+        }
+        if info.cgroup.is_some() {
+            self.cgroup = info.cgroup;
+        }
+    }
+
+    pub(super) fn started_record(&self) -> crate::collector::Record {
+        crate::collector::Record::ProcessStarted {
+            pid: self.pid,
+            instance: self.instance,
+            ts_ns: self.first_ns,
+            library: self.library,
+            comm: self.comm.clone(),
+            cgroup: self.cgroup.clone(),
         }
     }
 
@@ -351,6 +379,9 @@ impl std::fmt::Display for ExitStatus {
 #[derive(Clone, Debug, Serialize)]
 pub struct Cleanup {
     pub pid: u32,
+    /// Who it was (as described by the session), so a cleanup line can name it.
+    pub comm: Option<String>,
+    pub cgroup: Option<Cgroup>,
     pub exit_ns: u64,
     pub status: ExitStatus,
     pub released: Kernels,

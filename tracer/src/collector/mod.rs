@@ -12,11 +12,12 @@
 
 mod attribution;
 mod calls;
+pub mod identity;
 pub mod ledger;
 pub mod memory;
 pub mod records;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use tracer_common::{Event, EventKind, Origin};
 
@@ -24,9 +25,10 @@ use self::{
     attribution::Owner,
     calls::Call,
     ledger::MeshLedger,
-    memory::{Allocation, BufferType},
+    memory::{Allocation, BufferType, OwnerId},
 };
 pub use self::{
+    identity::{Cgroup, ProcessInfo},
     ledger::{
         Cleanup, CoreType, DeviceLedger, ExitStatus, KernelClass, Kernels, Leak, ProcKey,
         ProcessLedger, Tally,
@@ -35,10 +37,22 @@ pub use self::{
 };
 use crate::roles::Role;
 
-#[derive(Default)]
+/// Ended processes kept for the final report unless told otherwise ([`Collector::with_history`]).
+pub const DEFAULT_HISTORY: usize = 1024;
+
+/// Pids of the last exits remembered for [`Collector::has_ended`], whatever the history keeps.
+const RECENT_EXITS: usize = 64;
+
 pub struct Collector {
     live: BTreeMap<ProcKey, ProcessLedger>,
-    ended: Vec<ProcessLedger>,
+    /// Ended processes, oldest first, at most `history` of them.
+    ended: VecDeque<ProcessLedger>,
+    history: usize,
+    /// Ended processes dropped from `ended` to keep it within `history`.
+    pub history_dropped: u64,
+    /// What the session told about processes whose first event has not arrived yet.
+    described: HashMap<ProcKey, ProcessInfo>,
+    recent_exits: VecDeque<u32>,
     /// Context entry times keyed by (process, thread, depth): a context nested in one of the
     /// same role (an overload calling another) keeps its own start.
     context_starts: HashMap<(u32, u32, u8), u64>,
@@ -47,45 +61,115 @@ pub struct Collector {
     pub unknown_events: u64,
 }
 
+impl Default for Collector {
+    fn default() -> Self {
+        Self::with_history(DEFAULT_HISTORY)
+    }
+}
+
+/// What one event yields: a [`Record::ProcessStarted`] the first time its process is seen,
+/// then the event's own record.
+#[derive(Debug, Default)]
+pub struct Records {
+    started: Option<Record>,
+    record: Option<Record>,
+    /// A second record of the same event (a mesh allocator's context names a new mesh).
+    also: Option<Record>,
+}
+
+impl Iterator for Records {
+    type Item = Record;
+    fn next(&mut self) -> Option<Record> {
+        self.started
+            .take()
+            .or_else(|| self.record.take())
+            .or_else(|| self.also.take())
+    }
+}
+
 impl Collector {
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A collector keeping at most `history` ended processes for the report (older ones are
+    /// dropped and counted in `history_dropped`): memory stays bounded however many come and go.
+    pub fn with_history(history: usize) -> Self {
+        Collector {
+            live: BTreeMap::new(),
+            ended: VecDeque::new(),
+            history,
+            history_dropped: 0,
+            described: HashMap::new(),
+            recent_exits: VecDeque::new(),
+            context_starts: HashMap::new(),
+            events: 0,
+            unknown_events: 0,
+        }
+    }
+
+    /// Whether a live ledger exists for this process instance (the session describes the
+    /// ones it does not know).
+    pub fn knows(&self, pid: u32, instance: u64) -> bool {
+        self.live.contains_key(&ProcKey { pid, instance })
+    }
+
+    /// Who a process is (the session read it from /proc). Applied to its live ledger, or kept
+    /// until its first event creates one; its `ProcessStarted` record then carries it.
+    pub fn describe(&mut self, pid: u32, instance: u64, info: ProcessInfo) {
+        let key = ProcKey { pid, instance };
+        match self.live.get_mut(&key) {
+            Some(p) => p.set_info(info),
+            None => {
+                self.described.insert(key, info);
+            }
+        }
+    }
+
     /// Applies one event; returns what to tell the user.
-    pub fn apply(&mut self, ev: &Event) -> Option<Record> {
+    pub fn apply(&mut self, ev: &Event) -> Records {
         self.events += 1;
         let key = ProcKey {
             pid: ev.tgid,
             instance: ev.instance,
         };
         let kind = EventKind::from_repr(ev.kind);
-        if kind == Some(EventKind::ProcessExit) {
-            return Some(self.process_exit(key, ev));
+        match kind {
+            Some(EventKind::ProcessExit) => {
+                let started = ledger(&mut self.live, &mut self.described, key, ev).1;
+                return Records {
+                    started,
+                    record: Some(self.process_exit(key, ev)),
+                    also: None,
+                };
+            }
+            // Handled by the session (it arms the library); nothing for the ledger.
+            Some(EventKind::LibraryOpened) => return Records::default(),
+            _ => {}
         }
         let (Some(kind), Some(role)) = (kind, Role::from_repr(ev.role)) else {
             self.unknown_events += 1;
-            return None;
+            return Records::default();
         };
-        let proc = self
-            .live
-            .entry(key)
-            .or_insert_with(|| ProcessLedger::new(key, ev.ts_ns));
+        let (proc, started) = ledger(&mut self.live, &mut self.described, key, ev);
         proc.last_ns = proc.last_ns.max(ev.ts_ns);
-        match kind {
+        let (record, also) = match kind {
             EventKind::ContextEnter => {
                 self.context_starts
                     .insert((ev.tgid, ev.tid, ev.depth), ev.ts_ns);
-                Some(proc.context_entered(role, ev))
+                proc.context_entered(role, ev)
             }
             EventKind::ContextExit => {
                 let start = self.context_starts.remove(&(ev.tgid, ev.tid, ev.depth));
-                Some(proc.context_exited(role, ev, start))
+                (proc.context_exited(role, ev, start), None)
             }
-            EventKind::Call => proc.call(Call::decode(role, ev), ev),
-            EventKind::ProcessExit => unreachable!("handled above"),
-            // Handled by the session (it arms the library); nothing for the ledger.
-            EventKind::LibraryOpened => None,
+            EventKind::Call => (proc.call(role, Call::decode(role, ev), ev), None),
+            EventKind::ProcessExit | EventKind::LibraryOpened => unreachable!("handled above"),
+        };
+        Records {
+            started,
+            record: Some(record),
+            also,
         }
     }
 
@@ -93,10 +177,19 @@ impl Collector {
         let mut proc = self
             .live
             .remove(&key)
-            .unwrap_or_else(|| ProcessLedger::new(key, ev.ts_ns));
+            .expect("the ledger was created just before");
         let cleanup = proc.exited(ev);
         self.context_starts.retain(|(pid, _, _), _| *pid != key.pid);
-        self.ended.push(proc);
+        self.described.remove(&key);
+        if self.recent_exits.len() == RECENT_EXITS {
+            self.recent_exits.pop_front();
+        }
+        self.recent_exits.push_back(key.pid);
+        self.ended.push_back(proc);
+        while self.ended.len() > self.history {
+            self.ended.pop_front();
+            self.history_dropped += 1;
+        }
         Record::ProcessExited(cleanup)
     }
 
@@ -114,7 +207,7 @@ impl Collector {
         }
     }
 
-    /// Every process seen, ended ones first (in the order they ended), then live ones.
+    /// Every process kept, ended ones first (in the order they ended), then live ones.
     pub fn processes(&self) -> impl Iterator<Item = &ProcessLedger> {
         self.ended.iter().chain(self.live.values())
     }
@@ -123,42 +216,74 @@ impl Collector {
         self.live.len()
     }
 
-    /// Whether process (`pid`, `instance`) has a ledger, live or ended.
-    pub fn knows(&self, pid: u32, instance: u64) -> bool {
-        let key = ProcKey { pid, instance };
-        self.live.contains_key(&key)
-            || self
-                .ended
-                .iter()
-                .any(|p| p.pid == pid && p.instance == instance)
+    /// Ended processes kept for the report.
+    pub fn history_len(&self) -> usize {
+        self.ended.len()
     }
 
     /// Whether the process `pid` (any instance) has ended and none of that pid is live.
     pub fn has_ended(&self, pid: u32) -> bool {
-        self.ended.iter().any(|p| p.pid == pid) && !self.live.keys().any(|k| k.pid == pid)
+        (self.recent_exits.contains(&pid) || self.ended.iter().any(|p| p.pid == pid))
+            && !self.live.keys().any(|k| k.pid == pid)
     }
+
+    /// Per-process state outside the ledgers (for the bounded-memory check): context starts
+    /// and descriptions waiting for their process.
+    pub fn pending_len(&self) -> usize {
+        self.context_starts.len() + self.described.len()
+    }
+}
+
+/// The live ledger of `key`, created (with a `ProcessStarted` record) on its first event.
+fn ledger<'a>(
+    live: &'a mut BTreeMap<ProcKey, ProcessLedger>,
+    described: &mut HashMap<ProcKey, ProcessInfo>,
+    key: ProcKey,
+    ev: &Event,
+) -> (&'a mut ProcessLedger, Option<Record>) {
+    let mut started = None;
+    let proc = live.entry(key).or_insert_with(|| {
+        let mut p = ProcessLedger::new(key, ev.ts_ns);
+        if let Some(info) = described.remove(&key) {
+            p.set_info(info);
+        }
+        started = Some(p.started_record());
+        p
+    });
+    if proc.library.is_none() && ev.library != 0 {
+        proc.library = Some(ev.library);
+        // Learnt only now: the start record says so if it is still to be sent.
+        if let Some(Record::ProcessStarted { library, .. }) = started.as_mut() {
+            *library = proc.library;
+        }
+    }
+    (proc, started)
 }
 
 /// One handler per event: contexts entered and left, each role's call, the exit.
 impl ProcessLedger {
-    fn context_entered(&mut self, role: Role, ev: &Event) -> Record {
-        match role {
-            Role::MeshOpen => self.attribution.mesh_open_began(ev.context_this),
-            Role::MeshAllocator => self.mesh_allocator_built(ev),
-            _ => {}
-        }
-        Record::ContextEntered {
+    fn context_entered(&mut self, role: Role, ev: &Event) -> (Record, Option<Record>) {
+        let also = match role {
+            Role::MeshOpen => {
+                self.attribution.mesh_open_began(ev.context_this);
+                None
+            }
+            Role::MeshAllocator => Some(self.mesh_allocator_built(ev)),
+            _ => None,
+        };
+        let entered = Record::ContextEntered {
             pid: self.pid,
             tid: ev.tid,
             ts_ns: ev.ts_ns,
             role,
             chip: self.attribution.chip_of(ev.context_this),
-        }
+        };
+        (entered, also)
     }
 
     /// A mesh's lock-step allocator: its chips are those opened in the enclosing
     /// `MeshDevice::create`, if it is one.
-    fn mesh_allocator_built(&mut self, ev: &Event) {
+    fn mesh_allocator_built(&mut self, ev: &Event) -> Record {
         let index = self.meshes.len() as u32 + 1;
         let chips = if Origin::from_repr(ev.parent_origin) == Some(Origin::MeshOpen) {
             self.attribution.chips_opened_in(ev.parent_this)
@@ -172,13 +297,20 @@ impl ProcessLedger {
             index,
             MeshLedger {
                 index,
-                chips,
+                chips: chips.clone(),
                 opened_ns: ev.ts_ns,
                 ..Default::default()
             },
         );
         self.attribution
             .mesh_built(index, ev.context_this, calls::mesh_of_allocator(ev));
+        Record::MeshOpened {
+            pid: self.pid,
+            tid: ev.tid,
+            ts_ns: ev.ts_ns,
+            mesh: index,
+            chips,
+        }
     }
 
     fn context_exited(&mut self, role: Role, ev: &Event, start: Option<u64>) -> Record {
@@ -202,81 +334,143 @@ impl ProcessLedger {
         }
     }
 
-    fn call(&mut self, call: Call, ev: &Event) -> Option<Record> {
+    fn call(&mut self, role: Role, call: Call, ev: &Event) -> Record {
         match call {
-            Call::DeviceOpen { device, chip } => Some(self.device_opened(ev, device, chip)),
+            Call::DeviceOpen { device, chip } => self.device_opened(ev, device, chip),
             Call::KernelBinaryWrite {
                 bytes,
                 chip,
                 address,
             } => {
                 let class = KernelClass::of(Origin::from_repr(ev.origin));
-                Some(self.kernel_written(ev, class, bytes, chip, address))
+                self.kernel_written(ev, class, bytes, chip, address)
             }
-            Call::DeviceClose { device } => self.device_closed(ev, device),
-            Call::MeshClose { mesh } => Some(self.mesh_closed(ev, mesh)),
-            Call::BankNew { bank, buffer_type } => {
-                self.bank_built(ev, bank, buffer_type);
-                None
-            }
+            Call::DeviceClose { device } => self
+                .device_closed(ev, device)
+                .unwrap_or_else(|| self.unmatched(role, ev)),
+            Call::MeshClose { mesh } => self.mesh_closed(ev, mesh),
+            Call::BankNew { bank, buffer_type } => self.bank_built(ev, bank, buffer_type),
             Call::BankAllocate {
                 bank,
                 size,
                 address,
             } => self.allocated(ev, bank, size, address),
-            Call::BankFree { bank, address } => {
-                match self.live.remove(bank, address) {
-                    Some(a) => self.released(a),
-                    None => self.unmatched += 1,
-                }
-                None
-            }
-            Call::BankFreeAll { bank } => {
-                for (_, a) in self.live.drain_bank(bank) {
-                    if a.kernel_binaries {
-                        self.released(a);
-                    } else {
-                        self.books(a.owner).clear(a.buffer_type, a.size);
+            Call::BankFree { bank, address } => match self.live.remove(bank, address) {
+                Some(a) => self.released(ev, address, a),
+                None => self.unmatched(role, ev),
+            },
+            Call::BankFreeAll { bank } => self.bank_cleared(ev, bank),
+            Call::CbAllocate { size, device } => match self.attribution.chip_of(device) {
+                Some(chip) => {
+                    let pid = self.pid;
+                    let cbs = &mut self.device(chip).circular_buffers;
+                    cbs.allocate(size);
+                    Record::CircularBufferAllocated {
+                        pid,
+                        tid: ev.tid,
+                        ts_ns: ev.ts_ns,
+                        chip,
+                        size,
+                        live_bytes: cbs.live_bytes,
                     }
                 }
-                None
-            }
-            Call::CbAllocate { size, device } => {
-                match self.attribution.chip_of(device) {
-                    Some(c) => self.device(c).circular_buffers.allocate(size),
-                    None => self.unmatched += 1,
+                None => self.unmatched(role, ev),
+            },
+            Call::CbFreeAll { device } => match self.attribution.chip_of(device) {
+                Some(chip) => {
+                    let pid = self.pid;
+                    let cbs = &mut self.device(chip).circular_buffers;
+                    let (count, bytes) = (cbs.live, cbs.live_bytes);
+                    cbs.clear();
+                    Record::CircularBuffersReleased {
+                        pid,
+                        tid: ev.tid,
+                        ts_ns: ev.ts_ns,
+                        chip,
+                        count,
+                        bytes,
+                    }
                 }
-                None
-            }
-            Call::CbFreeAll { device } => {
-                match self.attribution.chip_of(device) {
-                    Some(c) => self.device(c).circular_buffers.clear(),
-                    None => self.unmatched += 1,
-                }
-                None
-            }
+                None => self.unmatched(role, ev),
+            },
             Call::WorkloadEnqueue => {
                 self.workloads_enqueued += 1;
-                None
+                Record::WorkloadEnqueued {
+                    pid: self.pid,
+                    tid: ev.tid,
+                    ts_ns: ev.ts_ns,
+                    total: self.workloads_enqueued,
+                }
             }
             Call::FirmwareWrite {
                 bytes,
                 chip,
                 core_type,
-            } => Some(match KernelClass::of(Origin::from_repr(ev.origin)) {
+            } => match KernelClass::of(Origin::from_repr(ev.origin)) {
                 // The same functions write ethernet kernels (EthernetKernel::configure): inside
                 // fabric or dispatch bring-up they are those system kernels, not firmware.
                 class @ (KernelClass::Fabric | KernelClass::Dispatch) => {
                     self.kernel_written(ev, class, bytes, chip, 0)
                 }
                 _ => self.firmware_written(ev, bytes, chip, CoreType::from_raw(core_type)),
-            }),
+            },
             // A context role reported as a plain call: only a foreign catalog could do that.
-            Call::Context => {
-                self.unmatched += 1;
-                None
+            Call::Context => self.unmatched(role, ev),
+        }
+    }
+
+    /// An event about something never seen: counted, and told.
+    fn unmatched(&mut self, role: Role, ev: &Event) -> Record {
+        self.unmatched += 1;
+        Record::Unmatched {
+            pid: self.pid,
+            tid: ev.tid,
+            ts_ns: ev.ts_ns,
+            role,
+        }
+    }
+
+    /// The chip or mesh an owner is, for records.
+    fn placement(&self, owner: OwnerId) -> (Option<i64>, Option<u32>) {
+        match self.attribution.owner(owner) {
+            Owner::Chip(c) => (Some(c), None),
+            Owner::Mesh(m) => (None, Some(m)),
+            Owner::Scratch | Owner::Unattributed => (None, None),
+        }
+    }
+
+    /// Every buffer of a bank released at once (device or mesh close).
+    fn bank_cleared(&mut self, ev: &Event, bank: u64) -> Record {
+        let (buffer_type, owner) = self.attribution.bank(bank);
+        let (mut count, mut bytes) = (0u64, 0u64);
+        for (address, a) in self.live.drain_bank(bank) {
+            if a.kernel_binaries {
+                self.released(ev, address, a);
+            } else {
+                self.books(a.owner).clear(a.buffer_type, a.size);
+                count += 1;
+                bytes = bytes.saturating_add(a.size);
             }
         }
+        let (chip, mesh) = self.placement(owner);
+        Record::BuffersCleared {
+            pid: self.pid,
+            tid: ev.tid,
+            ts_ns: ev.ts_ns,
+            chip,
+            mesh,
+            buffer_type,
+            count,
+            bytes,
+            live_bytes: self.live_bytes(owner, buffer_type),
+        }
+    }
+
+    fn live_bytes(&mut self, owner: OwnerId, t: BufferType) -> u64 {
+        self.books(owner)
+            .by_type
+            .get(&t)
+            .map_or(0, |b| b.live_bytes)
     }
 
     fn device_opened(&mut self, ev: &Event, device: u64, chip: i64) -> Record {
@@ -339,11 +533,9 @@ impl ProcessLedger {
         }
     }
 
+    /// None when the device was never seen opened.
     fn device_closed(&mut self, ev: &Event, device: u64) -> Option<Record> {
-        let Some(chip) = self.attribution.chip_of(device) else {
-            self.unmatched += 1;
-            return None;
-        };
+        let chip = self.attribution.chip_of(device)?;
         let owner = self.attribution.owner_id(Owner::Chip(chip));
         let outstanding = self.live.of_owner(owner, ev.ts_ns, false);
         let d = self.device(chip);
@@ -378,7 +570,7 @@ impl ProcessLedger {
         }
     }
 
-    fn bank_built(&mut self, ev: &Event, bank: u64, buffer_type: BufferType) {
+    fn bank_built(&mut self, ev: &Event, bank: u64, buffer_type: BufferType) -> Record {
         let owner = self
             .attribution
             .owner_of_new_bank(Origin::from_repr(ev.origin), ev.context_this);
@@ -393,9 +585,17 @@ impl ProcessLedger {
             Owner::Unattributed => self.unattributed_banks += 1,
         }
         self.attribution.bank_built(bank, buffer_type, owner);
+        let id = self.attribution.owner_id(owner);
+        Record::BankBuilt {
+            pid: self.pid,
+            tid: ev.tid,
+            ts_ns: ev.ts_ns,
+            buffer_type,
+            owner: self.attribution.owner_name(id),
+        }
     }
 
-    fn allocated(&mut self, ev: &Event, bank: u64, size: u64, address: u64) -> Option<Record> {
+    fn allocated(&mut self, ev: &Event, bank: u64, size: u64, address: u64) -> Record {
         let (buffer_type, owner) = self.attribution.bank(bank);
         let kernel_binaries = Origin::from_repr(ev.origin) == Some(Origin::Program);
         let a = Allocation {
@@ -408,11 +608,22 @@ impl ProcessLedger {
         if let Some(old) = self.live.insert(bank, address, a) {
             // The same address again without a free we saw: book the old one freed.
             self.unmatched += 1;
-            self.released(old);
+            self.released(ev, address, old);
         }
         if !kernel_binaries {
             self.books(owner).allocate(buffer_type, size);
-            return None;
+            let (chip, mesh) = self.placement(owner);
+            return Record::BufferAllocated {
+                pid: self.pid,
+                tid: ev.tid,
+                ts_ns: ev.ts_ns,
+                chip,
+                mesh,
+                buffer_type,
+                size,
+                address,
+                live_bytes: self.live_bytes(owner, buffer_type),
+            };
         }
         // A program's binaries, placed for the dispatch firmware to copy to the cores: they are
         // application kernels on every chip the buffer occupies, not an ordinary buffer.
@@ -427,7 +638,7 @@ impl ProcessLedger {
             d.first_load_ns.get_or_insert(ev.ts_ns);
             d.last_load_ns = Some(ev.ts_ns);
         }
-        Some(Record::ProgramBinariesPlaced {
+        Record::ProgramBinariesPlaced {
             pid: self.pid,
             tid: ev.tid,
             ts_ns: ev.ts_ns,
@@ -435,18 +646,38 @@ impl ProcessLedger {
             bytes: size,
             address,
             buffer_type,
-        })
+        }
     }
 
     /// A buffer freed one by one: back out of its books, or, for a program's binaries, off its
     /// chips' resident kernels.
-    fn released(&mut self, a: Allocation) {
+    fn released(&mut self, ev: &Event, address: u64, a: Allocation) -> Record {
         if a.kernel_binaries {
-            for c in self.chips_of(a.owner) {
+            let chips = self.chips_of(a.owner);
+            for &c in &chips {
                 self.device(c).resident.remove_program_buffer(a.size);
             }
-        } else {
-            self.books(a.owner).free(a.buffer_type, a.size);
+            return Record::ProgramBinariesFreed {
+                pid: self.pid,
+                tid: ev.tid,
+                ts_ns: ev.ts_ns,
+                chips,
+                bytes: a.size,
+                address,
+            };
+        }
+        self.books(a.owner).free(a.buffer_type, a.size);
+        let (chip, mesh) = self.placement(a.owner);
+        Record::BufferFreed {
+            pid: self.pid,
+            tid: ev.tid,
+            ts_ns: ev.ts_ns,
+            chip,
+            mesh,
+            buffer_type: a.buffer_type,
+            size: a.size,
+            address,
+            live_bytes: self.live_bytes(a.owner, a.buffer_type),
         }
     }
 
@@ -471,8 +702,12 @@ impl ProcessLedger {
         }
         leaks.sort_by_key(|l| (l.buffer.allocated_ns, l.buffer.address));
         self.live.clear();
+        // Its objects' addresses mean nothing any more: an ended ledger keeps only its books.
+        self.attribution = Default::default();
         let cleanup = Cleanup {
             pid: self.pid,
+            comm: self.comm.clone(),
+            cgroup: self.cgroup.clone(),
             exit_ns: ev.ts_ns,
             status: ExitStatus::from_raw(ev.fields[0]),
             released,
@@ -490,6 +725,7 @@ impl ProcessLedger {
 mod tests {
 
     use super::{memory::BufferType, *};
+    use crate::report;
 
     const FABRIC: u64 = 56 * 1024;
     const DISPATCH: u64 = 46 * 1024;
@@ -520,10 +756,11 @@ mod tests {
         )
     }
     fn healthy_device(c: &mut Collector, pid: u32, dev: u64, chip: u64) {
-        c.apply(&open(pid, dev, chip));
+        c.apply(&open(pid, dev, chip)).last();
         for _ in 0..2 {
-            c.apply(&write(pid, Origin::Fabric, chip, FABRIC));
-            c.apply(&write(pid, Origin::Dispatch, chip, DISPATCH));
+            c.apply(&write(pid, Origin::Fabric, chip, FABRIC)).last();
+            c.apply(&write(pid, Origin::Dispatch, chip, DISPATCH))
+                .last();
         }
     }
 
@@ -531,8 +768,8 @@ mod tests {
     fn system_kernels_of_a_healthy_device_are_204_kib() {
         let mut c = Collector::new();
         healthy_device(&mut c, 10, 0xd0, 0);
-        c.apply(&write(10, Origin::Application, 0, 4096));
-        c.apply(&write(10, Origin::Program, 0, 8192));
+        c.apply(&write(10, Origin::Application, 0, 4096)).last();
+        c.apply(&write(10, Origin::Program, 0, 8192)).last();
         let p = c.processes().next().unwrap();
         let d = &p.devices[&0];
         assert_eq!(
@@ -571,7 +808,7 @@ mod tests {
         let mut c = Collector::new();
         healthy_device(&mut c, 10, 0xd0, 0);
         healthy_device(&mut c, 10, 0xd1, 1);
-        c.apply(&write(10, Origin::Application, 1, 100));
+        c.apply(&write(10, Origin::Application, 1, 100)).last();
         let p = c.processes().next().unwrap();
         assert_eq!(p.devices[&0].loaded.application.count, 0);
         assert_eq!(
@@ -588,13 +825,15 @@ mod tests {
         let mut c = Collector::new();
         healthy_device(&mut c, 10, 0xd0, 0);
         healthy_device(&mut c, 10, 0xd1, 1);
-        let r = c.apply(&ev(
-            10,
-            EventKind::Call,
-            Some(Role::DeviceClose),
-            Origin::Application,
-            &[0xd1],
-        ));
+        let r = c
+            .apply(&ev(
+                10,
+                EventKind::Call,
+                Some(Role::DeviceClose),
+                Origin::Application,
+                &[0xd1],
+            ))
+            .last();
         match r {
             Some(Record::DeviceClosed {
                 chip: 1, released, ..
@@ -612,7 +851,8 @@ mod tests {
             Some(Role::DeviceClose),
             Origin::Application,
             &[0xee],
-        ));
+        ))
+        .last();
         assert_eq!(c.processes().next().unwrap().unmatched, 1);
     }
 
@@ -620,14 +860,16 @@ mod tests {
     fn process_exit_releases_everything_and_reports_the_signal() {
         let mut c = Collector::new();
         healthy_device(&mut c, 12345, 0xd0, 0);
-        c.apply(&write(12345, Origin::Application, 0, 3000));
-        let r = c.apply(&ev(
-            12345,
-            EventKind::ProcessExit,
-            None,
-            Origin::Application,
-            &[9],
-        ));
+        c.apply(&write(12345, Origin::Application, 0, 3000)).last();
+        let r = c
+            .apply(&ev(
+                12345,
+                EventKind::ProcessExit,
+                None,
+                Origin::Application,
+                &[9],
+            ))
+            .last();
         let Some(Record::ProcessExited(cl)) = r else {
             panic!("{r:?}")
         };
@@ -662,10 +904,11 @@ mod tests {
             None,
             Origin::Application,
             &[0],
-        ));
+        ))
+        .last();
         let mut again = write(5, Origin::Application, 0, 10);
         again.instance = 99;
-        c.apply(&again);
+        c.apply(&again).last();
         let all: Vec<_> = c.processes().collect();
         assert_eq!(all.len(), 2);
         assert_eq!(all[1].instance, 99);
@@ -694,10 +937,10 @@ mod tests {
             e.ts_ns = ts;
             e
         };
-        c.apply(&ctx(EventKind::ContextEnter, 1, 100));
-        c.apply(&ctx(EventKind::ContextEnter, 2, 110));
-        c.apply(&ctx(EventKind::ContextExit, 2, 150));
-        let r = c.apply(&ctx(EventKind::ContextExit, 1, 200));
+        c.apply(&ctx(EventKind::ContextEnter, 1, 100)).last();
+        c.apply(&ctx(EventKind::ContextEnter, 2, 110)).last();
+        c.apply(&ctx(EventKind::ContextExit, 2, 150)).last();
+        let r = c.apply(&ctx(EventKind::ContextExit, 1, 200)).last();
         assert!(
             matches!(
                 r,
@@ -740,16 +983,19 @@ mod tests {
             TOKEN,
             &[],
             (Origin::Application, 0),
-        ));
+        ))
+        .last();
         for (dev, chip) in [(0xd0, 0), (0xd1, 1)] {
-            c.apply(&with(open(pid, dev, chip), Origin::MeshOpen, TOKEN));
+            c.apply(&with(open(pid, dev, chip), Origin::MeshOpen, TOKEN))
+                .last();
             c.apply(&enter(
                 Role::DeviceAllocator,
                 Origin::DeviceAllocator,
                 dev,
                 &[],
                 (Origin::MeshOpen, TOKEN),
-            ));
+            ))
+            .last();
             let bank = ev(
                 pid,
                 EventKind::Call,
@@ -757,7 +1003,7 @@ mod tests {
                 Origin::DeviceAllocator,
                 &[0xb000 + dev, 0],
             );
-            c.apply(&with(bank, Origin::DeviceAllocator, dev));
+            c.apply(&with(bank, Origin::DeviceAllocator, dev)).last();
         }
         c.apply(&enter(
             Role::MeshAllocator,
@@ -765,7 +1011,8 @@ mod tests {
             0x1111,
             &[0x2222],
             (Origin::MeshOpen, TOKEN),
-        ));
+        ))
+        .last();
         for (bank, ty) in [(0xb1, 0), (0xb2, 1)] {
             let e = ev(
                 pid,
@@ -774,7 +1021,7 @@ mod tests {
                 Origin::MeshAllocator,
                 &[bank, ty],
             );
-            c.apply(&with(e, Origin::MeshAllocator, 0x1111));
+            c.apply(&with(e, Origin::MeshAllocator, 0x1111)).last();
         }
         let alloc = |bank, size, addr| {
             let mut e = ev(
@@ -787,23 +1034,25 @@ mod tests {
             e.ret = addr;
             e
         };
-        c.apply(&alloc(0xb1, 2048, 0x1000));
-        c.apply(&alloc(0xb1, 8192, 0x2000));
-        c.apply(&alloc(0xb2, 4096, 0x1000)); // same address, other bank (L1)
+        c.apply(&alloc(0xb1, 2048, 0x1000)).last();
+        c.apply(&alloc(0xb1, 8192, 0x2000)).last();
+        c.apply(&alloc(0xb2, 4096, 0x1000)).last(); // same address, other bank (L1)
         c.apply(&ev(
             pid,
             EventKind::Call,
             Some(Role::BankFree),
             Origin::Application,
             &[0xb1, 0x2000],
-        ));
+        ))
+        .last();
         c.apply(&ev(
             pid,
             EventKind::Call,
             Some(Role::BankFree),
             Origin::Application,
             &[0xb1, 0x9999],
-        ));
+        ))
+        .last();
         // Mesh close: outstanding buffers listed, then tt-metal clears the banks.
         c.apply(&ev(
             pid,
@@ -811,14 +1060,16 @@ mod tests {
             Some(Role::MeshClose),
             Origin::Application,
             &[0x2222],
-        ));
+        ))
+        .last();
         c.apply(&ev(
             pid,
             EventKind::Call,
             Some(Role::BankFreeAll),
             Origin::Application,
             &[0xb1],
-        ));
+        ))
+        .last();
 
         let p = c.processes().next().unwrap();
         let mesh = &p.meshes[&1];
@@ -858,13 +1109,16 @@ mod tests {
         );
 
         // The L1 buffer is still live at exit: a leak of the mesh.
-        let Some(Record::ProcessExited(cl)) = c.apply(&ev(
-            pid,
-            EventKind::ProcessExit,
-            None,
-            Origin::Application,
-            &[9],
-        )) else {
+        let Some(Record::ProcessExited(cl)) = c
+            .apply(&ev(
+                pid,
+                EventKind::ProcessExit,
+                None,
+                Origin::Application,
+                &[9],
+            ))
+            .last()
+        else {
             panic!()
         };
         assert_eq!(cl.leaks.len(), 1);
@@ -877,8 +1131,8 @@ mod tests {
     #[test]
     fn circular_buffers_per_chip() {
         let mut c = Collector::new();
-        c.apply(&open(3, 0xd0, 0));
-        c.apply(&open(3, 0xd1, 1));
+        c.apply(&open(3, 0xd0, 0)).last();
+        c.apply(&open(3, 0xd1, 1)).last();
         for _ in 0..3 {
             c.apply(&ev(
                 3,
@@ -886,7 +1140,8 @@ mod tests {
                 Some(Role::CbAllocate),
                 Origin::Application,
                 &[0x100, 4096, 0xd1],
-            ));
+            ))
+            .last();
         }
         c.apply(&ev(
             3,
@@ -894,14 +1149,16 @@ mod tests {
             Some(Role::CbFreeAll),
             Origin::Application,
             &[0xd1],
-        ));
+        ))
+        .last();
         c.apply(&ev(
             3,
             EventKind::Call,
             Some(Role::CbAllocate),
             Origin::Application,
             &[0x100, 4096, 0xee],
-        ));
+        ))
+        .last();
         let p = c.processes().next().unwrap();
         let cb = p.devices[&1].circular_buffers;
         assert_eq!(
@@ -917,7 +1174,7 @@ mod tests {
         let mut c = Collector::new();
         let mut e = write(1, Origin::Application, 0, 1);
         e.role = 999;
-        assert!(c.apply(&e).is_none());
+        assert!(c.apply(&e).last().is_none());
         assert_eq!(c.unknown_events, 1);
         assert_eq!(c.processes().count(), 0);
     }
@@ -939,7 +1196,7 @@ mod tests {
             &[],
         );
         enter.context_this = 0xd0;
-        c.apply(&enter);
+        c.apply(&enter).last();
         let mut bank = ev(
             pid,
             EventKind::Call,
@@ -948,7 +1205,7 @@ mod tests {
             &[0xb0, 0],
         );
         bank.context_this = 0xd0;
-        c.apply(&bank);
+        c.apply(&bank).last();
         let alloc = |origin: Origin, size: u64, addr: u64| {
             let mut e = ev(
                 pid,
@@ -960,13 +1217,13 @@ mod tests {
             e.ret = addr;
             e
         };
-        let r = c.apply(&alloc(Origin::Program, 6144, 0x8000));
+        let r = c.apply(&alloc(Origin::Program, 6144, 0x8000)).last();
         assert!(
             matches!(&r, Some(Record::ProgramBinariesPlaced { chips, bytes: 6144, .. }) if chips == &[0]),
             "{r:?}"
         );
-        c.apply(&alloc(Origin::Program, 2048, 0x9000));
-        c.apply(&alloc(Origin::Application, 4096, 0xa000)); // an ordinary buffer
+        c.apply(&alloc(Origin::Program, 2048, 0x9000)).last();
+        c.apply(&alloc(Origin::Application, 4096, 0xa000)).last(); // an ordinary buffer
         let p = c.processes().next().unwrap();
         let d = &p.devices[&0];
         assert_eq!(
@@ -995,7 +1252,8 @@ mod tests {
             Some(Role::BankFree),
             Origin::Application,
             &[0xb0, 0x8000],
-        ));
+        ))
+        .last();
         let p = c.processes().next().unwrap();
         assert_eq!(
             p.devices[&0].resident.program_buffers,
@@ -1006,13 +1264,16 @@ mod tests {
         );
         assert_eq!(p.devices[&0].memory.by_type[&BufferType::Dram].frees, 0);
         // The exit releases the rest, and lists only the ordinary buffer as a leak.
-        let Some(Record::ProcessExited(cl)) = c.apply(&ev(
-            pid,
-            EventKind::ProcessExit,
-            None,
-            Origin::Application,
-            &[0],
-        )) else {
+        let Some(Record::ProcessExited(cl)) = c
+            .apply(&ev(
+                pid,
+                EventKind::ProcessExit,
+                None,
+                Origin::Application,
+                &[0],
+            ))
+            .last()
+        else {
             panic!()
         };
         assert_eq!(
@@ -1040,12 +1301,12 @@ mod tests {
             &[],
         );
         open_mesh.context_this = TOKEN;
-        c.apply(&open_mesh);
+        c.apply(&open_mesh).last();
         for (dev, chip) in [(0xd0, 0), (0xd1, 1)] {
             let mut o = open(pid, dev, chip);
             o.origin = Origin::MeshOpen as u8;
             o.context_this = TOKEN;
-            c.apply(&o);
+            c.apply(&o).last();
         }
         let mut mesh_alloc = ev(
             pid,
@@ -1057,7 +1318,7 @@ mod tests {
         mesh_alloc.context_this = 0x1111;
         mesh_alloc.parent_origin = Origin::MeshOpen as u8;
         mesh_alloc.parent_this = TOKEN;
-        c.apply(&mesh_alloc);
+        c.apply(&mesh_alloc).last();
         let mut bank = ev(
             pid,
             EventKind::Call,
@@ -1066,7 +1327,7 @@ mod tests {
             &[0xb1, 0],
         );
         bank.context_this = 0x1111;
-        c.apply(&bank);
+        c.apply(&bank).last();
         let mut e = ev(
             pid,
             EventKind::Call,
@@ -1075,7 +1336,7 @@ mod tests {
             &[0xb1, 1000],
         );
         e.ret = 0x4000;
-        c.apply(&e);
+        c.apply(&e).last();
         let p = c.processes().next().unwrap();
         for chip in [0, 1] {
             assert_eq!(
@@ -1091,7 +1352,7 @@ mod tests {
     #[test]
     fn firmware_has_its_own_line_and_fabric_ethernet_kernels_stay_fabric() {
         let mut c = Collector::new();
-        c.apply(&open(4, 0xd0, 0));
+        c.apply(&open(4, 0xd0, 0)).last();
         let fw = |origin: Origin, bytes: u64, core: u64| {
             ev(
                 4,
@@ -1101,7 +1362,7 @@ mod tests {
                 &[bytes, 0, core],
             )
         };
-        let r = c.apply(&fw(Origin::Application, 1000, 0));
+        let r = c.apply(&fw(Origin::Application, 1000, 0)).last();
         assert!(
             matches!(
                 r,
@@ -1113,9 +1374,9 @@ mod tests {
             ),
             "{r:?}"
         );
-        c.apply(&fw(Origin::DeviceInit, 3000, 0));
-        c.apply(&fw(Origin::Application, 500, 1));
-        c.apply(&fw(Origin::Fabric, FABRIC, 1));
+        c.apply(&fw(Origin::DeviceInit, 3000, 0)).last();
+        c.apply(&fw(Origin::Application, 500, 1)).last();
+        c.apply(&fw(Origin::Fabric, FABRIC, 1)).last();
         let p = c.processes().next().unwrap();
         let d = &p.devices[&0];
         assert_eq!(
@@ -1160,9 +1421,9 @@ mod tests {
     #[test]
     fn garbage_sizes_and_times_saturate_instead_of_overflowing() {
         let mut c = Collector::new();
-        c.apply(&open(1, 0xd0, 0));
+        c.apply(&open(1, 0xd0, 0)).last();
         for origin in [Origin::Dispatch, Origin::Dispatch, Origin::Application] {
-            c.apply(&write(1, origin, 0, 0xffff_ffff_fffe_b800));
+            c.apply(&write(1, origin, 0, 0xffff_ffff_fffe_b800)).last();
         }
         c.apply(&ev(
             1,
@@ -1170,7 +1431,8 @@ mod tests {
             Some(Role::BankNew),
             Origin::Application,
             &[0xb1, 0],
-        ));
+        ))
+        .last();
         for addr in [0x1000, 0x2000, 0x3000] {
             let mut e = ev(
                 1,
@@ -1180,7 +1442,7 @@ mod tests {
                 &[0xb1, u64::MAX],
             );
             e.ret = addr;
-            c.apply(&e);
+            c.apply(&e).last();
         }
         for _ in 0..2 {
             c.apply(&ev(
@@ -1189,7 +1451,8 @@ mod tests {
                 Some(Role::CbAllocate),
                 Origin::Application,
                 &[0x100, u64::MAX, 0xd0],
-            ));
+            ))
+            .last();
         }
         for (kind, ts) in [
             (EventKind::ContextEnter, 0),
@@ -1199,7 +1462,7 @@ mod tests {
         ] {
             let mut e = ev(1, kind, Some(Role::DeviceInit), Origin::DeviceInit, &[]);
             e.ts_ns = ts;
-            c.apply(&e);
+            c.apply(&e).last();
         }
         let p = c.processes().next().unwrap();
         let d = &p.devices[&0];
@@ -1217,8 +1480,388 @@ mod tests {
             None,
             Origin::Application,
             &[0],
-        ));
-        let report = crate::report::Report::new(&c, "x".into(), None, BTreeMap::new(), 0);
+        ))
+        .last();
+        let report = crate::report::Report::new(&c, &[], BTreeMap::new(), 0);
         assert!(report.to_text().contains("leaked:"));
+    }
+
+    fn records(c: &mut Collector, e: &Event) -> Vec<Record> {
+        c.apply(e).collect()
+    }
+
+    /// Builds a chip's own DRAM bank (0xb0) on device 0xd0 = chip 0 of process `pid`.
+    fn chip_bank(c: &mut Collector, pid: u32) {
+        c.apply(&open(pid, 0xd0, 0)).last();
+        let mut enter = ev(
+            pid,
+            EventKind::ContextEnter,
+            Some(Role::DeviceAllocator),
+            Origin::DeviceAllocator,
+            &[],
+        );
+        enter.context_this = 0xd0;
+        c.apply(&enter).last();
+        let mut bank = ev(
+            pid,
+            EventKind::Call,
+            Some(Role::BankNew),
+            Origin::DeviceAllocator,
+            &[0xb0, 0],
+        );
+        bank.context_this = 0xd0;
+        let r = records(c, &bank);
+        assert!(
+            matches!(&r[..], [Record::BankBuilt { buffer_type: BufferType::Dram, owner, .. }] if owner == "chip 0"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn the_first_event_of_a_process_starts_it_with_what_is_known() {
+        let mut c = Collector::new();
+        assert!(!c.knows(21, 7));
+        c.describe(
+            21,
+            7,
+            ProcessInfo {
+                comm: Some("python3".into()),
+                cgroup: Some(Cgroup::from_path("/system.slice/tt.service")),
+            },
+        );
+        let mut e = open(21, 0xd0, 0);
+        e.library = 2;
+        let r = records(&mut c, &e);
+        match &r[..] {
+            [Record::ProcessStarted {
+                pid: 21,
+                instance: 7,
+                library: Some(2),
+                comm: Some(comm),
+                cgroup: Some(cg),
+                ..
+            }, Record::DeviceOpened { chip: 0, .. }] => {
+                assert_eq!(comm, "python3");
+                assert_eq!(cg.systemd_unit.as_deref(), Some("tt.service"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(c.knows(21, 7));
+        // Seen once: no second start.
+        assert_eq!(records(&mut c, &open(21, 0xd1, 1)).len(), 1);
+        let p = c.processes().next().unwrap();
+        assert_eq!(p.library, Some(2));
+        // The cleanup names it too.
+        let r = records(
+            &mut c,
+            &ev(21, EventKind::ProcessExit, None, Origin::Application, &[0]),
+        );
+        let [Record::ProcessExited(cl)] = &r[..] else {
+            panic!("{r:?}")
+        };
+        assert_eq!(cl.comm.as_deref(), Some("python3"));
+        assert!(cl.cgroup.is_some());
+        assert!(report::cleanup_line(cl).contains("pid 21 (python3, unit tt.service)"));
+    }
+
+    #[test]
+    fn describing_a_live_process_updates_its_ledger() {
+        let mut c = Collector::new();
+        c.apply(&open(3, 0xd0, 0)).last();
+        c.describe(
+            3,
+            7,
+            ProcessInfo {
+                comm: Some("worker".into()),
+                cgroup: None,
+            },
+        );
+        assert_eq!(
+            c.processes().next().unwrap().comm.as_deref(),
+            Some("worker")
+        );
+        assert_eq!(c.pending_len(), 0);
+    }
+
+    #[test]
+    fn buffers_and_their_owners_live_bytes_are_told() {
+        let mut c = Collector::new();
+        chip_bank(&mut c, 4);
+        let alloc = |size, addr| {
+            let mut e = ev(
+                4,
+                EventKind::Call,
+                Some(Role::BankAllocate),
+                Origin::Application,
+                &[0xb0, size],
+            );
+            e.ret = addr;
+            e
+        };
+        records(&mut c, &alloc(1000, 0x1000));
+        let r = records(&mut c, &alloc(500, 0x2000));
+        assert!(
+            matches!(
+                r[..],
+                [Record::BufferAllocated {
+                    chip: Some(0),
+                    mesh: None,
+                    buffer_type: BufferType::Dram,
+                    size: 500,
+                    address: 0x2000,
+                    live_bytes: 1500,
+                    ..
+                }]
+            ),
+            "{r:?}"
+        );
+        let free = ev(
+            4,
+            EventKind::Call,
+            Some(Role::BankFree),
+            Origin::Application,
+            &[0xb0, 0x1000],
+        );
+        let r = records(&mut c, &free);
+        assert!(
+            matches!(
+                r[..],
+                [Record::BufferFreed {
+                    chip: Some(0),
+                    size: 1000,
+                    address: 0x1000,
+                    live_bytes: 500,
+                    ..
+                }]
+            ),
+            "{r:?}"
+        );
+        // Freed again: nothing to free, told as unmatched.
+        let r = records(&mut c, &free);
+        assert!(
+            matches!(
+                r[..],
+                [Record::Unmatched {
+                    role: Role::BankFree,
+                    ..
+                }]
+            ),
+            "{r:?}"
+        );
+        let r = records(
+            &mut c,
+            &ev(
+                4,
+                EventKind::Call,
+                Some(Role::BankFreeAll),
+                Origin::Application,
+                &[0xb0],
+            ),
+        );
+        assert!(
+            matches!(
+                r[..],
+                [Record::BuffersCleared {
+                    chip: Some(0),
+                    count: 1,
+                    bytes: 500,
+                    live_bytes: 0,
+                    ..
+                }]
+            ),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_program_binary_buffer_freed_is_told() {
+        let mut c = Collector::new();
+        chip_bank(&mut c, 5);
+        let mut e = ev(
+            5,
+            EventKind::Call,
+            Some(Role::BankAllocate),
+            Origin::Program,
+            &[0xb0, 4096],
+        );
+        e.ret = 0x8000;
+        records(&mut c, &e);
+        let r = records(
+            &mut c,
+            &ev(
+                5,
+                EventKind::Call,
+                Some(Role::BankFree),
+                Origin::Application,
+                &[0xb0, 0x8000],
+            ),
+        );
+        assert!(
+            matches!(&r[..], [Record::ProgramBinariesFreed { chips, bytes: 4096, address: 0x8000, .. }] if chips == &[0]),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn circular_buffers_workloads_and_meshes_are_told() {
+        let mut c = Collector::new();
+        c.apply(&open(6, 0xd0, 0)).last();
+        let cb = ev(
+            6,
+            EventKind::Call,
+            Some(Role::CbAllocate),
+            Origin::Application,
+            &[0x100, 2048, 0xd0],
+        );
+        records(&mut c, &cb);
+        let r = records(&mut c, &cb);
+        assert!(
+            matches!(
+                r[..],
+                [Record::CircularBufferAllocated {
+                    chip: 0,
+                    size: 2048,
+                    live_bytes: 4096,
+                    ..
+                }]
+            ),
+            "{r:?}"
+        );
+        let r = records(
+            &mut c,
+            &ev(
+                6,
+                EventKind::Call,
+                Some(Role::CbFreeAll),
+                Origin::Application,
+                &[0xd0],
+            ),
+        );
+        assert!(
+            matches!(
+                r[..],
+                [Record::CircularBuffersReleased {
+                    chip: 0,
+                    count: 2,
+                    bytes: 4096,
+                    ..
+                }]
+            ),
+            "{r:?}"
+        );
+        let wl = ev(
+            6,
+            EventKind::Call,
+            Some(Role::WorkloadEnqueue),
+            Origin::Application,
+            &[],
+        );
+        records(&mut c, &wl);
+        let r = records(&mut c, &wl);
+        assert!(
+            matches!(r[..], [Record::WorkloadEnqueued { total: 2, .. }]),
+            "{r:?}"
+        );
+        // A mesh allocator's context: entered, and a mesh opened.
+        let mut e = ev(
+            6,
+            EventKind::ContextEnter,
+            Some(Role::MeshAllocator),
+            Origin::MeshAllocator,
+            &[0x2222],
+        );
+        e.context_this = 0x1111;
+        let r = records(&mut c, &e);
+        assert!(
+            matches!(
+                &r[..],
+                [
+                    Record::ContextEntered {
+                        role: Role::MeshAllocator,
+                        ..
+                    },
+                    Record::MeshOpened { mesh: 1, .. }
+                ]
+            ),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn an_exit_of_a_process_never_seen_starts_and_ends_it() {
+        let mut c = Collector::new();
+        let r = records(
+            &mut c,
+            &ev(8, EventKind::ProcessExit, None, Origin::Application, &[0]),
+        );
+        assert!(
+            matches!(
+                r[..],
+                [
+                    Record::ProcessStarted { pid: 8, .. },
+                    Record::ProcessExited(_)
+                ]
+            ),
+            "{r:?}"
+        );
+    }
+
+    /// Ended processes leave the live ledger; only `history` of them are kept, and nothing
+    /// else grows with the number of processes that came and went.
+    #[test]
+    fn memory_stays_bounded_however_many_processes_end() {
+        let mut c = Collector::with_history(100);
+        for pid in 1..=10_000u32 {
+            c.describe(
+                pid,
+                7,
+                ProcessInfo {
+                    comm: Some("p".into()),
+                    cgroup: None,
+                },
+            );
+            c.apply(&open(pid, 0xd0, 0)).last();
+            let mut enter = ev(
+                pid,
+                EventKind::ContextEnter,
+                Some(Role::DeviceInit),
+                Origin::DeviceInit,
+                &[],
+            );
+            enter.tid = pid + 1; // a thread that never leaves its context
+            c.apply(&enter).last();
+            c.apply(&ev(
+                pid,
+                EventKind::Call,
+                Some(Role::BankNew),
+                Origin::Application,
+                &[0xb1, 0],
+            ))
+            .last();
+            let mut alloc = ev(
+                pid,
+                EventKind::Call,
+                Some(Role::BankAllocate),
+                Origin::Application,
+                &[0xb1, 64],
+            );
+            alloc.ret = 0x1000;
+            c.apply(&alloc).last();
+            let r = records(
+                &mut c,
+                &ev(pid, EventKind::ProcessExit, None, Origin::Application, &[0]),
+            );
+            assert!(matches!(r.last(), Some(Record::ProcessExited(_))));
+        }
+        assert_eq!(c.live_count(), 0);
+        assert_eq!(c.history_len(), 100);
+        assert_eq!(c.history_dropped, 9_900);
+        assert_eq!(c.pending_len(), 0, "context starts and descriptions");
+        assert!(c.processes().all(|p| p.live_allocations() == 0));
+        assert!(c.has_ended(10_000));
+        let report = crate::report::Report::new(&c, &[], BTreeMap::new(), 0);
+        assert_eq!(report.processes.len(), 100);
+        assert_eq!(report.history_dropped, 9_900);
+        assert_eq!(report.processes[0].pid, 9_901, "the oldest kept");
     }
 }
