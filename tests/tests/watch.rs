@@ -254,13 +254,16 @@ fn run_without_lib_traces_every_descendant() {
     require_root();
     let s = standin();
     let d = s.driver.to_str().unwrap();
+    // A file: multiprocessing's spawned children re-import the parent's main module.
+    let py = std::env::temp_dir().join(format!("tt-mp-{}.py", std::process::id()));
+    std::fs::write(&py, MULTIPROCESSING).unwrap();
     // 10 drivers one after another, then 10 at once (2 of them on 2 chips), then a Python
     // parent whose multiprocessing children open devices.
     let script = format!(
         "for i in $(seq 10); do {d} --app-kernels 1; done; \
          for i in $(seq 8); do {d} & done; {d} --devices 2 & {d} --devices 2 & wait; \
-         python3 -c '{py}' {lib}",
-        py = MULTIPROCESSING.replace('\'', "\\'"),
+         python3 {py} {lib}",
+        py = py.display(),
         lib = s.lib.display()
     );
     let t = trace(&["run", "--", "bash", "-c", &script], &[]).expect("tt-tracer run");
