@@ -429,3 +429,135 @@ fn five_hundred_short_processes_under_one_watch() {
 fn watch_events(t: &TraceChild) -> PathBuf {
     t.events_path().to_path_buf()
 }
+
+/// A file named like the library that is not tt-metal: a small C shared library.
+fn impostor_library() -> PathBuf {
+    let dir = test_support::world_reachable_copies(&[]);
+    let src = dir.join("impostor.c");
+    std::fs::write(&src, "int not_tt_metal(void) { return 42; }\n").unwrap();
+    let lib = dir.join("libtt_metal.so");
+    let st = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .expect("gcc");
+    assert!(st.success(), "building the impostor library");
+    lib
+}
+
+#[test]
+fn a_library_that_does_not_resolve_is_refused_once_and_watch_goes_on() {
+    require_root();
+    let s = standin();
+    let impostor = impostor_library();
+    let mut watch = spawn_trace(&["watch"], &[]).expect("tt-tracer watch");
+    watch
+        .wait_for_stderr(Duration::from_secs(30), "watching")
+        .expect("watch started");
+    let load = "import ctypes, sys; print(ctypes.CDLL(sys.argv[1]).not_tt_metal())";
+    for _ in 0..2 {
+        let out = python(load, &[&impostor], &[]).output().expect("python");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    }
+    let good = Command::new(&s.driver).output().expect("driver");
+    assert!(good.status.success());
+    std::thread::sleep(Duration::from_millis(200));
+    stop(&mut watch);
+    let t = watch.wait_with(String::new()).expect("watch report");
+    assert!(t.status.success(), "{}", t.stderr);
+    let refused: Vec<&Value> = t
+        .events
+        .iter()
+        .filter(|e| e["record"] == "library_refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "refused once: {refused:?}");
+    assert_eq!(refused[0]["path"], impostor.to_str().unwrap());
+    assert_eq!(refused[0]["cause"], "not_tt_metal", "{}", refused[0]);
+    assert_eq!(
+        t.stderr.matches("not tracing").count(),
+        1,
+        "one warning:\n{}",
+        t.stderr
+    );
+    let (pid, devices) = driver_pids(&String::from_utf8_lossy(&good.stdout))[0];
+    assert_standin_process(&t.report, pid, devices, (3, 3 * 12288));
+}
+
+/// The cgroup path of this test process (its children inherit it).
+fn own_cgroup() -> String {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .or_else(|| text.lines().next().and_then(|l| l.splitn(3, ':').nth(2)))
+        .expect("a cgroup line")
+        .to_string()
+}
+
+#[test]
+fn processes_carry_their_cgroup_and_sighup_rotates_the_events_file() {
+    require_root();
+    let s = standin();
+    let mut watch = spawn_trace(&["watch"], &[]).expect("tt-tracer watch");
+    watch
+        .wait_for_stderr(Duration::from_secs(30), "watching")
+        .expect("watch started");
+    let events = watch_events(&watch);
+    let rotated = PathBuf::from(format!("{}.1", events.display()));
+    let _ = std::fs::remove_file(&rotated);
+    let first = Command::new(&s.driver).output().expect("driver");
+    let (first_pid, _) = driver_pids(&String::from_utf8_lossy(&first.stdout))[0];
+    wait_until(
+        "the first driver's exit record",
+        Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(&events).is_ok_and(|t| {
+                t.contains(&format!("\"pid\":{first_pid}")) && t.contains("process_exited")
+            })
+        },
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(watch.child.id() as i32, libc::SIGHUP) };
+    wait_until("rotation", Duration::from_secs(20), || rotated.exists());
+    let second = Command::new(&s.driver).output().expect("driver");
+    let (second_pid, _) = driver_pids(&String::from_utf8_lossy(&second.stdout))[0];
+    std::thread::sleep(Duration::from_millis(300));
+    stop(&mut watch);
+    let old = std::fs::read_to_string(&rotated).expect("rotated events file");
+    let t = watch.wait_with(String::new()).expect("watch report");
+    assert!(t.status.success(), "{}", t.stderr);
+    let _ = std::fs::remove_file(&rotated);
+    let has = |text: &str, pid: u64| text.contains(&format!("\"pid\":{pid},"));
+    assert!(
+        has(&old, first_pid) && !has(&old, second_pid),
+        "before SIGHUP: {old}"
+    );
+    assert!(
+        t.events.iter().any(|e| e["pid"] == second_pid)
+            && !t.events.iter().any(|e| e["pid"] == first_pid),
+        "after SIGHUP: {:?}",
+        t.events
+    );
+    let cgroup = own_cgroup();
+    for pid in [first_pid, second_pid] {
+        let p = process(&t.report, pid);
+        assert_eq!(p["cgroup"]["path"], cgroup.as_str(), "pid {pid}: {p:#}");
+        assert_eq!(p["comm"], "tt_driver");
+    }
+    let started: Vec<&Value> = t
+        .events
+        .iter()
+        .filter(|e| e["record"] == "process_started")
+        .collect();
+    assert!(
+        started
+            .iter()
+            .any(|e| e["pid"] == second_pid && e["cgroup"]["path"] == cgroup.as_str()),
+        "{started:?}"
+    );
+}
