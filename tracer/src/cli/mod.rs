@@ -101,12 +101,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a command under the tracer (probes are armed before its first instruction).
+    /// Run a command under the tracer: it and every process it starts, each from its first
+    /// instruction.
     ///
-    /// Under sudo the command runs as the invoking user (SUDO_UID/SUDO_GID, with that user's
-    /// groups), not as root.
+    /// Any libtt_metal.so they load is armed as they load it (the loader waits, stopped, until
+    /// its probes are in); --lib PATH arms one up front. Under sudo the command runs as the
+    /// invoking user (SUDO_UID/SUDO_GID, with that user's groups), not as root.
     ///
-    /// Example: sudo tt-tracer run --lib venv/lib/python3.10/site-packages/ttnn/build/lib/libtt_metal.so -- python model.py
+    /// Example: sudo tt-tracer run -- python model.py
     #[command(after_help = format!("{RUN_NOTES}\n\n{EXIT_CODES}"))]
     Run(run::RunArgs),
     /// Trace a running process until it exits or you press Ctrl-C.
@@ -138,14 +140,14 @@ enum Command {
     ExecHeld(exec_held::ExecHeldArgs),
 }
 
-/// Options shared by `run` and `attach`.
+/// Options shared by `run`, `attach` and `watch`.
 #[derive(Args, Debug, Clone)]
 pub struct TraceOptions {
     /// Print every event as it happens (to stderr).
     #[arg(short, long)]
     pub verbose: bool,
-    /// `attach` only: print the final report as JSON on stdout instead of text (`run` leaves
-    /// stdout to the command: use --report-file).
+    /// `attach` and `watch`: print the final report as JSON on stdout instead of text (`run`
+    /// leaves stdout to the command: use --report-file).
     #[arg(long)]
     pub json: bool,
     /// Write the final report as JSON to this file.
