@@ -14,8 +14,21 @@ use crate::{
 };
 
 /// How often the reader looks at the payload ring when no wake-up came (probes wake it only
-/// when a batch has built up).
+/// when a batch has built up) while events flow.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// The longest it waits when nothing has come for a while: an idle host agent sleeps. Lifecycle
+/// events (a library loaded, a device opened, a process ended) still wake it at once.
+pub(crate) const IDLE_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The next poll interval: back to [`POLL_INTERVAL`] when the last drain applied anything,
+/// else doubled, up to [`IDLE_POLL_INTERVAL`].
+fn next_poll(current: Duration, applied: usize) -> Duration {
+    if applied > 0 {
+        POLL_INTERVAL
+    } else {
+        (current * 2).min(IDLE_POLL_INTERVAL)
+    }
+}
 
 /// See [`Session::on_health`].
 pub type HealthHook = Box<dyn FnMut(&std::collections::BTreeMap<&'static str, u64>, u64, u64)>;
@@ -214,6 +227,7 @@ impl Session {
         on_record: &mut dyn FnMut(&Record),
     ) -> F::Output {
         tokio::pin!(stop);
+        let mut poll = POLL_INTERVAL;
         loop {
             tokio::select! {
                 out = &mut stop => {
@@ -224,9 +238,10 @@ impl Session {
                 }
                 g = self.payload.readable() => { if let Ok(mut g) = g { g.clear_ready(); } }
                 g = self.lifecycle.readable() => { if let Ok(mut g) = g { g.clear_ready(); } }
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = tokio::time::sleep(poll) => {}
             }
-            self.drain(on_record);
+            let applied = self.drain(on_record);
+            poll = next_poll(poll, applied);
         }
     }
 
@@ -322,6 +337,17 @@ mod tests {
 
     fn at(kind: EventKind, role: Role, ts: u64) -> Event {
         Event::new(kind, role as u16, ts, 1, 10, 10)
+    }
+
+    #[test]
+    fn polling_backs_off_when_idle_and_snaps_back_on_events() {
+        let mut p = POLL_INTERVAL;
+        for _ in 0..10 {
+            p = next_poll(p, 0);
+        }
+        assert_eq!(p, IDLE_POLL_INTERVAL);
+        assert_eq!(next_poll(p, 3), POLL_INTERVAL);
+        assert_eq!(next_poll(POLL_INTERVAL, 0), POLL_INTERVAL * 2);
     }
 
     #[test]
