@@ -739,7 +739,7 @@ fn sigkill_before_close_is_cleaned_up_at_once() {
         );
         assert!(
             t.stderr.contains(&format!(
-                "pid {pid} exited (signal 9): released 8 system kernels, 408.0 KiB — 4 fabric 224.0 KiB, 4 dispatch 184.0 KiB; 6 application kernels, 72.0 KiB; firmware 14, {:.1} KiB",
+                "pid {pid} (tt_driver) exited (signal 9): released 8 system kernels, 408.0 KiB — 4 fabric 224.0 KiB, 4 dispatch 184.0 KiB; 6 application kernels, 72.0 KiB; firmware 14, {:.1} KiB",
                 (2 * fw_bytes) as f64 / 1024.0
             )),
             "cleanup line:\n{}",
@@ -1111,7 +1111,7 @@ fn a_ledger_with_lost_events_says_it_is_incomplete() {
     let live = t
         .stderr
         .lines()
-        .find(|l| l.starts_with(&format!("tt-tracer: pid {driver} exited")))
+        .find(|l| l.starts_with(&format!("tt-tracer: pid {driver} (tt_driver) exited")))
         .unwrap_or_else(|| panic!("no live cleanup line:\n{}", t.stderr));
     assert!(live.ends_with("(incomplete: events were lost)"), "{live}");
     assert_eq!(p["exit"]["complete"], false, "the cleanup record itself");
