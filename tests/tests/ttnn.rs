@@ -797,8 +797,9 @@ fn watch_sees_a_ttnn_process_and_a_standin_process_side_by_side() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("ttnn workload");
+    // Holds its devices open half a second, beside the ttnn process.
     let driver = Command::new(&sd.driver)
-        .args(["--devices", "2"])
+        .args(["--devices", "2", "--hold-ms", "500"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
