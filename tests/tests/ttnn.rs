@@ -923,22 +923,71 @@ fn by_labels(samples: &[Sample], labels: &[&str]) -> BTreeMap<Vec<String>, f64> 
         .collect()
 }
 
-/// A real Prometheus scrapes `watch --metrics` while a real ttnn process holds device buffers:
-/// its live bytes per chip and type are exactly what tt-metal says is allocated; after a SIGKILL
-/// its leak gauges are exactly what it held.
+/// A real Prometheus scrapes `watch --metrics` while real ttnn processes hold device buffers
+/// (one chip; an N300 mesh, whose buffers each chip holds): their live bytes per chip and type
+/// are exactly what tt-metal says is allocated; after a SIGKILL their leak gauges are exactly
+/// what they held.
 #[test]
 fn prometheus_scrapes_the_live_dram_bytes_of_a_ttnn_process_and_its_leaks_after_sigkill() {
-    let t = ttnn();
     let port = free_port().unwrap_or_else(|e| panic!("{e}"));
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let addr_s = addr.to_string();
     let watch = start_watch(&["--metrics", &addr_s, "--metrics-grace", "600"]);
     let prom = Prometheus::start(addr).unwrap_or_else(|e| panic!("{e}"));
 
-    let dir = run_dir("prom-kill");
+    let oracles: Vec<Value> = ["kill", "kill_n300"]
+        .into_iter()
+        .map(|name| hold_scrape_and_kill(&prom, addr, &watch, name))
+        .collect();
+
+    // The exporter's own health, fed by the session: events applied, none lost.
+    prom.wait_for(
+        "tt_tracer_events_applied_total",
+        |r| r.len() == 1 && r[0].1 > 0.0,
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    prom.wait_for(
+        "sum(tt_tracer_events_lost_total)",
+        |r| r.len() == 1 && r[0].1 == 0.0,
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    sigint(&watch);
+    let traced = watch.wait_with(String::new()).expect("watch report");
+    assert!(
+        traced.status.success(),
+        "watch exit: {:?}\n{}",
+        traced.status,
+        traced.stderr
+    );
+    // The report's leaks are the oracle's outstanding buffers too.
+    let mut s = Scenario {
+        traced,
+        oracle: Value::Null,
+    };
+    for oracle in oracles {
+        s.oracle = oracle;
+        assert_eq!(proc_of(&s)["exit"]["status"]["signal"], 9);
+        assert_ledger_matches_oracle(&s);
+    }
+}
+
+/// Runs scenario `name` (a `kill` one) under `watch` to its hold; waits until Prometheus shows
+/// exactly what tt-metal holds, per chip and type; checks the exposition with promtool; SIGKILLs
+/// the workload and waits until its leak gauges are exactly what it held. Returns its oracle.
+fn hold_scrape_and_kill(
+    prom: &Prometheus,
+    addr: std::net::SocketAddr,
+    watch: &TraceChild,
+    name: &str,
+) -> Value {
+    let t = ttnn();
+    let dir = run_dir(&format!("prom-{name}"));
     let hold = dir.join("hold");
     let hold_s = hold.display().to_string();
-    let argv = workload_argv("kill", &["--hold-file", &hold_s], &dir);
+    let argv = workload_argv(name, &["--hold-file", &hold_s], &dir);
     let mut workload = Command::new(&argv[0])
         .args(&argv[1..])
         .envs(t.env())
@@ -947,7 +996,7 @@ fn prometheus_scrapes_the_live_dram_bytes_of_a_ttnn_process_and_its_leaks_after_
         .spawn()
         .expect("ttnn workload");
     wait_for_hold(&hold, Duration::from_secs(120));
-    let oracle = read_oracle(&dir, "the kill scenario writes it before its hold");
+    let oracle = read_oracle(&dir, "the kill scenarios write it before their hold");
     let pid = u(&oracle["pid"]);
     assert_eq!(pid, workload.id() as u64);
     let omesh = oracle["meshes"]
@@ -977,8 +1026,8 @@ fn prometheus_scrapes_the_live_dram_bytes_of_a_ttnn_process_and_its_leaks_after_
         .map(|(k, v)| (vec![k[0].clone()], *v))
         .collect();
     assert!(
-        held_dram.values().all(|b| *b > 0.0),
-        "the workload holds DRAM: {held:?}"
+        held_dram.len() == chips.len() && held_dram.values().all(|b| *b > 0.0),
+        "{name}: the workload holds DRAM on every chip: {held:?}"
     );
 
     // Prometheus's view while it holds: DRAM per chip, then every type.
@@ -990,39 +1039,54 @@ fn prometheus_scrapes_the_live_dram_bytes_of_a_ttnn_process_and_its_leaks_after_
             |r| by_labels(r, &["chip"]) == held_dram,
             Duration::from_secs(60),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-    println!("live DRAM bytes of pid {pid} per chip: {got:?}");
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    println!("{name}: live DRAM bytes of pid {pid} per chip: {got:?}");
     let all_q = format!("sum by (chip, buffer_type) (tt_tracer_buffer_live_bytes{{{p}}}) > 0");
     prom.wait_for(
         &all_q,
         |r| by_labels(r, &["chip", "buffer_type"]) == held,
         Duration::from_secs(30),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
-    // The series name the process and its mesh's lock-step allocator.
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    // One series per chip, naming the process and its mesh's lock-step allocator.
     let series = prom
         .query(&format!("tt_tracer_buffer_live_bytes{{{p},buffer_type=\"DRAM\"}}"))
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(series.len(), chips.len(), "{series:?}");
+    assert_eq!(series.len(), chips.len(), "{name}: {series:?}");
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("the workload's comm");
     for (labels, _) in &series {
-        assert_eq!(labels.get("comm").map(String::as_str), Some(comm.trim_end()));
-        assert!(labels.get("mesh").is_some_and(|m| !m.is_empty()), "{labels:?}");
+        assert_eq!(
+            labels.get("comm").map(String::as_str),
+            Some(comm.trim_end()),
+            "{name}"
+        );
+        assert!(
+            labels.get("mesh").is_some_and(|m| !m.is_empty()),
+            "{name}: {labels:?}"
+        );
     }
 
-    // What the exporter serves, checked by promtool; it carries the same figure.
+    // What the exporter serves, checked by promtool; it carries the same figures.
     let text = scrape(addr).unwrap_or_else(|e| panic!("{e}"));
     promtool_check_metrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let exposed: f64 = text
+    let exposed: BTreeMap<Vec<String>, f64> = text
         .lines()
         .filter(|l| {
             l.starts_with("tt_tracer_buffer_live_bytes{")
                 && l.contains(&format!("pid=\"{pid}\""))
                 && l.contains("buffer_type=\"DRAM\"")
         })
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum();
-    assert_eq!(exposed, held_dram.values().sum::<f64>(), "{text}");
+        .map(|l| {
+            let chip = l
+                .split("chip=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .expect("a chip label")
+                .to_string();
+            (vec![chip], l.rsplit(' ').next().unwrap().parse().unwrap())
+        })
+        .collect();
+    assert_eq!(exposed, held_dram, "{name}: exposition\n{text}");
 
     // SIGKILL while holding: the leak gauges are what it held; live bytes drop to 0.
     // SAFETY: signalling the workload we started.
@@ -1032,6 +1096,7 @@ fn prometheus_scrapes_the_live_dram_bytes_of_a_ttnn_process_and_its_leaks_after_
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(9)
     );
+    let _ = std::fs::remove_dir_all(&dir);
     let leaked_buffers = outstanding.len() as f64;
     let leaked_bytes: f64 = outstanding.iter().map(|b| u(&b["size"]) as f64).sum();
     for (q, want) in [
@@ -1044,21 +1109,9 @@ fn prometheus_scrapes_the_live_dram_bytes_of_a_ttnn_process_and_its_leaks_after_
             |r| r.len() == 1 && r[0].1 == want,
             Duration::from_secs(60),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-        println!("{q} = {want}");
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        println!("{name}: {q} = {want}");
     }
-    wait_for_exit_record(&watch, pid);
-    sigint(&watch);
-    let traced = watch.wait_with(String::new()).expect("watch report");
-    assert!(
-        traced.status.success(),
-        "watch exit: {:?}\n{}",
-        traced.status,
-        traced.stderr
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    // The report's leaks are the oracle's outstanding buffers too.
-    let s = Scenario { traced, oracle };
-    assert_eq!(proc_of(&s)["exit"]["status"]["signal"], 9);
-    assert_ledger_matches_oracle(&s);
+    wait_for_exit_record(watch, pid);
+    oracle
 }
