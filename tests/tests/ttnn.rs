@@ -690,8 +690,16 @@ fn assert_standin_process(p: &Value, devices: u64) {
             204 * KIB,
             "{what} system kernels"
         );
-        assert_eq!(tally(&loaded["application"]), STANDIN_APP, "{what} application");
-        assert_eq!(tally(&loaded["firmware"]), STANDIN_FIRMWARE, "{what} firmware");
+        assert_eq!(
+            tally(&loaded["application"]),
+            STANDIN_APP,
+            "{what} application"
+        );
+        assert_eq!(
+            tally(&loaded["firmware"]),
+            STANDIN_FIRMWARE,
+            "{what} firmware"
+        );
         assert!(d["closed_ns"].is_u64(), "{what} closed");
     }
     assert_eq!(p["exit"]["status"]["code"], 0, "pid {pid}: {p:#}");
@@ -821,8 +829,9 @@ fn watch_sees_a_ttnn_process_and_a_standin_process_side_by_side() {
     let oracle = read_oracle(&dir, "the ttnn workload ran under watch");
     let _ = std::fs::remove_dir_all(&dir);
     let driver_out = String::from_utf8_lossy(&driver.stdout).to_string();
-    let driver_pid = u(&driver_line(&driver_out)
-        .unwrap_or_else(|| panic!("no DRIVER line:\n{driver_out}"))["pid"]);
+    let driver_pid = u(
+        &driver_line(&driver_out).unwrap_or_else(|| panic!("no DRIVER line:\n{driver_out}"))["pid"]
+    );
     let ttnn_pid = u(&oracle["pid"]);
 
     wait_for_exit_record(&watch, ttnn_pid);
@@ -850,7 +859,11 @@ fn watch_sees_a_ttnn_process_and_a_standin_process_side_by_side() {
     assert_ne!(tlib["build_id"], slib["build_id"], "two build-ids");
     for (p, exe) in [(tp, t.python.as_str()), (sp, sd.driver.to_str().unwrap())] {
         assert_eq!(p["comm"], comm_of(exe), "comm of pid {}", p["pid"]);
-        assert!(p["cgroup"]["path"].is_string(), "cgroup of pid {}", p["pid"]);
+        assert!(
+            p["cgroup"]["path"].is_string(),
+            "cgroup of pid {}",
+            p["pid"]
+        );
     }
 }
 
@@ -1050,7 +1063,9 @@ fn hold_scrape_and_kill(
     .unwrap_or_else(|e| panic!("{name}: {e}"));
     // One series per chip, naming the process and its mesh's lock-step allocator.
     let series = prom
-        .query(&format!("tt_tracer_buffer_live_bytes{{{p},buffer_type=\"DRAM\"}}"))
+        .query(&format!(
+            "tt_tracer_buffer_live_bytes{{{p},buffer_type=\"DRAM\"}}"
+        ))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(series.len(), chips.len(), "{name}: {series:?}");
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("the workload's comm");
@@ -1100,8 +1115,14 @@ fn hold_scrape_and_kill(
     let leaked_buffers = outstanding.len() as f64;
     let leaked_bytes: f64 = outstanding.iter().map(|b| u(&b["size"]) as f64).sum();
     for (q, want) in [
-        (format!("tt_tracer_process_leaked_buffers{{{p}}}"), leaked_buffers),
-        (format!("tt_tracer_process_leaked_bytes{{{p}}}"), leaked_bytes),
+        (
+            format!("tt_tracer_process_leaked_buffers{{{p}}}"),
+            leaked_buffers,
+        ),
+        (
+            format!("tt_tracer_process_leaked_bytes{{{p}}}"),
+            leaked_bytes,
+        ),
         (format!("sum(tt_tracer_buffer_live_bytes{{{p}}})"), 0.0),
     ] {
         prom.wait_for(
