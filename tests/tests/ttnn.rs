@@ -397,9 +397,10 @@ fn sigkill_while_holding_buffers() {
         "buffers held at the kill are reported"
     );
     assert!(
-        s.traced
-            .stderr
-            .contains(&format!("pid {pid} exited (signal 9): released")),
+        s.traced.stderr.contains(&format!(
+            "pid {pid} ({}) exited (signal 9): released",
+            comm_of(&t.python)
+        )),
         "{}",
         s.traced.stderr
     );
