@@ -3,10 +3,17 @@
 //! workload takes from tt-metal itself (graph capture, `reports.get_buffers`, `get_memory_view`;
 //! tests/ttnn/README.md), never with numbers from an earlier run.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Command, sync::OnceLock, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::OnceLock,
+    time::Duration,
+};
 
 use integration_tests::*;
 use serde_json::Value;
+use test_support::prometheus::{free_port, promtool_check_metrics, scrape, Prometheus, Sample};
 
 struct Ttnn {
     python: String,
@@ -60,43 +67,60 @@ fn run_dir(name: &str) -> PathBuf {
     d
 }
 
-fn scenario(name: &str, extra: &[&str]) -> Scenario {
-    require_root();
+impl Ttnn {
+    /// The variables every workload runs with (setup.sh's env file).
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+}
+
+/// `python workload.py NAME EXTRA… --oracle DIR/oracle.json --run-dir DIR/run`: the command
+/// line of one scenario run (the oracle path is DIR/oracle.json).
+fn workload_argv(name: &str, extra: &[&str], dir: &std::path::Path) -> Vec<String> {
     let t = ttnn();
-    let dir = run_dir(name);
-    let oracle = dir.join("oracle.json");
     let workload = workspace_root().join("tests/ttnn/workload.py");
-    let mut args: Vec<String> = vec![
-        "run".into(),
-        "--lib".into(),
-        t.lib.clone(),
-        "--".into(),
-        t.python.clone(),
-    ];
-    args.push(workload.display().to_string());
+    let mut args: Vec<String> = vec![t.python.clone(), workload.display().to_string()];
     args.push(name.into());
     args.extend(extra.iter().map(|s| s.to_string()));
     args.extend([
         "--oracle".into(),
-        oracle.display().to_string(),
+        dir.join("oracle.json").display().to_string(),
         "--run-dir".into(),
         dir.join("run").display().to_string(),
     ]);
+    args
+}
+
+/// The oracle the workload wrote into `dir`; `context` goes into the failure message.
+fn read_oracle(dir: &std::path::Path, context: &str) -> Value {
+    let text = std::fs::read_to_string(dir.join("oracle.json"))
+        .unwrap_or_else(|e| panic!("no oracle from the workload ({e}); {context}"));
+    serde_json::from_str(&text).expect("oracle JSON")
+}
+
+/// `tt-tracer run --lib <ttnn's libtt_metal.so> -- <scenario>`.
+fn scenario(name: &str, extra: &[&str]) -> Scenario {
+    scenario_run(name, extra, true)
+}
+
+/// `tt-tracer run [--lib <ttnn's libtt_metal.so>] -- <scenario>`: without `--lib` the tracer
+/// finds the library as the workload loads it.
+fn scenario_run(name: &str, extra: &[&str], with_lib: bool) -> Scenario {
+    require_root();
+    let t = ttnn();
+    let dir = run_dir(name);
+    let mut args: Vec<String> = vec!["run".into()];
+    if with_lib {
+        args.extend(["--lib".into(), t.lib.clone()]);
+    }
+    args.push("--".into());
+    args.extend(workload_argv(name, extra, &dir));
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let env: Vec<(&str, &str)> = t
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let traced = trace(&argv, &env).expect("tt-tracer run");
-    let oracle: Value =
-        serde_json::from_str(&std::fs::read_to_string(&oracle).unwrap_or_else(|e| {
-            panic!(
-                "no oracle from the workload ({e}); tracer stderr:\n{}",
-                traced.stderr
-            )
-        }))
-        .unwrap();
+    let traced = trace(&argv, &t.env()).expect("tt-tracer run");
+    let oracle = read_oracle(&dir, &format!("tracer stderr:\n{}", traced.stderr));
     let _ = std::fs::remove_dir_all(&dir);
     Scenario { traced, oracle }
 }
@@ -252,6 +276,13 @@ fn check(name: &str) {
         s.traced.status,
         s.traced.stderr
     );
+    assert_scenario(&s);
+}
+
+/// A scenario that ran to its end: tt-metal's own views agree, the ledger equals the oracle,
+/// the process exited with 0, and a program run was enqueued.
+fn assert_scenario(s: &Scenario) {
+    let name = s.oracle["scenario"].as_str().expect("oracle scenario");
     assert_eq!(
         s.oracle["checks"]
             .as_object()
@@ -260,9 +291,9 @@ fn check(name: &str) {
         "{name}: tt-metal's own views disagree: {}",
         s.oracle["checks"]
     );
-    assert_ledger_matches_oracle(&s);
-    let p = proc_of(&s);
-    assert_eq!(p["exit"]["status"]["code"], 0);
+    assert_ledger_matches_oracle(s);
+    let p = proc_of(s);
+    assert_eq!(p["exit"]["status"]["code"], 0, "{name}: {}", p["exit"]);
     if name.starts_with("add") || name.starts_with("t3k") {
         assert!(
             u(&p["workloads_enqueued"]) >= 1,
@@ -367,11 +398,10 @@ fn sigkill_while_holding_buffers() {
     );
     // "pid N (python3) exited (signal 9): released …": the command name as the kernel has it.
     assert!(
-        s.traced
-            .stderr
-            .lines()
-            .any(|l| l.contains(&format!("pid {pid} ("))
-                && l.contains(") exited (signal 9): released")),
+        s.traced.stderr.contains(&format!(
+            "pid {pid} ({}) exited (signal 9): released",
+            comm_of(&t.python)
+        )),
         "{}",
         s.traced.stderr
     );
@@ -619,4 +649,492 @@ fn shm_counters_t3k_mesh() {
 #[test]
 fn shm_counters_after_a_program() {
     shm_counters_equal_the_tracers("add_fd");
+}
+
+// ---------------------------------------------------------------------------------------------
+// `watch` (every process on the host), `run` without `--lib`, and the metrics exporter, on the
+// real runtime.
+
+const FABRIC_BYTES: u64 = 56 * KIB;
+const DISPATCH_BYTES: u64 = 46 * KIB;
+/// The stand-in's firmware per device open (tests/standin/tt_metal.cpp): 5 Tensix RISCs and 2
+/// active ethernet cores.
+const STANDIN_FIRMWARE: (u64, u64) = (7, 6144 + 4608 + 3072 + 3584 + 2560 + 2 * 5120);
+/// Application kernels per chip of a stand-in driver run with its defaults.
+const STANDIN_APP: (u64, u64) = (3, 3 * 12288);
+
+fn tally(v: &Value) -> (u64, u64) {
+    (u(&v["count"]), u(&v["bytes"]))
+}
+
+/// Exact kernel ledger of a stand-in driver that opened `devices` chips once with its default
+/// work, and exited cleanly: 204 KiB of system kernels per chip (fabric 2 × 56 KiB, dispatch
+/// 2 × 46 KiB), its application kernels and firmware.
+fn assert_standin_process(p: &Value, devices: u64) {
+    let pid = &p["pid"];
+    let ds = p["devices"].as_object().expect("devices");
+    assert_eq!(ds.len() as u64, devices, "pid {pid} devices: {p:#}");
+    for (chip, d) in ds {
+        let loaded = &d["loaded"];
+        let what = format!("stand-in pid {pid} chip {chip}");
+        assert_eq!(
+            tally(&loaded["fabric"]),
+            (2, 2 * FABRIC_BYTES),
+            "{what} fabric"
+        );
+        assert_eq!(
+            tally(&loaded["dispatch"]),
+            (2, 2 * DISPATCH_BYTES),
+            "{what} dispatch"
+        );
+        assert_eq!(
+            tally(&loaded["fabric"]).1 + tally(&loaded["dispatch"]).1,
+            204 * KIB,
+            "{what} system kernels"
+        );
+        assert_eq!(
+            tally(&loaded["application"]),
+            STANDIN_APP,
+            "{what} application"
+        );
+        assert_eq!(
+            tally(&loaded["firmware"]),
+            STANDIN_FIRMWARE,
+            "{what} firmware"
+        );
+        assert!(d["closed_ns"].is_u64(), "{what} closed");
+    }
+    assert_eq!(p["exit"]["status"]["code"], 0, "pid {pid}: {p:#}");
+}
+
+/// The GNU build-id of `path` as binutils prints it.
+fn build_id_by_readelf(path: &str) -> String {
+    test_support::tool("readelf", &["-n", path])
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: "))
+        .unwrap_or_else(|| panic!("{path} has no build-id note"))
+        .to_string()
+}
+
+/// The report's `libraries` entry of process `p`: its id, path and build-id agree with the
+/// process's own fields and with the file on disk (`path`).
+fn library_of<'a>(report: &'a Value, p: &Value, path: &str) -> &'a Value {
+    let real = std::fs::canonicalize(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .display()
+        .to_string();
+    let id = u(&p["library"]);
+    let lib = report["libraries"]
+        .as_array()
+        .expect("libraries")
+        .iter()
+        .find(|l| l["id"] == id)
+        .unwrap_or_else(|| panic!("library {id} not in {:#}", report["libraries"]));
+    let build_id = build_id_by_readelf(path);
+    let pid = &p["pid"];
+    for (at, named, id) in [
+        ("libraries entry", &lib["path"], &lib["build_id"]),
+        ("process", &p["library_path"], &p["build_id"]),
+    ] {
+        let named = named
+            .as_str()
+            .unwrap_or_else(|| panic!("pid {pid}: no library path in the {at}"));
+        assert_eq!(
+            std::fs::canonicalize(named)
+                .map(|p| p.display().to_string())
+                .ok(),
+            Some(real.clone()),
+            "pid {pid}: library path in the {at} ({named})"
+        );
+        assert_eq!(id, build_id.as_str(), "pid {pid}: build-id in the {at}");
+    }
+    lib
+}
+
+/// The command name the kernel gives a process that executes `path`: its file name, cut to 15
+/// bytes.
+fn comm_of(path: &str) -> String {
+    let name = std::path::Path::new(path)
+        .file_name()
+        .expect("a file name")
+        .to_string_lossy()
+        .to_string();
+    name.chars().take(15).collect()
+}
+
+fn sigint(child: &TraceChild) {
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(
+        unsafe { libc::kill(child.child.id() as i32, libc::SIGINT) },
+        0
+    );
+}
+
+/// `tt-tracer watch`, started and armed (its "watching" line), with `args`.
+fn start_watch(args: &[&str]) -> TraceChild {
+    require_root();
+    let argv: Vec<&str> = ["watch"].into_iter().chain(args.iter().copied()).collect();
+    let mut watch = spawn_trace(&argv, &[]).expect("tt-tracer watch");
+    watch
+        .wait_for_stderr(Duration::from_secs(60), "watching")
+        .expect("watch started");
+    watch
+}
+
+/// Waits until `watch` has written the cleanup record of `pid` (its report then has the exit).
+fn wait_for_exit_record(watch: &TraceChild, pid: u64) {
+    watch
+        .wait_event(Duration::from_secs(60), |e| {
+            e["record"] == "process_exited" && e["pid"] == pid
+        })
+        .unwrap_or_else(|e| panic!("pid {pid}: {e}"));
+}
+
+/// One `watch` sees a real ttnn process and a stand-in process, each with its own library file,
+/// running at the same time: each ledger is exact, each process names its own library.
+#[test]
+fn watch_sees_a_ttnn_process_and_a_standin_process_side_by_side() {
+    let t = ttnn();
+    let sd = standin();
+    let watch = start_watch(&[]);
+
+    let dir = run_dir("watch-add_fd");
+    let argv = workload_argv("add_fd", &[], &dir);
+    let workload = Command::new(&argv[0])
+        .args(&argv[1..])
+        .envs(t.env())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ttnn workload");
+    // Holds its devices open half a second, beside the ttnn process.
+    let driver = Command::new(&sd.driver)
+        .args(["--devices", "2", "--hold-ms", "500"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("stand-in driver");
+    let driver = driver.wait_with_output().expect("stand-in driver");
+    let workload = workload.wait_with_output().expect("ttnn workload");
+    assert!(
+        driver.status.success(),
+        "stand-in driver: {:?}\n{}",
+        driver.status,
+        String::from_utf8_lossy(&driver.stderr)
+    );
+    assert!(
+        workload.status.success(),
+        "ttnn workload: {:?}\n{}",
+        workload.status,
+        String::from_utf8_lossy(&workload.stderr)
+    );
+    let oracle = read_oracle(&dir, "the ttnn workload ran under watch");
+    let _ = std::fs::remove_dir_all(&dir);
+    let driver_out = String::from_utf8_lossy(&driver.stdout).to_string();
+    let driver_pid = u(
+        &driver_line(&driver_out).unwrap_or_else(|| panic!("no DRIVER line:\n{driver_out}"))["pid"]
+    );
+    let ttnn_pid = u(&oracle["pid"]);
+
+    wait_for_exit_record(&watch, ttnn_pid);
+    wait_for_exit_record(&watch, driver_pid);
+    sigint(&watch);
+    let traced = watch.wait_with(String::new()).expect("watch report");
+    assert!(
+        traced.status.success(),
+        "watch exit: {:?}\n{}",
+        traced.status,
+        traced.stderr
+    );
+    let s = Scenario { traced, oracle };
+    assert_scenario(&s);
+    let report = &s.traced.report;
+    let sp = s.traced.process(driver_pid);
+    assert_standin_process(sp, 2);
+    assert_eq!(u(&sp["unmatched"]), 0, "stand-in: unmatched events");
+
+    // Each process names its own library file; two entries in `libraries`.
+    let tp = proc_of(&s);
+    let tlib = library_of(report, tp, &t.lib);
+    let slib = library_of(report, sp, sd.lib.to_str().unwrap());
+    assert_ne!(tlib["id"], slib["id"], "two library entries");
+    assert_ne!(tlib["build_id"], slib["build_id"], "two build-ids");
+    for (p, exe) in [(tp, t.python.as_str()), (sp, sd.driver.to_str().unwrap())] {
+        assert_eq!(p["comm"], comm_of(exe), "comm of pid {}", p["pid"]);
+        assert!(
+            p["cgroup"]["path"].is_string(),
+            "cgroup of pid {}",
+            p["pid"]
+        );
+    }
+}
+
+/// `run` without `--lib` (the library found as the workload loads it) gives the ledger that
+/// `run --lib` gives, on real ttnn scenarios, and both equal the oracle.
+#[test]
+fn run_without_lib_gives_the_same_ledger_as_with_lib() {
+    let t = ttnn();
+    for name in ["tensor", "add_fd", "n300"] {
+        let with = scenario_run(name, &[], true);
+        let without = scenario_run(name, &[], false);
+        for (how, s) in [("--lib", &with), ("no --lib", &without)] {
+            assert!(
+                s.traced.status.success(),
+                "{name} ({how}): {:?}\n{}",
+                s.traced.status,
+                s.traced.stderr
+            );
+            assert_scenario(s);
+            assert_eq!(
+                s.traced.report["processes"].as_array().map(Vec::len),
+                Some(1),
+                "{name} ({how}): one process"
+            );
+            library_of(&s.traced.report, proc_of(s), &t.lib);
+        }
+        let strip = |s: &Scenario| {
+            let mut p = proc_of(s).clone();
+            normalise(&mut p);
+            p
+        };
+        assert_eq!(
+            strip(&with),
+            strip(&without),
+            "{name}: the same ledger with and without --lib"
+        );
+        println!("{name}: the same ledger with and without --lib");
+    }
+}
+
+/// Drops what differs between two runs of the same workload: times, pids, instances.
+fn normalise(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|k, _| {
+                !(k.ends_with("_ns") || k == "pid" || k == "instance" || k == "phases" || k == "ns")
+            });
+            for (_, x) in m.iter_mut() {
+                normalise(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(normalise),
+        _ => {}
+    }
+}
+
+/// Samples keyed by the values of `labels` (absent labels as "").
+fn by_labels(samples: &[Sample], labels: &[&str]) -> BTreeMap<Vec<String>, f64> {
+    samples
+        .iter()
+        .map(|(l, v)| {
+            (
+                labels
+                    .iter()
+                    .map(|k| l.get(*k).cloned().unwrap_or_default())
+                    .collect(),
+                *v,
+            )
+        })
+        .collect()
+}
+
+/// A real Prometheus scrapes `watch --metrics` while real ttnn processes hold device buffers
+/// (one chip; an N300 mesh, whose buffers each chip holds): their live bytes per chip and type
+/// are exactly what tt-metal says is allocated; after a SIGKILL their leak gauges are exactly
+/// what they held.
+#[test]
+fn prometheus_scrapes_the_live_dram_bytes_of_a_ttnn_process_and_its_leaks_after_sigkill() {
+    let port = free_port().unwrap_or_else(|e| panic!("{e}"));
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr_s = addr.to_string();
+    let watch = start_watch(&["--metrics", &addr_s, "--metrics-grace", "600"]);
+    let prom = Prometheus::start(addr).unwrap_or_else(|e| panic!("{e}"));
+
+    let oracles: Vec<Value> = ["kill", "kill_n300"]
+        .into_iter()
+        .map(|name| hold_scrape_and_kill(&prom, addr, &watch, name))
+        .collect();
+
+    // The exporter's own health, fed by the session: events applied, none lost.
+    prom.wait_for(
+        "tt_tracer_events_applied_total",
+        |r| r.len() == 1 && r[0].1 > 0.0,
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    prom.wait_for(
+        "sum(tt_tracer_events_lost_total)",
+        |r| r.len() == 1 && r[0].1 == 0.0,
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    sigint(&watch);
+    let traced = watch.wait_with(String::new()).expect("watch report");
+    assert!(
+        traced.status.success(),
+        "watch exit: {:?}\n{}",
+        traced.status,
+        traced.stderr
+    );
+    // The report's leaks are the oracle's outstanding buffers too.
+    let mut s = Scenario {
+        traced,
+        oracle: Value::Null,
+    };
+    for oracle in oracles {
+        s.oracle = oracle;
+        assert_eq!(proc_of(&s)["exit"]["status"]["signal"], 9);
+        assert_ledger_matches_oracle(&s);
+    }
+}
+
+/// Runs scenario `name` (a `kill` one) under `watch` to its hold; waits until Prometheus shows
+/// exactly what tt-metal holds, per chip and type; checks the exposition with promtool; SIGKILLs
+/// the workload and waits until its leak gauges are exactly what it held. Returns its oracle.
+fn hold_scrape_and_kill(
+    prom: &Prometheus,
+    addr: std::net::SocketAddr,
+    watch: &TraceChild,
+    name: &str,
+) -> Value {
+    let t = ttnn();
+    let dir = run_dir(&format!("prom-{name}"));
+    let hold = dir.join("hold");
+    let hold_s = hold.display().to_string();
+    let argv = workload_argv(name, &["--hold-file", &hold_s], &dir);
+    let mut workload = Command::new(&argv[0])
+        .args(&argv[1..])
+        .envs(t.env())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ttnn workload");
+    wait_for_hold(&hold, Duration::from_secs(120));
+    let oracle = read_oracle(&dir, "the kill scenarios write it before their hold");
+    let pid = u(&oracle["pid"]);
+    assert_eq!(pid, workload.id() as u64);
+    let omesh = oracle["meshes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .expect("one mesh");
+    let chips: Vec<String> = omesh["chips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| u(c).to_string())
+        .collect();
+    let outstanding = omesh["outstanding"].as_array().expect("outstanding");
+    // What each chip holds, per type: every mesh buffer at its size on every chip of the mesh.
+    let mut held: BTreeMap<Vec<String>, f64> = BTreeMap::new();
+    for chip in &chips {
+        for b in outstanding {
+            let ty = b["type"].as_str().unwrap().to_string();
+            *held.entry(vec![chip.clone(), ty]).or_default() += u(&b["size"]) as f64;
+        }
+    }
+    let held_dram: BTreeMap<Vec<String>, f64> = held
+        .iter()
+        .filter(|(k, _)| k[1] == "DRAM")
+        .map(|(k, v)| (vec![k[0].clone()], *v))
+        .collect();
+    assert!(
+        held_dram.len() == chips.len() && held_dram.values().all(|b| *b > 0.0),
+        "{name}: the workload holds DRAM on every chip: {held:?}"
+    );
+
+    // Prometheus's view while it holds: DRAM per chip, then every type.
+    let p = format!("pid=\"{pid}\"");
+    let dram_q = format!("sum by (chip) (tt_tracer_buffer_live_bytes{{{p},buffer_type=\"DRAM\"}})");
+    let got = prom
+        .wait_for(
+            &dram_q,
+            |r| by_labels(r, &["chip"]) == held_dram,
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    println!("{name}: live DRAM bytes of pid {pid} per chip: {got:?}");
+    let all_q = format!("sum by (chip, buffer_type) (tt_tracer_buffer_live_bytes{{{p}}}) > 0");
+    prom.wait_for(
+        &all_q,
+        |r| by_labels(r, &["chip", "buffer_type"]) == held,
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    // One series per chip, naming the process and its mesh's lock-step allocator.
+    let series = prom
+        .query(&format!(
+            "tt_tracer_buffer_live_bytes{{{p},buffer_type=\"DRAM\"}}"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(series.len(), chips.len(), "{name}: {series:?}");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("the workload's comm");
+    for (labels, _) in &series {
+        assert_eq!(
+            labels.get("comm").map(String::as_str),
+            Some(comm.trim_end()),
+            "{name}"
+        );
+        assert!(
+            labels.get("mesh").is_some_and(|m| !m.is_empty()),
+            "{name}: {labels:?}"
+        );
+    }
+
+    // What the exporter serves, checked by promtool; it carries the same figures.
+    let text = scrape(addr).unwrap_or_else(|e| panic!("{e}"));
+    promtool_check_metrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let exposed: BTreeMap<Vec<String>, f64> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("tt_tracer_buffer_live_bytes{")
+                && l.contains(&format!("pid=\"{pid}\""))
+                && l.contains("buffer_type=\"DRAM\"")
+        })
+        .map(|l| {
+            let chip = l
+                .split("chip=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .expect("a chip label")
+                .to_string();
+            (vec![chip], l.rsplit(' ').next().unwrap().parse().unwrap())
+        })
+        .collect();
+    assert_eq!(exposed, held_dram, "{name}: exposition\n{text}");
+
+    // SIGKILL while holding: the leak gauges are what it held; live bytes drop to 0.
+    // SAFETY: signalling the workload we started.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let status = workload.wait().expect("workload");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let leaked_buffers = outstanding.len() as f64;
+    let leaked_bytes: f64 = outstanding.iter().map(|b| u(&b["size"]) as f64).sum();
+    for (q, want) in [
+        (
+            format!("tt_tracer_process_leaked_buffers{{{p}}}"),
+            leaked_buffers,
+        ),
+        (
+            format!("tt_tracer_process_leaked_bytes{{{p}}}"),
+            leaked_bytes,
+        ),
+        (format!("sum(tt_tracer_buffer_live_bytes{{{p}}})"), 0.0),
+    ] {
+        prom.wait_for(
+            &q,
+            |r| r.len() == 1 && r[0].1 == want,
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        println!("{name}: {q} = {want}");
+    }
+    wait_for_exit_record(watch, pid);
+    oracle
 }

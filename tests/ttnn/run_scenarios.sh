@@ -3,7 +3,7 @@
 # tt-metal (mock devices) and print what each oracle says. A smoke test of the harness itself and
 # the way to look at the numbers by hand; the tracer's integration tests drive workload.py directly.
 #
-#   default scenarios: open_fd open_sd tensor add_fd add_sd n300 t3k t3k_fabric kill many_buffers
+#   default scenarios: open_fd open_sd tensor add_fd add_sd n300 t3k t3k_fabric kill kill_n300 many_buffers
 #   env: GDB=1     also run each scenario under gdb (gdb_hits.py) and compare with compare_gdb.py
 #        KEEP=DIR  keep oracles, gdb counts and logs in DIR (default: a temporary dir, removed)
 #        MANY=N    iterations for many_buffers (default 100000)
@@ -16,7 +16,7 @@ PY=$(sed -n 's/^TTNN_PYTHON=//p' <<<"$SETUP_OUT")
 ENV_FILE=$(sed -n 's/^TTNN_ENV_FILE=//p' <<<"$SETUP_OUT")
 set -a; . "$ENV_FILE"; set +a
 
-SCEN=${*:-open_fd open_sd tensor add_fd add_sd n300 t3k t3k_fabric kill many_buffers}
+SCEN=${*:-open_fd open_sd tensor add_fd add_sd n300 t3k t3k_fabric kill kill_n300 many_buffers}
 OUT=${KEEP:-$(mktemp -d "${TMPDIR:-/tmp}/ttnn-scenarios.XXXXXX")}
 mkdir -p "$OUT"
 pass=0; fail=0
@@ -27,7 +27,7 @@ for s in $SCEN; do
   ( "$PY" "$HERE/workload.py" "${args[@]}" --oracle "$OUT/$s.json" --run-dir "$OUT/$s.run" >"$OUT/$s.log" 2>&1; exit $? ) 2>/dev/null
   rc=$?
   rm -rf "$OUT/$s.run"
-  want=0; [ "$s" = kill ] && want=137        # the kill scenario ends in its own SIGKILL
+  want=0; case $s in kill*) want=137;; esac   # the kill scenarios end in their own SIGKILL
   if [ $rc = $want ] && [ -s "$OUT/$s.json" ]; then pass=$((pass+1)); st=ok; else fail=$((fail+1)); st="FAILED rc=$rc"; fi
   echo "=== $s: $st"
   [ -s "$OUT/$s.json" ] && "$PY" - "$OUT/$s.json" <<'PYEOF'

@@ -24,12 +24,13 @@ Scenarios (board = mock cluster descriptor):
   t3k                T3K, 2x4 mesh: tensors + ttnn.add
   t3k_fabric         as t3k, after ttnn.set_fabric_config(FABRIC_1D)
   kill               N150: allocate, write the oracle, then SIGKILL itself holding the buffers
+  kill_n300          as kill, on an N300 1x2 mesh (each mesh buffer held on both chips)
   many_buffers N     N150: N x (ttnn.allocate_tensor_on_device of one 32x32 bf16 DRAM tile, then
                      ttnn.deallocate); ~9 us per round trip, 100,000 in ~1 s (see many_buffers)
 
 --hold-file PATH: at the hold point the script creates PATH (content: its pid) and waits until
 someone deletes it, so that a tracer can attach meanwhile. --hold-at picks the point:
-before_close (default) = after the scenario's work, with its buffers still allocated (for `kill`:
+before_close (default) = after the scenario's work, with its buffers still allocated (for `kill`, `kill_n300`:
 after the oracle is written, just before the SIGKILL); before_open = after `import ttnn`, before
 the device is opened. --hold-timeout SECONDS (default 300) bounds the wait (exit code 4).
 
@@ -72,8 +73,12 @@ SCENARIOS = {
     "t3k": ("T3K", (2, 4), False, None),
     "t3k_fabric": ("T3K", (2, 4), False, "FABRIC_1D"),
     "kill": ("N150", None, False, None),
+    "kill_n300": ("N300", (1, 2), False, None),
     "many_buffers": ("N150", None, False, None),
 }
+
+# The scenarios that end in their own SIGKILL, holding their buffers.
+KILLED = ("kill", "kill_n300")
 
 # tt::tt_metal::BufferType numbering (C++ enum); Python's ttnn.BufferType lacks SYSTEM_MEMORY.
 BUFFER_TYPES = {0: "DRAM", 1: "L1", 2: "SYSTEM_MEMORY", 3: "L1_SMALL", 4: "TRACE"}
@@ -360,7 +365,7 @@ def run_work(name, ttnn, dev, n, capture, keep, full_capture=False):
         keep.append(tile(ttnn, dev, 64, 64, ttnn.L1_MEMORY_CONFIG))
         ttnn.deallocate(gone)
         return {}
-    if name == "kill":
+    if name in KILLED:
         keep.append(tile(ttnn, dev, 32, 32, value=1))
         keep.append(tile(ttnn, dev, 64, 64))
         keep.append(tile(ttnn, dev, 320, 320, ttnn.L1_MEMORY_CONFIG))
@@ -422,7 +427,7 @@ def build_oracle(name, args, ttnn, mesh_info, ledger, live, reported, view, chec
         "mock_cluster_desc": os.environ.get("TT_METAL_MOCK_CLUSTER_DESC_PATH"),
         "slow_dispatch": os.environ.get("TT_METAL_SLOW_DISPATCH_MODE") == "1",
         "fabric": SCENARIOS[name][3],
-        "killed": name == "kill",
+        "killed": name in KILLED,
         "meshes": {str(mesh_id): {
             "shape": mesh_info["shape"],
             "chips": chips,
@@ -537,7 +542,7 @@ def main():
 
     oracle = build_oracle(args.scenario, args, ttnn, mesh_info, ledger, live, reported, view,
                           checks, timing, extra)
-    if args.scenario == "kill":
+    if args.scenario in KILLED:
         write_json(args.oracle, oracle)
         if args.hold_file and args.hold_at == "before_close":
             hold(args.hold_file, args.hold_timeout, cleanup)

@@ -58,7 +58,7 @@ fn require_binary(path: &str) -> Result<()> {
 }
 
 /// A port nobody listens on right now (bound, then released).
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| err(format!("no free port: {e}")))?;
     Ok(l.local_addr().map_err(|e| err(e.to_string()))?.port())
 }
@@ -173,6 +173,17 @@ impl Prometheus {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// One scrape of `target` by hand: the exposition text `GET http://TARGET/metrics` answers
+/// (for [`promtool_check_metrics`], or to see what Prometheus will ingest).
+pub fn scrape(target: SocketAddr) -> Result<String> {
+    ureq::get(format!("http://{target}/metrics"))
+        .call()
+        .map_err(|e| err(format!("GET http://{target}/metrics: {e}")))?
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| err(format!("GET http://{target}/metrics: {e}")))
 }
 
 impl Drop for Prometheus {
