@@ -1,6 +1,8 @@
 //! `cargo xtask bench`: re-runnable figures, each a median over repeated runs with its baseline
 //! measured in the same run.
 
+mod watch;
+
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -23,6 +25,12 @@ pub struct BenchArgs {
     /// Only these figures (default: all).
     #[arg(long, value_enum)]
     only: Vec<Figure>,
+    /// Samples per configuration of the watch arming figure (median and p99 reported).
+    #[arg(long, default_value_t = 30)]
+    arm_samples: usize,
+    /// Seconds of the watch idle-CPU window.
+    #[arg(long, env = "TT_BENCH_IDLE_SECS", default_value_t = 60)]
+    idle_secs: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -39,6 +47,27 @@ enum Figure {
     Memory,
     /// Kill → cleanup record.
     Kill,
+    /// Every `watch` figure below.
+    Watch,
+    /// watch: exec → probes armed (a new library file; an armed one) against untraced runs.
+    WatchArm,
+    /// watch: CPU when idle against `sleep`'s (--idle-secs).
+    WatchIdle,
+    /// watch: resident memory per traced process.
+    WatchRss,
+    /// watch: metrics exposition bytes per traced process, and after the grace period.
+    WatchMetrics,
+}
+
+impl Figure {
+    /// The figure `--only watch` stands for as well, if any.
+    fn group(self) -> Option<Figure> {
+        matches!(
+            self,
+            Figure::WatchArm | Figure::WatchIdle | Figure::WatchRss | Figure::WatchMetrics
+        )
+        .then_some(Figure::Watch)
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -81,7 +110,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     crate::run(crate::cargo().args(["build", "--release", "-p", "tt-tracer"]))?;
     let (_, lib, driver) = build_demo_parts()?;
     let tracer = crate::root().join("target/release/tt-tracer");
-    let want = |f: Figure| a.only.is_empty() || a.only.contains(&f);
+    let want = |f: Figure| {
+        a.only.is_empty() || a.only.contains(&f) || f.group().is_some_and(|g| a.only.contains(&g))
+    };
     let per_call_us = if want(Figure::Probe) {
         Some(probe_cost(&tracer, &lib, &driver, &a)?)
     } else {
@@ -90,9 +121,14 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     if want(Figure::Session) {
         session_cost(&tracer, &lib, &driver, &a)?;
     }
-    let real_lib = ttnn_overhead(&tracer, &a, want(Figure::Ttnn), per_call_us)?;
+    // The real library (set up for these two only: it is a download on a fresh machine).
+    let real_lib = if want(Figure::Ttnn) || want(Figure::Resolve) {
+        Some(ttnn_overhead(&tracer, &a, want(Figure::Ttnn), per_call_us)?)
+    } else {
+        None
+    };
     // Resolution of every role in the real 35 MB library, against reading it alone.
-    if want(Figure::Resolve) {
+    if let (true, Some(real_lib)) = (want(Figure::Resolve), &real_lib) {
         crate::run(
             crate::cargo()
                 .args([
@@ -105,7 +141,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     "resolve_bench",
                     "--",
                 ])
-                .arg(&real_lib),
+                .arg(real_lib),
         )?;
     }
     // Collector memory per live device buffer.
@@ -136,6 +172,23 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 ])
                 .env("TT_TRACER_BIN", &tracer),
         )?;
+    }
+    let parts = watch::Parts {
+        tracer: &tracer,
+        lib: &lib,
+        driver: &driver,
+    };
+    if want(Figure::WatchArm) {
+        watch::arming(&parts, a.arm_samples)?;
+    }
+    if want(Figure::WatchIdle) {
+        watch::idle_cpu(&parts, a.idle_secs)?;
+    }
+    if want(Figure::WatchRss) {
+        watch::rss(&parts)?;
+    }
+    if want(Figure::WatchMetrics) {
+        watch::metrics(&parts)?;
     }
     Ok(())
 }
