@@ -156,12 +156,28 @@ impl TraceChild {
         &self.events
     }
 
-    pub fn wait(self) -> Result<Traced> {
-        let out = self.child.wait_with_output()?;
+    pub fn wait(mut self) -> Result<Traced> {
+        // Both pipes drained at once, as `wait_with_output` does: neither can fill and block.
+        let stderr = self.child.stderr.take().map(|mut e| {
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = e.read_to_end(&mut v);
+                v
+            })
+        });
+        let mut stdout = Vec::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            o.read_to_end(&mut stdout)?;
+        }
+        let stderr = match stderr {
+            Some(t) => t.join().map_err(|_| anyhow!("stderr reader panicked"))?,
+            None => Vec::new(),
+        };
+        let status = self.child.wait()?;
         finish(
-            out.status,
-            String::from_utf8_lossy(&out.stdout).into(),
-            String::from_utf8_lossy(&out.stderr).into(),
+            status,
+            String::from_utf8_lossy(&stdout).into(),
+            String::from_utf8_lossy(&stderr).into(),
             &self.report,
             &self.events,
         )
@@ -269,6 +285,27 @@ impl TraceChild {
                 .map_err(|_| anyhow!("stderr reader panicked"))?;
         }
         finish(status, stdout_so_far, err, &self.report, &self.events)
+    }
+}
+
+/// A test that fails before it stops its tracer does not leave it running (a `watch` would
+/// trace every later test's processes): SIGTERM, then SIGKILL after 10 s.
+impl Drop for TraceChild {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        // SAFETY: kill(2) on our own, not yet reaped child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

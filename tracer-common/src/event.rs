@@ -77,7 +77,7 @@ pub struct Event {
     /// For context events: `this` of the enclosing context, 0 if none.
     pub parent_this: u64,
     /// Fields read as the recipe says (also for context enters); for ProcessExit:
-    /// [exit status, 0, 0, 0].
+    /// [exit status, comm bytes 0-7, comm bytes 8-15 (NUL-padded), cgroup v2 id].
     pub fields: [u64; crate::MAX_FIELDS],
     /// Return value for `CallWithReturn`, else 0.
     pub ret: u64,

@@ -7,7 +7,7 @@ use std::{
         fd::{FromRawFd as _, OwnedFd, RawFd},
         unix::ffi::OsStrExt,
     },
-    path::PathBuf,
+    path::{Path, PathBuf},
 };
 
 use crate::errors::{Error, Result};
@@ -303,9 +303,74 @@ pub fn info(pid: u32) -> crate::collector::ProcessInfo {
     crate::collector::ProcessInfo { comm, cgroup }
 }
 
+/// The control group whose cgroup v2 id (its directory's inode number; 1 for the root) is
+/// `id`, found under the unified hierarchy's mount; None if it is gone or cannot be found.
+pub fn cgroup_by_id(id: u64) -> Option<crate::collector::Cgroup> {
+    use std::os::unix::fs::MetadataExt as _;
+    fn find(dir: &Path, id: u64, depth: usize) -> Option<PathBuf> {
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_dir() {
+                continue;
+            }
+            if meta.ino() == id {
+                return Some(entry.path());
+            }
+            if depth < 32 {
+                if let Some(p) = find(&entry.path(), id, depth + 1) {
+                    return Some(p);
+                }
+            }
+        }
+        None
+    }
+    let path = match id {
+        0 => return None,
+        // The root: the only v2 group when the unified hierarchy is not mounted at all.
+        1 => PathBuf::from("/"),
+        _ => {
+            let root = cgroup2_mount()?;
+            Path::new("/").join(find(&root, id, 0)?.strip_prefix(&root).ok()?)
+        }
+    };
+    Some(crate::collector::Cgroup::from_path(path.to_str()?))
+}
+
+/// Where the cgroup v2 (unified) hierarchy is mounted, if it is.
+fn cgroup2_mount() -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        if right.split(' ').next()? != "cgroup2" {
+            return None;
+        }
+        Some(PathBuf::from(left.split(' ').nth(4)?))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cgroup_is_found_by_its_id() {
+        use std::os::unix::fs::MetadataExt as _;
+        let own = crate::collector::Cgroup::from_proc_cgroup(
+            &std::fs::read_to_string("/proc/self/cgroup").unwrap(),
+        )
+        .expect("this process's cgroup");
+        let id = match cgroup2_mount() {
+            Some(root) => std::fs::metadata(root.join(own.path.trim_start_matches('/')))
+                .unwrap()
+                .ino(),
+            None => {
+                assert_eq!(own.path, "/", "no cgroup2 mount, yet a v2 group");
+                1
+            }
+        };
+        assert_eq!(cgroup_by_id(id), Some(own));
+        assert_eq!(cgroup_by_id(0), None);
+    }
 
     #[test]
     fn maps_lines_yield_tt_metal_paths_once() {

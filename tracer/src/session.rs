@@ -167,6 +167,16 @@ impl Session {
             {
                 continue;
             }
+            // A process gone before /proc was read: its control group from the exit's id.
+            if ev.kind == EventKind::ProcessExit as u8
+                && self.collector.lacks_cgroup(ev.tgid, ev.instance)
+            {
+                let info = crate::collector::ProcessInfo {
+                    comm: None,
+                    cgroup: crate::process::cgroup_by_id(ev.fields[3]),
+                };
+                self.collector.describe(ev.tgid, ev.instance, info);
+            }
             // The first event of a process: who it is, read while it surely runs.
             if ev.kind != EventKind::ProcessExit as u8
                 && !self.collector.knows(ev.tgid, ev.instance)

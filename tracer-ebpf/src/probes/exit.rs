@@ -2,7 +2,10 @@
 //! process when its last thread goes (`group_dead`), instead of polling for dead pids.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -50,6 +53,16 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     let now = unsafe { bpf_ktime_get_ns() };
     let mut fields = [0; MAX_FIELDS];
     fields[0] = exit_code;
+    // Who it was, from the kernel: /proc may be gone before user space reads it.
+    let comm = bpf_get_current_comm().unwrap_or_default();
+    fields[1] = u64::from_le_bytes([
+        comm[0], comm[1], comm[2], comm[3], comm[4], comm[5], comm[6], comm[7],
+    ]);
+    fields[2] = u64::from_le_bytes([
+        comm[8], comm[9], comm[10], comm[11], comm[12], comm[13], comm[14], comm[15],
+    ]);
+    // SAFETY: helper without preconditions.
+    fields[3] = unsafe { bpf_get_current_cgroup_id() };
     let mut ev = Event::new(
         EventKind::ProcessExit,
         0,

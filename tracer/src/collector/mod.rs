@@ -114,6 +114,13 @@ impl Collector {
         self.live.contains_key(&ProcKey { pid, instance })
     }
 
+    /// Whether a live process's control group is still unknown (not read from /proc in time).
+    pub fn lacks_cgroup(&self, pid: u32, instance: u64) -> bool {
+        self.live
+            .get(&ProcKey { pid, instance })
+            .is_some_and(|p| p.cgroup.is_none())
+    }
+
     /// Who a process is (the session read it from /proc). Applied to its live ledger, or kept
     /// until its first event creates one; its `ProcessStarted` record then carries it.
     pub fn describe(&mut self, pid: u32, instance: u64, info: ProcessInfo) {
@@ -683,6 +690,10 @@ impl ProcessLedger {
 
     /// The process is gone: everything still resident or allocated is released by its exit.
     fn exited(&mut self, ev: &Event) -> Cleanup {
+        // Not read from /proc in time (a short process): the name the kernel had at exit.
+        if self.comm.is_none() {
+            self.comm = exit_comm(ev);
+        }
         let mut released = Kernels::default();
         let mut devices = Vec::new();
         for d in self.devices.values_mut() {
@@ -719,6 +730,15 @@ impl ProcessLedger {
         self.exit = Some(cleanup.clone());
         cleanup
     }
+}
+
+/// The command name a `ProcessExit` event carries (fields 1-2, NUL-padded), if any.
+fn exit_comm(ev: &Event) -> Option<String> {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&ev.fields[1].to_le_bytes());
+    bytes[8..].copy_from_slice(&ev.fields[2].to_le_bytes());
+    let len = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    (len > 0).then(|| String::from_utf8_lossy(&bytes[..len]).into_owned())
 }
 
 #[cfg(test)]
@@ -854,6 +874,53 @@ mod tests {
         ))
         .last();
         assert_eq!(c.processes().next().unwrap().unmatched, 1);
+    }
+
+    #[test]
+    fn a_process_never_described_is_named_by_its_exit_event() {
+        let mut c = Collector::new();
+        c.apply(&write(77, Origin::Application, 0, 64)).last();
+        let name = u64::from_le_bytes(*b"tt_drive");
+        let tail = u64::from_le_bytes(*b"r\0\0\0\0\0\0\0");
+        let r = c
+            .apply(&ev(
+                77,
+                EventKind::ProcessExit,
+                None,
+                Origin::Application,
+                &[0, name, tail, 0],
+            ))
+            .last();
+        let Some(Record::ProcessExited(cl)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(cl.comm.as_deref(), Some("tt_driver"));
+
+        // What /proc said first stays: the exit's name only fills a gap.
+        let mut c = Collector::new();
+        c.describe(
+            78,
+            1,
+            ProcessInfo {
+                comm: Some("python3".into()),
+                cgroup: None,
+            },
+        );
+        let mut first = write(78, Origin::Application, 0, 64);
+        first.instance = 1;
+        c.apply(&first).last();
+        let mut exit = ev(
+            78,
+            EventKind::ProcessExit,
+            None,
+            Origin::Application,
+            &[0, name, tail, 0],
+        );
+        exit.instance = 1;
+        let Some(Record::ProcessExited(cl)) = c.apply(&exit).last() else {
+            panic!("no exit record")
+        };
+        assert_eq!(cl.comm.as_deref(), Some("python3"));
     }
 
     #[test]
