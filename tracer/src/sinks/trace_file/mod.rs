@@ -8,6 +8,8 @@
 //! wants the closing `]}` appended. Memory stays bounded: one block of output, and per live
 //! process its threads, open spans and allocators' live bytes ([`timeline::Timeline`]).
 
+#[cfg(test)]
+mod tests;
 mod timeline;
 
 use std::{

@@ -215,15 +215,20 @@ impl Timeline {
             }
             let ts = now_ns.max(self.last_ns);
             let pid = self.tracer_pid;
-            out.push(json!({"name": name, "cat": cat, "ph": "i", "s": "g", "ts": micros(ts),
-                            "pid": pid, "tid": pid, "args": args}));
+            out.push(
+                json!({"name": name, "cat": cat, "ph": "i", "s": "g", "ts": micros(ts),
+                            "pid": pid, "tid": pid, "args": args}),
+            );
             return;
         }
         let Some(pid) = num(&args, "pid").map(|p| p as u32) else {
             return;
         };
         args.remove("pid");
-        let tid = args.remove("tid").and_then(|t| t.as_u64()).map(|t| t as u32);
+        let tid = args
+            .remove("tid")
+            .and_then(|t| t.as_u64())
+            .map(|t| t as u32);
         let ts = match r {
             Record::ProcessExited(c) => c.exit_ns,
             _ => args.remove("ts_ns").and_then(|t| t.as_u64()).unwrap_or(0),
@@ -353,13 +358,7 @@ impl Timeline {
             } => {
                 out.push(instant(args));
                 proc.memory.cbs.insert(*chip, *live_bytes);
-                out.push(counter(
-                    pid,
-                    Track::Chip(*chip),
-                    at,
-                    CB_SERIES,
-                    *live_bytes,
-                ));
+                out.push(counter(pid, Track::Chip(*chip), at, CB_SERIES, *live_bytes));
             }
             Record::CircularBuffersReleased { chip, .. } => {
                 out.push(instant(args));
