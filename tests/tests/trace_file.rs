@@ -25,7 +25,7 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 }
 
 /// Names of the spans begun on the timeline, in order.
-fn spans<'a>(events: &'a [Value], pid: u64) -> Vec<&'a str> {
+fn spans(events: &[Value], pid: u64) -> Vec<&str> {
     events
         .iter()
         .filter(|e| e["ph"] == "B" && e["pid"] == pid)
