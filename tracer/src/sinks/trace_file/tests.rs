@@ -520,6 +520,29 @@ fn an_exit_without_its_entry_is_an_instant_and_an_outer_exit_ends_the_inner_span
 }
 
 #[test]
+fn a_pid_started_again_without_its_exit_ends_the_old_spans() {
+    use Role::*;
+    let records = [
+        started(PID, 1),
+        entered(PID, 2, MeshOpen, None),
+        // Its exit was lost; the pid is a new process now.
+        started(PID, 10),
+        entered(PID, 11, MeshOpen, None),
+        exited_ctx(PID, 12, MeshOpen, None, Some(11)),
+    ];
+    let (v, d) = written("reused", &records);
+    let ev = events(&v);
+    assert_eq!(check_nesting(ev), 0);
+    let ended: Vec<&Value> = ev
+        .iter()
+        .filter(|e| e["args"]["ended_by"] == "process_exit")
+        .collect();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0]["ts"].as_f64(), Some(0.01));
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
 fn an_exited_process_is_forgotten() {
     let mut t = Timeline::new(1);
     let mut out = Vec::new();

@@ -236,7 +236,15 @@ impl Timeline {
         self.last_ns = self.last_ns.max(ts);
 
         if let Record::ProcessStarted { comm, .. } = r {
-            // A pid seen again without its exit (history dropped, or lost): a new process.
+            // A pid seen again without its exit (lost): that process has ended, and with it
+            // its spans, or the new one's would nest inside them.
+            if let Some(old) = self.procs.remove(&pid) {
+                for (t, stack) in old.threads {
+                    for open in stack.iter().rev() {
+                        out.push(end(open, pid, t, micros(ts), ENDED_BY_PROCESS_EXIT));
+                    }
+                }
+            }
             let name = comm.clone().unwrap_or_else(|| format!("pid {pid}"));
             out.push(metadata("process_name", pid, pid, &name));
             self.procs.insert(
