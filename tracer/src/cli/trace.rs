@@ -175,7 +175,7 @@ fn sinks(opts: &TraceOptions) -> anyhow::Result<Sinks> {
         sinks.push(events);
     }
     if let Some(path) = &opts.trace_file {
-        // Not an Io error of the library kind: a bad output path is no unusable library.
+        // A message of its own: the library's Io error would exit 3, "library unusable".
         let trace = TraceFile::create(path).map_err(|e| anyhow::anyhow!("--trace-file: {e}"))?;
         sinks.push(trace);
     }
