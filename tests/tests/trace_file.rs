@@ -64,7 +64,7 @@ fn the_timeline_of_a_run_holds_the_event_stream_and_ends_at_the_report() {
     ];
     let mut child = spawn_trace(&args, &[]).expect("tt-tracer run");
     let (line, stdout) = child
-        .wait_stdout_line(Duration::from_secs(30), |l| l.starts_with("DRIVER "))
+        .wait_stdout_line(Duration::from_secs(120), |l| l.starts_with("DRIVER "))
         .expect("the driver's DRIVER line");
     let pid = num(&driver_line(&line).expect("DRIVER json"), "pid");
     // SAFETY: signalling the driver we started.
