@@ -4,6 +4,8 @@
 //! These tests load real eBPF programs into the running kernel. They need root and fail (never
 //! skip) with a message naming what is missing. `cargo xtask test` runs them.
 
+pub mod timeline;
+
 use std::{
     io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},

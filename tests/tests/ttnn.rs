@@ -409,6 +409,68 @@ fn sigkill_while_holding_buffers() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--trace-file` on the real runtime: an N300 mesh workload that kills itself holding
+/// buffers. The timeline holds the event stream's records, its spans nest, and each chip's
+/// counters end at the report's figures, which are what tt-metal says was outstanding.
+#[test]
+fn the_timeline_of_a_real_run_ends_at_the_report() {
+    require_root();
+    let t = ttnn();
+    let dir = run_dir("timeline-kill_n300");
+    let trace_path = integration_tests::timeline::scratch_trace("ttnn-kill_n300");
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--trace-file".into(),
+        trace_path.display().to_string(),
+        "--lib".into(),
+        t.lib.clone(),
+        "--".into(),
+    ];
+    args.extend(workload_argv("kill_n300", &[], &dir));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let traced = trace(&argv, &t.env()).expect("tt-tracer run");
+    let oracle = read_oracle(&dir, &format!("tracer stderr:\n{}", traced.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(traced.status.code(), Some(128 + 9), "{}", traced.stderr);
+    traced.assert_nothing_lost();
+
+    use integration_tests::timeline;
+    let v = timeline::read(&trace_path);
+    let _ = std::fs::remove_file(&trace_path);
+    let ev = timeline::events(&v);
+    assert_eq!(timeline::assert_spans_nest(ev), 0, "spans left open");
+    timeline::assert_same_records(ev, &traced.events);
+    let nonzero = timeline::assert_counters_end_at_report(ev, &traced.report);
+    assert!(nonzero >= 2, "the held buffers on both chips: {nonzero}");
+
+    // Each chip's last DRAM and L1 values are the mesh buffers tt-metal says were outstanding.
+    let pid = u(&oracle["pid"]);
+    let omesh = oracle["meshes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    let last = timeline::last_counters(ev);
+    for chip in omesh["chips"].as_array().unwrap() {
+        for ty in ["DRAM", "L1"] {
+            let held: u64 = omesh["outstanding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|b| b["type"] == ty)
+                .map(|b| u(&b["size"]))
+                .sum();
+            let key = (pid, format!("chip {chip} memory"), ty.to_string());
+            assert_eq!(
+                last.get(&key).copied().unwrap_or(0),
+                held,
+                "chip {chip} {ty}: last value vs tt-metal's outstanding buffers"
+            );
+        }
+    }
+}
+
 /// 100,000 allocations + frees through the real allocator: none lost, every one counted.
 #[test]
 fn hundred_thousand_buffers_lose_nothing() {

@@ -78,11 +78,12 @@ const WATCH_NOTES: &str = "\
 Output:
   A line on stderr for each library armed or refused and for each process that ends (every
   event with -v); the final report when stopped: text on stderr, or JSON on stdout with
-  --json; --report-file FILE and --events-file FILE as for run and attach.
+  --json; --report-file FILE, --events-file FILE and --trace-file FILE as for run and attach.
 
 Signals:
   Ctrl-C, SIGINT, SIGTERM: stop, report what was seen, exit 0; the processes run on, untraced.
-  SIGHUP      reopens the --events-file (rotation).
+  SIGHUP      reopens the --events-file and the --trace-file (rotation: the old one becomes
+              FILE.1).
   SIGKILL     ends tt-tracer at once, without a report. A process stopped at that very moment
               for its library to be armed stays stopped: `kill -CONT PID` continues it.";
 
@@ -159,6 +160,12 @@ pub struct TraceOptions {
     /// Rotate --events-file when it would grow past BYTES (FILE.1 … FILE.3 kept).
     #[arg(long, value_name = "BYTES", requires = "events_file")]
     pub events_max_bytes: Option<u64>,
+    /// Write a timeline to FILE (Chrome trace-event JSON), written as events happen: open it
+    /// at https://ui.perfetto.dev (Open trace file) or in chrome://tracing. One track per
+    /// process and thread, bring-up phases as spans, every event as an instant with its
+    /// fields, per-chip memory counters (docs/trace.md).
+    #[arg(long, value_name = "FILE")]
+    pub trace_file: Option<PathBuf>,
     /// Ended processes kept for the final report; older ones are dropped from it (counted as
     /// `history_dropped`) so memory stays bounded.
     #[arg(long, value_name = "N", default_value_t = tt_tracer::collector::DEFAULT_HISTORY)]

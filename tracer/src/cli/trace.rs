@@ -11,7 +11,9 @@ use tt_tracer::{
     report::{LibraryInfo, Report},
     resolve::{self, Resolution},
     session::Session,
-    sinks::{metrics::MetricsExporter, JsonLines, JsonReport, Sink as _, Sinks, TextLog},
+    sinks::{
+        metrics::MetricsExporter, JsonLines, JsonReport, Sink as _, Sinks, TextLog, TraceFile,
+    },
 };
 
 use super::TraceOptions;
@@ -158,8 +160,8 @@ impl Outputs {
 }
 
 /// Where records and the report go: stderr lines (all with -v, else libraries and cleanups)
-/// and the text report, --events-file, the JSON report on stdout (attach --json, watch --json)
-/// and --report-file.
+/// and the text report, --events-file, --trace-file, the JSON report on stdout (attach --json,
+/// watch --json) and --report-file.
 fn sinks(opts: &TraceOptions) -> anyhow::Result<Sinks> {
     let mut sinks = Sinks::new();
     sinks.push(TextLog {
@@ -171,6 +173,11 @@ fn sinks(opts: &TraceOptions) -> anyhow::Result<Sinks> {
             .with_context(|| format!("creating {}", path.display()))?
             .max_bytes(opts.events_max_bytes);
         sinks.push(events);
+    }
+    if let Some(path) = &opts.trace_file {
+        // A message of its own: the library's Io error would exit 3, "library unusable".
+        let trace = TraceFile::create(path).map_err(|e| anyhow::anyhow!("--trace-file: {e}"))?;
+        sinks.push(trace);
     }
     if opts.json || opts.report_file.is_some() {
         sinks.push(JsonReport {

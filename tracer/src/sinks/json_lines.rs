@@ -25,7 +25,7 @@ pub struct JsonLines {
     failed: bool,
 }
 
-fn create(path: &Path) -> Result<File> {
+pub(super) fn create(path: &Path) -> Result<File> {
     File::create(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -33,10 +33,26 @@ fn create(path: &Path) -> Result<File> {
 }
 
 /// `PATH.n`
-fn numbered(path: &Path, n: usize) -> PathBuf {
+pub(super) fn numbered(path: &Path, n: usize) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(format!(".{n}"));
     PathBuf::from(s)
+}
+
+/// Shifts `PATH.1` → `PATH.2` … (dropping the oldest beyond `keep`) and renames `PATH` to
+/// `PATH.1`, for a new `PATH` to be created.
+pub(super) fn shift_rotated(path: &Path, keep: usize) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    for n in (1..keep).rev() {
+        let from = numbered(path, n);
+        if from.exists() {
+            std::fs::rename(&from, numbered(path, n + 1)).map_err(io(&from))?;
+        }
+    }
+    std::fs::rename(path, numbered(path, 1)).map_err(io(path))
 }
 
 impl JsonLines {
@@ -69,18 +85,11 @@ impl JsonLines {
     /// Closes the file, shifts `PATH.1` → `PATH.2` … (dropping the oldest beyond `keep`),
     /// renames it to `PATH.1` and starts a new, empty `PATH`.
     pub fn rotate(&mut self) -> Result<()> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Io { path, source }
-        };
-        self.out.flush().map_err(io(&self.path))?;
-        for n in (1..self.keep).rev() {
-            let from = numbered(&self.path, n);
-            if from.exists() {
-                std::fs::rename(&from, numbered(&self.path, n + 1)).map_err(io(&from))?;
-            }
-        }
-        std::fs::rename(&self.path, numbered(&self.path, 1)).map_err(io(&self.path))?;
+        self.out.flush().map_err(|source| Error::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        shift_rotated(&self.path, self.keep)?;
         self.out = BufWriter::new(create(&self.path)?);
         self.written = 0;
         Ok(())

@@ -5,17 +5,20 @@
 //! - [`TextLog`]: lines on stderr, then the text report;
 //! - [`JsonLines`]: every record as one JSON object per line (`--events-file`), rotatable;
 //! - [`JsonReport`]: the JSON report on stdout and/or in a file;
-//! - [`metrics::MetricsExporter`]: Prometheus metrics over HTTP (`--metrics`).
+//! - [`metrics::MetricsExporter`]: Prometheus metrics over HTTP (`--metrics`);
+//! - [`TraceFile`]: a timeline for ui.perfetto.dev (`--trace-file`).
 
 mod json_lines;
 mod json_report;
 pub mod metrics;
 mod text_log;
+mod trace_file;
 
 pub use self::{
     json_lines::{JsonLines, DEFAULT_KEEP},
     json_report::JsonReport,
     text_log::TextLog,
+    trace_file::TraceFile,
 };
 use crate::{collector::Record, report::Report};
 
