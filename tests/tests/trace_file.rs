@@ -142,20 +142,22 @@ fn a_trace_file_that_cannot_be_written_stops_everything_before_it_starts() {
     std::fs::create_dir_all(&dir).unwrap();
     let marker = dir.join(format!("ran-{}", std::process::id()));
     let _ = std::fs::remove_file(&marker);
-    let bad = "/nonexistent-dir/trace.json";
-    let out = Command::new(tracer_bin())
-        .args(["run", "--trace-file", bad, "--", "touch"])
-        .arg(&marker)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("--trace-file") && stderr.contains(bad),
-        "{stderr}"
-    );
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(!marker.exists(), "the command ran");
+    // The events file the same: exit 1 (no "library unusable", 3), one line, nothing run.
+    for (flag, bad) in [
+        ("--trace-file", "/nonexistent-dir/trace.json"),
+        ("--events-file", "/nonexistent-dir/events.jsonl"),
+    ] {
+        let out = Command::new(tracer_bin())
+            .args(["run", flag, bad, "--", "touch"])
+            .arg(&marker)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flag}: {stderr}");
+        assert!(stderr.contains(flag) && stderr.contains(bad), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(!marker.exists(), "{flag}: the command ran");
+    }
 
     // watch would run until stopped: it must not start.
     let mut watch = Command::new(tracer_bin())

@@ -169,13 +169,13 @@ fn sinks(opts: &TraceOptions) -> anyhow::Result<Sinks> {
         text_report: !opts.json,
     });
     if let Some(path) = &opts.events_file {
+        // As for --trace-file: an output file's error is no "library unusable" (exit 3).
         let events = JsonLines::create(path)
-            .with_context(|| format!("creating {}", path.display()))?
+            .map_err(|e| anyhow::anyhow!("--events-file: {e}"))?
             .max_bytes(opts.events_max_bytes);
         sinks.push(events);
     }
     if let Some(path) = &opts.trace_file {
-        // A message of its own: the library's Io error would exit 3, "library unusable".
         let trace = TraceFile::create(path).map_err(|e| anyhow::anyhow!("--trace-file: {e}"))?;
         sinks.push(trace);
     }
