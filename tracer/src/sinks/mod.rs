@@ -5,12 +5,20 @@
 //! - [`TextLog`]: lines on stderr, then the text report;
 //! - [`JsonLines`]: every record as one JSON object per line (`--events-file`), rotatable;
 //! - [`JsonReport`]: the JSON report on stdout and/or in a file;
-//! - [`metrics::MetricsExporter`]: Prometheus metrics over HTTP (`--metrics`).
+//! - [`metrics::MetricsExporter`]: Prometheus metrics over HTTP (`--metrics`);
+//! - [`top::TopSink`]: the live table of `tt-tracer top`.
+//!
+//! [`live::LiveState`] is the per process × chip model of what is on the devices now that the
+//! live views share.
 
 mod json_lines;
 mod json_report;
+pub mod live;
 pub mod metrics;
+#[cfg(test)]
+mod test_records;
 mod text_log;
+pub mod top;
 
 pub use self::{
     json_lines::{JsonLines, DEFAULT_KEEP},
