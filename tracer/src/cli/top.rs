@@ -39,6 +39,9 @@ pub struct TopArgs {
     /// Show sizes as exact byte counts instead of K/M/G (KiB/MiB/GiB); the b key switches.
     #[arg(long)]
     bytes: bool,
+    /// Show only the processes whose command name (as in /proc/PID/comm) contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    only: Option<String>,
     /// How long the rows of a process that exited stay, showing how it ended and what it
     /// left on each chip.
     #[arg(long, value_name = "SECONDS", default_value_t = top::DEFAULT_KEEP_EXITED.as_secs())]
@@ -139,6 +142,7 @@ pub fn top(a: TopArgs) -> anyhow::Result<u8> {
         let notify = Rc::new(Notify::new());
         let mut state = TopState::new(&name);
         state.exact = a.bytes;
+        state.filter = a.only.clone();
         state.keep_exited = Duration::from_secs(a.keep_exited);
         let state = Rc::new(RefCell::new(state));
         out.sinks.push(TopSink::new(state.clone(), notify.clone()));

@@ -195,6 +195,8 @@ pub struct TopState {
     pub lost: u64,
     /// The library name watched for (shown in the title).
     pub library: String,
+    /// Show only processes whose command name contains this.
+    pub filter: Option<String>,
 }
 
 impl TopState {
@@ -211,6 +213,7 @@ impl TopState {
             events: 0,
             lost: 0,
             library: library.to_string(),
+            filter: None,
         }
     }
 
@@ -258,7 +261,11 @@ impl TopState {
 
     /// Every row, in the chosen order (ties: pid, then chip).
     pub fn rows(&self) -> Vec<Row> {
-        let mut rows: Vec<Row> = self.live.processes().flat_map(rows_of).collect();
+        let shown = |p: &&ProcessLive| match &self.filter {
+            Some(f) => p.comm.as_deref().is_some_and(|c| c.contains(f.as_str())),
+            None => true,
+        };
+        let mut rows: Vec<Row> = self.live.processes().filter(shown).flat_map(rows_of).collect();
         let key = |r: &Row| -> u64 {
             match self.sort {
                 SortBy::Pid | SortBy::Command => 0,

@@ -131,9 +131,13 @@ pub fn draw(frame: &mut Frame<'_>, s: &TopState) {
     } else {
         format!("{} libraries armed", s.live.libraries.len())
     };
+    let only = match &s.filter {
+        Some(f) => format!(" | only commands containing {f:?}"),
+        None => String::new(),
+    };
     frame.render_widget(
         Paragraph::new(format!(
-            "tt-tracer top: processes loading {} | {running} running, {exited} exited | {libraries} | events {} | lost {}",
+            "tt-tracer top: processes loading {} | {running} running, {exited} exited | {libraries} | events {} | lost {}{only}",
             s.library, s.events, s.lost
         ))
         .style(Style::new().add_modifier(Modifier::BOLD)),
@@ -180,13 +184,21 @@ pub fn draw(frame: &mut Frame<'_>, s: &TopState) {
             };
             TableRow::new(t.iter().map(|c| Cell::from(c.as_str()))).style(style)
         });
-    let mut table_widget = Table::new(body, widths).header(header).column_spacing(2);
+    frame.render_widget(
+        Table::new(body, widths).header(header).column_spacing(2),
+        table,
+    );
     if rows.is_empty() {
-        table_widget = table_widget.footer(TableRow::new([Cell::from(
-            "no tt-metal process yet: each one that loads the library appears here",
-        )]));
+        let [_, message] =
+            Layout::vertical([Constraint::Length(2), Constraint::Min(0)]).areas(table);
+        frame.render_widget(
+            Paragraph::new(format!(
+                "no tt-metal process yet: each process that loads {} appears here",
+                s.library
+            )),
+            message,
+        );
     }
-    frame.render_widget(table_widget, table);
 
     let order = if s.reverse { ", reversed" } else { "" };
     let units = if s.exact {

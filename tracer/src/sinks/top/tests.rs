@@ -79,6 +79,9 @@ fn s_cycles_the_sort_column_and_r_reverses_it() {
         Action::Quit
     );
     assert_eq!(s.key(key('x')), Action::Nothing);
+    s.filter = Some("driv".into());
+    let pids: Vec<u32> = s.rows().iter().map(|r| r.pid).collect();
+    assert_eq!(pids, [9]);
 }
 
 #[test]
@@ -92,14 +95,14 @@ fn an_exited_process_shows_what_each_chip_was_left_holding_then_goes() {
         rows[0].state,
         State::Exited {
             status: ExitStatus::Signal(9),
-            left_buffers: 2,
+            left_buffers: 3,
             left_bytes: 10240 + 2048,
         }
     );
     assert_eq!(rows[0].buffers[0], (0, 10240), "released; the peak stays");
     assert_eq!(
         state_text(&rows[1].state, true),
-        "killed SIGKILL, left 1 buf 10240"
+        "killed SIGKILL, left 2 buf 10240"
     );
     assert_eq!(s.counts(), (1, 1));
     s.expire(t0 + Duration::from_secs(9));
