@@ -29,7 +29,8 @@ pub enum Owner {
 }
 
 impl Owner {
-    fn of(chip: Option<i64>, mesh: Option<u32>) -> Owner {
+    /// The owner a buffer record names: its chip's allocator, else its mesh's.
+    pub fn of(chip: Option<i64>, mesh: Option<u32>) -> Owner {
         match (chip, mesh) {
             (Some(c), _) => Owner::Chip(c),
             (None, Some(m)) => Owner::Mesh(m),
