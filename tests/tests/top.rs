@@ -88,7 +88,10 @@ fn rows_per_process_and_chip_sort_keys_and_exit_rows() {
     let tmux = start_top(&format!("--bytes --keep-exited 600 --only {name}"));
     // A: 2 chips, 1 application kernel each, a mesh buffer of 4096 B DRAM kept (and one of
     // 8192 B L1 freed). B: 1 chip, 5 application kernels, no buffer.
-    let (mut a, a_pid) = driver(&path, &["--devices", "2", "--app-kernels", "1", "--buffers", "2"]);
+    let (mut a, a_pid) = driver(
+        &path,
+        &["--devices", "2", "--app-kernels", "1", "--buffers", "2"],
+    );
     let (mut b, b_pid) = driver(&path, &["--devices", "1", "--app-kernels", "5"]);
     let want_a = |chip: &str| TopRow {
         pid: a_pid,
@@ -147,7 +150,10 @@ fn rows_per_process_and_chip_sort_keys_and_exit_rows() {
                 .iter()
                 .all(|r| r.now_and_state == "- killed SIGKILL, left nothing")
     });
-    assert!(screen.contains(&format!("only commands containing \"{name}\"")), "{screen}");
+    assert!(
+        screen.contains(&format!("only commands containing \"{name}\"")),
+        "{screen}"
+    );
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 

@@ -1148,7 +1148,9 @@ fn top_shows_the_live_dram_bytes_of_a_ttnn_process_and_its_exit_row_after_sigkil
     require_root();
     let t = ttnn();
     let top = Tmux::start(&format!("'{}' top --bytes", tracer_bin().display()));
-    top.wait_for("the table", Duration::from_secs(60), |s| s.contains("q quit"));
+    top.wait_for("the table", Duration::from_secs(60), |s| {
+        s.contains("q quit")
+    });
 
     let dir = run_dir("top-kill_n300");
     let hold = dir.join("hold");
@@ -1187,26 +1189,37 @@ fn top_shows_the_live_dram_bytes_of_a_ttnn_process_and_its_exit_row_after_sigkil
     let dram = held("DRAM");
     assert!(dram > 0, "the workload holds DRAM: {outstanding:?}");
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("the workload's comm");
-    let rows_of = |s: &str| -> Vec<TopRow> {
-        top_rows(s).into_iter().filter(|r| r.pid == pid).collect()
-    };
+    let rows_of =
+        |s: &str| -> Vec<TopRow> { top_rows(s).into_iter().filter(|r| r.pid == pid).collect() };
 
     // While it holds: one row per chip of the mesh, each with the held DRAM bytes live.
-    let screen = top.wait_for("the workload's live DRAM bytes", Duration::from_secs(60), |s| {
-        let rows = rows_of(s);
-        rows.iter().map(|r| r.chip.clone()).collect::<Vec<_>>() == chips
-            && rows.iter().all(|r| {
-                r.sizes[0].split('/').next() == Some(dram.to_string().as_str())
-                    && r.now_and_state.ends_with("running")
-            })
-    });
+    let screen = top.wait_for(
+        "the workload's live DRAM bytes",
+        Duration::from_secs(60),
+        |s| {
+            let rows = rows_of(s);
+            rows.iter().map(|r| r.chip.clone()).collect::<Vec<_>>() == chips
+                && rows.iter().all(|r| {
+                    r.sizes[0].split('/').next() == Some(dram.to_string().as_str())
+                        && r.now_and_state.ends_with("running")
+                })
+        },
+    );
     println!("{screen}");
     for r in rows_of(&screen) {
         assert_eq!(r.command, comm.trim_end(), "{screen}");
         // L1 live bytes too, where it holds some.
         let l1 = held("L1");
-        let shown = if l1 == 0 { "-".to_string() } else { l1.to_string() };
-        assert_eq!(r.sizes[1].split('/').next(), Some(shown.as_str()), "{screen}");
+        let shown = if l1 == 0 {
+            "-".to_string()
+        } else {
+            l1.to_string()
+        };
+        assert_eq!(
+            r.sizes[1].split('/').next(),
+            Some(shown.as_str()),
+            "{screen}"
+        );
     }
 
     // SIGKILL: what each chip was left holding is every outstanding buffer of the mesh.
@@ -1223,7 +1236,8 @@ fn top_shows_the_live_dram_bytes_of_a_ttnn_process_and_its_exit_row_after_sigkil
         let rows = rows_of(s);
         rows.len() == chips.len()
             && rows.iter().all(|r| {
-                r.now_and_state.ends_with(&state) && r.sizes[0] == format!("0/{}", r.sizes[0].split('/').nth(1).unwrap_or(""))
+                r.now_and_state.ends_with(&state)
+                    && r.sizes[0] == format!("0/{}", r.sizes[0].split('/').nth(1).unwrap_or(""))
             })
     });
     println!("{screen}");

@@ -491,8 +491,22 @@ mod tests {
             s.apply(&r);
         }
         let p = s.process(1).unwrap();
-        assert_eq!(p.chips[&Some(0)].buffers[&Dram], Books { bytes: 0, count: 0, peak: 8 });
-        assert_eq!(p.chips[&Some(1)].buffers[&Dram], Books { bytes: 4, count: 1, peak: 12 });
+        assert_eq!(
+            p.chips[&Some(0)].buffers[&Dram],
+            Books {
+                bytes: 0,
+                count: 0,
+                peak: 8
+            }
+        );
+        assert_eq!(
+            p.chips[&Some(1)].buffers[&Dram],
+            Books {
+                bytes: 4,
+                count: 1,
+                peak: 12
+            }
+        );
         assert_eq!(p.chips[&None].live(L1), 2);
     }
 

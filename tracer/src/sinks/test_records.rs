@@ -110,4 +110,3 @@ pub fn started(pid: u32, comm: &str) -> Record {
         cgroup: None,
     }
 }
-

@@ -654,7 +654,13 @@ impl MetricsState {
 
     /// Sets the gauges of every series of an allocator's buffers to its books in the model
     /// (the records' figures: the collector's books, not a sum kept here).
-    fn set_buffer_gauges(&mut self, pid: u32, owner: Owner, t: BufferType, series: &[BufferLabels]) {
+    fn set_buffer_gauges(
+        &mut self,
+        pid: u32,
+        owner: Owner,
+        t: BufferType,
+        series: &[BufferLabels],
+    ) {
         let books = self
             .live
             .process(pid)

@@ -265,7 +265,12 @@ impl TopState {
             Some(f) => p.comm.as_deref().is_some_and(|c| c.contains(f.as_str())),
             None => true,
         };
-        let mut rows: Vec<Row> = self.live.processes().filter(shown).flat_map(rows_of).collect();
+        let mut rows: Vec<Row> = self
+            .live
+            .processes()
+            .filter(shown)
+            .flat_map(rows_of)
+            .collect();
         let key = |r: &Row| -> u64 {
             match self.sort {
                 SortBy::Pid | SortBy::Command => 0,
@@ -304,11 +309,7 @@ impl TopState {
 
     /// (running, exited) processes.
     pub fn counts(&self) -> (usize, usize) {
-        let exited = self
-            .live
-            .processes()
-            .filter(|p| p.exited.is_some())
-            .count();
+        let exited = self.live.processes().filter(|p| p.exited.is_some()).count();
         (self.live.processes().count() - exited, exited)
     }
 

@@ -104,10 +104,7 @@ pub fn cells(r: &Row, exact: bool) -> [String; 11] {
         b(2),
         b(3),
         live_peak(r.circular_buffers, exact),
-        format!(
-            "{}/{}",
-            r.system_kernels.count, r.application_kernels.count
-        ),
+        format!("{}/{}", r.system_kernels.count, r.application_kernels.count),
         r.now.clone().unwrap_or_else(|| "-".to_string()),
         state_text(&r.state, exact),
     ]
@@ -170,20 +167,14 @@ pub fn draw(frame: &mut Frame<'_>, s: &TopState) {
         .collect();
     let header = TableRow::new(headers.iter().map(|h| Cell::from(h.as_str())))
         .style(Style::new().add_modifier(Modifier::REVERSED));
-    let body = rows
-        .iter()
-        .zip(&texts)
-        .skip(s.offset)
-        .map(|(r, t)| {
-            let style = match &r.state {
-                State::Running => Style::new(),
-                State::Exited { left_buffers, .. } if *left_buffers > 0 => {
-                    Style::new().fg(Color::Red)
-                }
-                State::Exited { .. } => Style::new().add_modifier(Modifier::DIM),
-            };
-            TableRow::new(t.iter().map(|c| Cell::from(c.as_str()))).style(style)
-        });
+    let body = rows.iter().zip(&texts).skip(s.offset).map(|(r, t)| {
+        let style = match &r.state {
+            State::Running => Style::new(),
+            State::Exited { left_buffers, .. } if *left_buffers > 0 => Style::new().fg(Color::Red),
+            State::Exited { .. } => Style::new().add_modifier(Modifier::DIM),
+        };
+        TableRow::new(t.iter().map(|c| Cell::from(c.as_str()))).style(style)
+    });
     frame.render_widget(
         Table::new(body, widths).header(header).column_spacing(2),
         table,

@@ -154,9 +154,24 @@ fn the_screen_shows_rows_header_and_keys() {
         .collect();
     let text = screen.join("\n");
     assert!(screen[0].contains("2 running, 0 exited"), "{text}");
-    assert!(screen[1].contains("PID▲") && screen[1].contains("DRAM"), "{text}");
-    assert!(screen[2].contains("python3") && screen[2].contains("10240/10240"), "{text}");
-    assert!(screen[4].contains("tt_driver") && screen[4].contains("device_init"), "{text}");
-    assert!(screen[4].contains("0/5") && screen[4].contains("running"), "{text}");
-    assert!(screen[9].contains("q quit") && screen[9].contains("s sort: PID"), "{text}");
+    assert!(
+        screen[1].contains("PID▲") && screen[1].contains("DRAM"),
+        "{text}"
+    );
+    assert!(
+        screen[2].contains("python3") && screen[2].contains("10240/10240"),
+        "{text}"
+    );
+    assert!(
+        screen[4].contains("tt_driver") && screen[4].contains("device_init"),
+        "{text}"
+    );
+    assert!(
+        screen[4].contains("0/5") && screen[4].contains("running"),
+        "{text}"
+    );
+    assert!(
+        screen[9].contains("q quit") && screen[9].contains("s sort: PID"),
+        "{text}"
+    );
 }
