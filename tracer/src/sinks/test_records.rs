@@ -5,7 +5,7 @@ use crate::collector::{
     Cleanup, ExitStatus, KernelClass, Kernels, Leak, Record,
 };
 
-pub fn kernel(pid: u32, chip: i64, class: KernelClass, bytes: u64) -> Record {
+pub(super) fn kernel(pid: u32, chip: i64, class: KernelClass, bytes: u64) -> Record {
     Record::KernelLoaded {
         pid,
         tid: pid,
@@ -17,7 +17,7 @@ pub fn kernel(pid: u32, chip: i64, class: KernelClass, bytes: u64) -> Record {
     }
 }
 
-pub fn opened(pid: u32, chip: i64) -> Record {
+pub(super) fn opened(pid: u32, chip: i64) -> Record {
     Record::DeviceOpened {
         pid,
         ts_ns: 1,
@@ -25,7 +25,7 @@ pub fn opened(pid: u32, chip: i64) -> Record {
     }
 }
 
-pub fn exited(pid: u32, status: ExitStatus, leaks: &[(BufferType, u64)]) -> Record {
+pub(super) fn exited(pid: u32, status: ExitStatus, leaks: &[(BufferType, u64)]) -> Record {
     Record::ProcessExited(Cleanup {
         pid,
         exit_ns: 9,
@@ -51,7 +51,7 @@ pub fn exited(pid: u32, status: ExitStatus, leaks: &[(BufferType, u64)]) -> Reco
     })
 }
 
-pub fn mesh(pid: u32, mesh: u32, chips: &[i64]) -> Record {
+pub(super) fn mesh(pid: u32, mesh: u32, chips: &[i64]) -> Record {
     Record::MeshOpened {
         pid,
         tid: pid,
@@ -61,7 +61,13 @@ pub fn mesh(pid: u32, mesh: u32, chips: &[i64]) -> Record {
     }
 }
 
-pub fn alloc(pid: u32, chip: Option<i64>, mesh: Option<u32>, t: BufferType, live: u64) -> Record {
+pub(super) fn alloc(
+    pid: u32,
+    chip: Option<i64>,
+    mesh: Option<u32>,
+    t: BufferType,
+    live: u64,
+) -> Record {
     Record::BufferAllocated {
         pid,
         tid: pid,
@@ -75,7 +81,13 @@ pub fn alloc(pid: u32, chip: Option<i64>, mesh: Option<u32>, t: BufferType, live
     }
 }
 
-pub fn free(pid: u32, chip: Option<i64>, mesh: Option<u32>, t: BufferType, live: u64) -> Record {
+pub(super) fn free(
+    pid: u32,
+    chip: Option<i64>,
+    mesh: Option<u32>,
+    t: BufferType,
+    live: u64,
+) -> Record {
     Record::BufferFreed {
         pid,
         tid: pid,
@@ -89,7 +101,7 @@ pub fn free(pid: u32, chip: Option<i64>, mesh: Option<u32>, t: BufferType, live:
     }
 }
 
-pub fn cb(pid: u32, chip: i64, live: u64) -> Record {
+pub(super) fn cb(pid: u32, chip: i64, live: u64) -> Record {
     Record::CircularBufferAllocated {
         pid,
         tid: pid,
@@ -100,7 +112,7 @@ pub fn cb(pid: u32, chip: i64, live: u64) -> Record {
     }
 }
 
-pub fn started(pid: u32, comm: &str) -> Record {
+pub(super) fn started(pid: u32, comm: &str) -> Record {
     Record::ProcessStarted {
         pid,
         instance: 1,
