@@ -225,8 +225,23 @@ impl TopState {
         if let Record::ProcessExited(c) = r {
             self.ended.insert(c.pid, now);
         }
-        self.live.apply(r);
-        self.dirty = true;
+        let pid = self.live.apply(r);
+        // A change to a row not shown only matters to the title's counts.
+        let shown = match (&self.filter, pid.and_then(|p| self.live.process(p))) {
+            (Some(f), Some(p)) => p.comm.as_deref().is_some_and(|c| c.contains(f.as_str())),
+            _ => true,
+        };
+        if shown
+            || matches!(
+                r,
+                Record::ProcessStarted { .. }
+                    | Record::ProcessExited(_)
+                    | Record::LibraryTraced { .. }
+                    | Record::LibraryRefused { .. }
+            )
+        {
+            self.dirty = true;
+        }
     }
 
     /// The reader's health figures (absolute).

@@ -82,6 +82,12 @@ fn s_cycles_the_sort_column_and_r_reverses_it() {
     s.filter = Some("driv".into());
     let pids: Vec<u32> = s.rows().iter().map(|r| r.pid).collect();
     assert_eq!(pids, [9]);
+    // A change to a process not shown does not redraw the view; one to a shown one does.
+    s.dirty = false;
+    s.record(&alloc(7, Some(0), None, L1, 4096), Instant::now());
+    assert!(!s.dirty);
+    s.record(&alloc(9, Some(0), None, L1, 4096), Instant::now());
+    assert!(s.dirty);
 }
 
 #[test]
