@@ -417,6 +417,19 @@ impl Tmux {
         assert!(ok, "tmux send-keys {keys:?}");
     }
 
+    /// The pid of the pane's process (tmux's shell running the command).
+    pub fn pane_pid(&self) -> u32 {
+        let out = self
+            .command()
+            .args(["display-message", "-p", "-t", "t", "#{pane_pid}"])
+            .output()
+            .expect("running tmux");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a pane pid")
+    }
+
     /// Whether the session still runs (its command has not exited).
     pub fn alive(&self) -> bool {
         self.command()

@@ -12,8 +12,9 @@ use std::{
 
 use integration_tests::*;
 
-/// The screen polls' limit: generous, the machine may be busy.
-const SCREEN: Duration = Duration::from_secs(60);
+/// The screen polls' limit: generous, the machine may be busy (arming waits for the kernel,
+/// which detaches the probes of tracers that ended one by one).
+const SCREEN: Duration = Duration::from_secs(180);
 
 fn shell_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
@@ -157,12 +158,26 @@ fn rows_per_process_and_chip_sort_keys_and_exit_rows() {
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
-/// q quits with exit code 0, and so does Ctrl-C (raw mode: a key, not a signal); the tmux
-/// pane closes and the terminal's settings are back as they were.
+/// The pid of the tt-tracer the pane's shell runs.
+fn tracer_child_of(shell: u32) -> u32 {
+    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+        .expect("the pane shell's children");
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "tt-tracer")
+        })
+        .unwrap_or_else(|| panic!("no tt-tracer among the children of {shell}: {children}"))
+}
+
+/// q quits with exit code 0, and so do Ctrl-C (raw mode: a key, not a signal) and SIGTERM;
+/// the tmux pane closes and the terminal's settings are back as they were.
 #[test]
-fn q_and_ctrl_c_quit_with_exit_0_and_restore_the_terminal() {
+fn q_ctrl_c_and_sigterm_quit_with_exit_0_and_restore_the_terminal() {
     require_root();
-    for key in ["q", "C-c"] {
+    for key in ["q", "C-c", "SIGTERM"] {
         let dir = target_dir().join("it-scratch").join(format!(
             "top-quit-{}-{}",
             std::process::id(),
@@ -177,8 +192,16 @@ fn q_and_ctrl_c_quit_with_exit_0_and_restore_the_terminal() {
             q("rc"),
             q("after")
         ));
-        tmux.wait_for("the table", SCREEN, |s| s.contains("q quit"));
-        tmux.keys(&[key]);
+        tmux.wait_for(&format!("the table (to quit with {key})"), SCREEN, |s| {
+            s.contains("q quit")
+        });
+        if key == "SIGTERM" {
+            let top = tracer_child_of(tmux.pane_pid());
+            // SAFETY: kill(2) on the tt-tracer this test started.
+            assert_eq!(unsafe { libc::kill(top as i32, libc::SIGTERM) }, 0);
+        } else {
+            tmux.keys(&[key]);
+        }
         tmux.wait_closed(SCREEN);
         let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
         assert_eq!(read("rc").trim(), "0", "{key}: exit code");

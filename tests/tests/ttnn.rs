@@ -1148,7 +1148,7 @@ fn top_shows_the_live_dram_bytes_of_a_ttnn_process_and_its_exit_row_after_sigkil
     require_root();
     let t = ttnn();
     let top = Tmux::start(&format!("'{}' top --bytes", tracer_bin().display()));
-    top.wait_for("the table", Duration::from_secs(60), |s| {
+    top.wait_for("the table", Duration::from_secs(180), |s| {
         s.contains("q quit")
     });
 
