@@ -341,7 +341,7 @@ pub const KIB: u64 = 1024;
 /// A tmux server of its own (its own socket) running one command in a 200×50 terminal, for
 /// tests of what tt-tracer draws on a real terminal. Killed, with what runs in it, on drop.
 pub struct Tmux {
-    socket: String,
+    socket: PathBuf,
 }
 
 impl Tmux {
@@ -356,7 +356,12 @@ impl Tmux {
             "tmux is not installed (cargo xtask setup installs Debian's tmux)"
         );
         let tmux = Tmux {
-            socket: format!("tt-tracer-test-{}-{}", std::process::id(), monotonic_ns()),
+            // Short, in /tmp: a socket's path has a length limit.
+            socket: std::env::temp_dir().join(format!(
+                "tt-tracer-tmux-{}-{}",
+                std::process::id(),
+                monotonic_ns()
+            )),
         };
         let out = tmux
             .command()
@@ -374,7 +379,7 @@ impl Tmux {
 
     fn command(&self) -> Command {
         let mut c = Command::new("tmux");
-        c.args(["-L", &self.socket]).stdin(Stdio::null());
+        c.arg("-S").arg(&self.socket).stdin(Stdio::null());
         c
     }
 
@@ -461,6 +466,7 @@ impl Drop for Tmux {
             .arg("kill-server")
             .stderr(Stdio::null())
             .status();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
