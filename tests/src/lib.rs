@@ -376,3 +376,170 @@ pub fn run_driver_until_oracle(driver_args: &[&str]) -> (TraceChild, String, Val
 
 /// KiB helper for readable assertions.
 pub const KIB: u64 = 1024;
+
+/// A tmux server of its own (its own socket) running one command in a 200×50 terminal, for
+/// tests of what tt-tracer draws on a real terminal. Killed, with what runs in it, on drop.
+pub struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    /// `tmux new-session -d -x 200 -y 50 COMMAND` (run by tmux's shell).
+    pub fn start(command: &str) -> Tmux {
+        assert!(
+            Command::new("tmux")
+                .arg("-V")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+            "tmux is not installed (cargo xtask setup installs Debian's tmux)"
+        );
+        let tmux = Tmux {
+            // Short, in /tmp: a socket's path has a length limit.
+            socket: std::env::temp_dir().join(format!(
+                "tt-tracer-tmux-{}-{}",
+                std::process::id(),
+                monotonic_ns()
+            )),
+        };
+        let out = tmux
+            .command()
+            .args(["new-session", "-d", "-x", "200", "-y", "50", "-s", "t"])
+            .arg(command)
+            .output()
+            .expect("running tmux");
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.arg("-S").arg(&self.socket).stdin(Stdio::null());
+        c
+    }
+
+    /// The screen now (`capture-pane -p`); empty once the session has ended.
+    pub fn screen(&self) -> String {
+        let out = self
+            .command()
+            .args(["capture-pane", "-p", "-t", "t"])
+            .output()
+            .expect("running tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls the screen until `pred` holds (returns that screen); fails with the last screen
+    /// after `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let screen = self.screen();
+            if pred(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the screen never showed {what} within {timeout:?}; last screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `send-keys KEYS…` (tmux key names: `q`, `C-c`, `Down`).
+    pub fn keys(&self, keys: &[&str]) {
+        let ok = self
+            .command()
+            .args(["send-keys", "-t", "t"])
+            .args(keys)
+            .status()
+            .expect("running tmux")
+            .success();
+        assert!(ok, "tmux send-keys {keys:?}");
+    }
+
+    /// The pid of the pane's process (tmux's shell running the command).
+    pub fn pane_pid(&self) -> u32 {
+        let out = self
+            .command()
+            .args(["display-message", "-p", "-t", "t", "#{pane_pid}"])
+            .output()
+            .expect("running tmux");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a pane pid")
+    }
+
+    /// Whether the session still runs (its command has not exited).
+    pub fn alive(&self) -> bool {
+        self.command()
+            .args(["has-session", "-t", "t"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Waits until the session's command has exited and the session closed.
+    pub fn wait_closed(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.alive() {
+            assert!(
+                Instant::now() < deadline,
+                "the tmux session did not close within {timeout:?}; screen:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        // SIGHUP to what runs in it: tt-tracer top quits on it and restores the terminal.
+        let _ = self
+            .command()
+            .arg("kill-server")
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// One table row of `tt-tracer top` as the screen shows it: the columns up to KERNELS, then
+/// NOW and STATE as one text (they may hold spaces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopRow {
+    pub pid: u64,
+    pub command: String,
+    pub chip: String,
+    /// DRAM, L1, L1_SMALL, TRACE, CB (live/peak, or `-`).
+    pub sizes: [String; 5],
+    pub kernels: String,
+    pub now_and_state: String,
+}
+
+/// The table rows on a `tt-tracer top` screen, top to bottom.
+pub fn top_rows(screen: &str) -> Vec<TopRow> {
+    screen
+        .lines()
+        .filter_map(|l| {
+            let t: Vec<&str> = l.split_whitespace().collect();
+            if t.len() < 11 {
+                return None;
+            }
+            let pid = t[0].parse().ok()?;
+            Some(TopRow {
+                pid,
+                command: t[1].into(),
+                chip: t[2].into(),
+                sizes: [t[3], t[4], t[5], t[6], t[7]].map(String::from),
+                kernels: t[8].into(),
+                now_and_state: t[9..].join(" "),
+            })
+        })
+        .collect()
+}

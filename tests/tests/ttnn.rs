@@ -1200,3 +1200,107 @@ fn hold_scrape_and_kill(
     wait_for_exit_record(watch, pid);
     oracle
 }
+
+/// `tt-tracer top` on a real terminal (tmux) while a real ttnn process (an N300 mesh) holds
+/// device buffers: each chip's row shows exactly the DRAM bytes tt-metal says it holds; after
+/// a SIGKILL the rows say it was killed and what each chip was left holding (the oracle's
+/// outstanding buffers, every mesh buffer on every chip of the mesh).
+#[test]
+fn top_shows_the_live_dram_bytes_of_a_ttnn_process_and_its_exit_row_after_sigkill() {
+    require_root();
+    let t = ttnn();
+    let top = Tmux::start(&format!("'{}' top --bytes", tracer_bin().display()));
+    top.wait_for("the table", Duration::from_secs(180), |s| {
+        s.contains("q quit")
+    });
+
+    let dir = run_dir("top-kill_n300");
+    let hold = dir.join("hold");
+    let hold_s = hold.display().to_string();
+    let argv = workload_argv("kill_n300", &["--hold-file", &hold_s], &dir);
+    let mut workload = Command::new(&argv[0])
+        .args(&argv[1..])
+        .envs(t.env())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ttnn workload");
+    wait_for_hold(&hold, Duration::from_secs(120));
+    let oracle = read_oracle(&dir, "the kill scenarios write it before their hold");
+    let pid = u(&oracle["pid"]);
+    let omesh = oracle["meshes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .expect("one mesh");
+    let chips: Vec<String> = omesh["chips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| u(c).to_string())
+        .collect();
+    let outstanding = omesh["outstanding"].as_array().expect("outstanding");
+    let held = |ty: &str| -> u64 {
+        outstanding
+            .iter()
+            .filter(|b| b["type"] == ty)
+            .map(|b| u(&b["size"]))
+            .sum()
+    };
+    let dram = held("DRAM");
+    assert!(dram > 0, "the workload holds DRAM: {outstanding:?}");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("the workload's comm");
+    let rows_of =
+        |s: &str| -> Vec<TopRow> { top_rows(s).into_iter().filter(|r| r.pid == pid).collect() };
+
+    // While it holds: one row per chip of the mesh, each with the held DRAM bytes live.
+    let screen = top.wait_for(
+        "the workload's live DRAM bytes",
+        Duration::from_secs(60),
+        |s| {
+            let rows = rows_of(s);
+            rows.iter().map(|r| r.chip.clone()).collect::<Vec<_>>() == chips
+                && rows.iter().all(|r| {
+                    r.sizes[0].split('/').next() == Some(dram.to_string().as_str())
+                        && r.now_and_state.ends_with("running")
+                })
+        },
+    );
+    println!("{screen}");
+    for r in rows_of(&screen) {
+        assert_eq!(r.command, comm.trim_end(), "{screen}");
+        // L1 live bytes too, where it holds some.
+        let l1 = held("L1");
+        let shown = if l1 == 0 {
+            "-".to_string()
+        } else {
+            l1.to_string()
+        };
+        assert_eq!(
+            r.sizes[1].split('/').next(),
+            Some(shown.as_str()),
+            "{screen}"
+        );
+    }
+
+    // SIGKILL: what each chip was left holding is every outstanding buffer of the mesh.
+    // SAFETY: signalling the workload we started.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    workload.wait().expect("workload");
+    let _ = std::fs::remove_dir_all(&dir);
+    let left_bytes: u64 = outstanding.iter().map(|b| u(&b["size"])).sum();
+    let state = format!(
+        "killed SIGKILL, left {} buf {left_bytes}",
+        outstanding.len()
+    );
+    let screen = top.wait_for("the exit rows", Duration::from_secs(60), |s| {
+        let rows = rows_of(s);
+        rows.len() == chips.len()
+            && rows.iter().all(|r| {
+                r.now_and_state.ends_with(&state)
+                    && r.sizes[0] == format!("0/{}", r.sizes[0].split('/').nth(1).unwrap_or(""))
+            })
+    });
+    println!("{screen}");
+}

@@ -78,6 +78,8 @@ pub fn setup() -> Result<()> {
         ("nm", "binutils"),
         ("gdb", "gdb"),
         ("unzip", "unzip"),
+        // `tt-tracer top`'s tests draw it on a real terminal.
+        ("tmux", "tmux"),
     ]
     .into_iter()
     .filter(|(tool, _)| !on_path(tool))
@@ -87,7 +89,7 @@ pub fn setup() -> Result<()> {
         apt_install(&missing)?;
     }
     install_prometheus()?;
-    eprintln!("xtask setup: ok (nightly + rust-src/rustfmt/clippy, bpf-linker {BPF_LINKER}, g++, binutils, gdb, prometheus)");
+    eprintln!("xtask setup: ok (nightly + rust-src/rustfmt/clippy, bpf-linker {BPF_LINKER}, g++, binutils, gdb, tmux, prometheus)");
     Ok(())
 }
 

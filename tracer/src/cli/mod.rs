@@ -6,6 +6,7 @@ mod completions;
 mod exec_held;
 mod probes;
 mod run;
+mod top;
 mod trace;
 mod watch;
 
@@ -87,6 +88,36 @@ Signals:
   SIGKILL     ends tt-tracer at once, without a report. A process stopped at that very moment
               for its library to be armed stays stopped: `kill -CONT PID` continues it.";
 
+const TOP_NOTES: &str = "\
+Columns (one row per process and chip; sizes live/peak):
+  PID COMMAND  the process (its command name)
+  CHIP         the chip; - a process with no chip yet; ? buffers no chip can be named for
+  DRAM L1 L1_SMALL TRACE
+               device buffers of that type on the chip now / the most at once: the chip's
+               own allocator's plus, at their size, every buffer of a mesh it is part of
+  CB           circular buffers now / most at once
+  KERNELS      kernel binaries loaded onto the chip: system (fabric, dispatch, init) /
+               application
+  NOW          the bring-up phase running on the process (device_init, fabric_context,
+               dispatch_context, program_binaries, …), else -
+  STATE        running, or how it ended (exited N, killed SIGNAL) and what the chip was left
+               holding (left B buf SIZE: released by the exit); those rows stay
+               --keep-exited seconds
+  Sizes: K/M/G are KiB/MiB/GiB; --bytes (or b) shows exact bytes.
+
+Keys:
+  q, Esc, Ctrl-C  quit (also SIGINT, SIGTERM, SIGHUP)
+  s               sort by the next column: PID, DRAM, L1, L1_SMALL, TRACE, CB, KERNELS,
+                  COMMAND (figures largest first; the header marks the column)
+  r               reverse the order
+  b               exact bytes / K M G
+  arrows, j k, PgUp PgDn, Home End   scroll
+
+Output:
+  Nothing is printed over the table: tt-tracer's own messages, and the final text report,
+  go to --log-file FILE (else nowhere). --report-file and --events-file as for watch.
+  Not root (or CAP_BPF + CAP_PERFMON): a message and exit 4 before the terminal is touched.";
+
 /// What is on my Tenstorrent device, who put it there, and is it still there?
 ///
 /// tt-tracer attaches eBPF uprobes to tt-metal's own functions in libtt_metal.so — no rebuild,
@@ -128,6 +159,12 @@ enum Command {
     /// Example: sudo tt-tracer watch --events-file /var/log/tt-tracer/events.jsonl
     #[command(after_help = format!("{WATCH_NOTES}\n\n{EXIT_CODES}"))]
     Watch(watch::WatchArgs),
+    /// A live table of every tt-metal process on the host (as `watch` traces them): one row
+    /// per process and chip, with what is on the chip now, until q.
+    ///
+    /// Example: sudo tt-tracer top
+    #[command(after_help = format!("{TOP_NOTES}\n\n{EXIT_CODES}"))]
+    Top(top::TopArgs),
     /// Show where every probe role resolves in a library, or why it does not (no root needed).
     ///
     /// Example: tt-tracer probes --lib /path/to/libtt_metal.so --json
@@ -209,6 +246,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a),
         Command::Attach(a) => attach::attach(a),
         Command::Watch(a) => watch::watch(a),
+        Command::Top(a) => top::top(a),
         Command::Probes(a) => probes::probes(a),
         Command::Completions(a) => completions::completions(a),
         Command::Manpage => completions::manpage(),

@@ -6,12 +6,20 @@
 //! - [`JsonLines`]: every record as one JSON object per line (`--events-file`), rotatable;
 //! - [`JsonReport`]: the JSON report on stdout and/or in a file;
 //! - [`metrics::MetricsExporter`]: Prometheus metrics over HTTP (`--metrics`);
-//! - [`TraceFile`]: a timeline for ui.perfetto.dev (`--trace-file`).
+//! - [`TraceFile`]: a timeline for ui.perfetto.dev (`--trace-file`);
+//! - [`top::TopSink`]: the live table of `tt-tracer top`.
+//!
+//! [`live::LiveState`] is the per process × chip model of what is on the devices now that the
+//! live views share.
 
 mod json_lines;
 mod json_report;
+pub mod live;
 pub mod metrics;
+#[cfg(test)]
+mod test_records;
 mod text_log;
+pub mod top;
 mod trace_file;
 
 pub use self::{

@@ -3,7 +3,8 @@
 //!
 //! The state is fed only by the record stream ([`MetricsState::record`]), the final report
 //! ([`MetricsState::finish`]) and the reader's loss counters ([`MetricsState::update_health`]);
-//! it never looks into the collector. Series of an ended process stay for a grace period (so a
+//! it never looks into the collector. What is on each chip now comes from the live model the
+//! live views share ([`LiveState`]); this module adds the series and their labels. Series of an ended process stay for a grace period (so a
 //! scrape sees how it ended), then are removed, so cardinality is bounded by the processes alive
 //! or recently ended. Every family is documented in docs/metrics.md.
 //!
@@ -30,6 +31,7 @@ use prometheus_client::{
 };
 
 pub use self::server::{MetricsError, MetricsExporter, MetricsSink};
+use super::live::{pid_of, LiveState, Owner};
 use crate::{
     collector::{identity::Cgroup, memory::BufferType, Cleanup, ExitStatus, KernelClass, Record},
     report::Report,
@@ -297,27 +299,16 @@ impl Families {
     }
 }
 
-/// Live figures of one buffer series, for the gauges.
-#[derive(Clone, Copy, Debug, Default)]
-struct Live {
-    bytes: u64,
-    count: u64,
-    peak: u64,
-}
-
 /// What is known of one traced process, and every series it owns (to remove them later).
 #[derive(Debug, Default)]
 struct ProcessSeries {
     labels: ProcessLabels,
-    /// Mesh → its chips (from the records that announce the mesh).
-    meshes: BTreeMap<u32, Vec<i64>>,
-    buffers: BTreeMap<BufferLabels, Live>,
-    /// Chip → (circular buffers, bytes).
-    circular_buffers: BTreeMap<i64, (u64, u64)>,
+    /// Its buffer series (their figures are the live model's owner books).
+    buffers: BTreeSet<BufferLabels>,
+    /// Chips with circular-buffer series.
+    circular_buffers: BTreeSet<i64>,
     chips: BTreeSet<i64>,
     kernels: BTreeSet<KernelLabels>,
-    /// Workloads enqueued so far (the records carry the running total).
-    enqueued: u64,
     /// Whether series labelled by the process alone exist (enqueues, leaks).
     has_process_series: bool,
     /// When its exit was seen; its series go `grace` after that.
@@ -332,6 +323,8 @@ pub struct MetricsState {
     families: Families,
     grace: Duration,
     processes: BTreeMap<u32, ProcessSeries>,
+    /// What is on each chip now, per process: the figures the gauges show.
+    live: LiveState,
     /// Last absolute health figures, so counters grow by the difference.
     lost_seen: BTreeMap<String, u64>,
     /// Library ids counted in `libraries_traced`.
@@ -377,6 +370,7 @@ impl MetricsState {
             families,
             grace,
             processes: BTreeMap::new(),
+            live: LiveState::new(),
             lost_seen: BTreeMap::new(),
             libraries_seen: BTreeSet::new(),
             events_seen: 0,
@@ -397,6 +391,14 @@ impl MetricsState {
     /// Applies one record, seen at `now`.
     pub fn record(&mut self, record: &Record, now: Instant) {
         self.expire(now);
+        // The model first: the gauges below show its books. A reused pid starts from 0.
+        let enqueued_before = match self.live.starts_over(record) {
+            Some(_) => 0,
+            None => pid_of(record)
+                .and_then(|pid| self.live.process(pid))
+                .map_or(0, |p| p.enqueued),
+        };
+        self.live.apply(record);
         match record {
             Record::DeviceOpened { pid, chip, .. } => {
                 let labels = self.chip_labels(*pid, *chip);
@@ -436,44 +438,53 @@ impl MetricsState {
                 }
                 self.process_started(*pid, comm.as_deref(), cgroup.as_ref())
             }
-            Record::MeshOpened {
-                pid, mesh, chips, ..
-            } => self.mesh_opened(*pid, *mesh, chips),
+            Record::MeshOpened { pid, .. } => {
+                self.process(*pid);
+            }
             Record::BufferAllocated {
                 pid,
                 chip,
                 mesh,
                 buffer_type,
-                live_bytes,
                 ..
-            } => self.buffer_allocated(*pid, *chip, *mesh, *buffer_type, *live_bytes),
+            } => {
+                let series = self.buffer_series(*pid, Owner::of(*chip, *mesh), *buffer_type);
+                for labels in &series {
+                    self.families.buffer_allocations.get_or_create(labels).inc();
+                }
+                self.set_buffer_gauges(*pid, Owner::of(*chip, *mesh), *buffer_type, &series);
+            }
             Record::BufferFreed {
                 pid,
                 chip,
                 mesh,
                 buffer_type,
-                live_bytes,
                 ..
-            } => self.buffer_freed(*pid, *chip, *mesh, *buffer_type, *live_bytes),
+            } => {
+                let series = self.buffer_series(*pid, Owner::of(*chip, *mesh), *buffer_type);
+                for labels in &series {
+                    self.families.buffer_frees.get_or_create(labels).inc();
+                }
+                self.set_buffer_gauges(*pid, Owner::of(*chip, *mesh), *buffer_type, &series);
+            }
+            // Released together (device or mesh close): not frees.
             Record::BuffersCleared {
                 pid,
                 chip,
                 mesh,
                 buffer_type,
-                count,
-                live_bytes,
                 ..
-            } => self.buffers_cleared(*pid, *chip, *mesh, *buffer_type, *count, *live_bytes),
-            Record::CircularBufferAllocated {
-                pid,
-                chip,
-                live_bytes,
-                ..
-            } => self.circular_buffer_allocated(*pid, *chip, *live_bytes),
-            Record::CircularBuffersReleased { pid, chip, .. } => {
-                self.circular_buffers_released(*pid, *chip)
+            } => {
+                let series = self.buffer_series(*pid, Owner::of(*chip, *mesh), *buffer_type);
+                self.set_buffer_gauges(*pid, Owner::of(*chip, *mesh), *buffer_type, &series);
             }
-            Record::WorkloadEnqueued { pid, total, .. } => self.workloads_enqueued(*pid, *total),
+            Record::CircularBufferAllocated { pid, chip, .. }
+            | Record::CircularBuffersReleased { pid, chip, .. } => {
+                self.circular_buffers(*pid, *chip)
+            }
+            Record::WorkloadEnqueued { pid, total, .. } => {
+                self.workloads_enqueued(*pid, total.saturating_sub(enqueued_before))
+            }
             Record::LibraryTraced { id, .. } => {
                 if self.libraries_seen.insert(*id) {
                     self.families.libraries_traced.inc();
@@ -591,16 +602,9 @@ impl MetricsState {
         };
     }
 
-    /// A mesh's chips: its lock-step buffers count on each of them.
-    fn mesh_opened(&mut self, pid: u32, mesh: u32, chips: &[i64]) {
-        self.process(pid).meshes.insert(mesh, chips.to_vec());
-    }
-
-    /// The process's running total of enqueued workloads.
-    fn workloads_enqueued(&mut self, pid: u32, total: u64) {
+    /// `grown` more workloads enqueued.
+    fn workloads_enqueued(&mut self, pid: u32, grown: u64) {
         let p = self.process(pid);
-        let grown = total.saturating_sub(p.enqueued);
-        p.enqueued = p.enqueued.max(total);
         let labels = p.labels.clone();
         p.has_process_series = true;
         self.families
@@ -627,127 +631,67 @@ impl MetricsState {
 
     /// The buffer series one allocator's buffers show in: its chip's, or one per chip of its
     /// mesh (a single series with no chip if the mesh's chips are unknown).
-    fn buffer_series(
-        &mut self,
-        pid: u32,
-        chip: Option<i64>,
-        mesh: Option<u32>,
-        buffer_type: BufferType,
-    ) -> Vec<BufferLabels> {
+    fn buffer_series(&mut self, pid: u32, owner: Owner, t: BufferType) -> Vec<BufferLabels> {
+        let chips = self
+            .live
+            .process(pid)
+            .map_or_else(|| vec![None], |p| p.chips_of(owner));
         let p = self.process(pid);
-        let chips: Vec<Option<i64>> = match (chip, mesh) {
-            (Some(c), _) => vec![Some(c)],
-            (None, Some(m)) => match p.meshes.get(&m) {
-                Some(chips) if !chips.is_empty() => chips.iter().copied().map(Some).collect(),
-                _ => vec![None],
-            },
-            (None, None) => vec![None],
-        };
         chips
             .into_iter()
             .map(|c| BufferLabels {
                 process: p.labels.clone(),
                 chip: c.map(|c| c.to_string()).unwrap_or_default(),
                 // A chip's own allocator has no mesh; a mesh's allocator has no single chip.
-                mesh: if chip.is_some() {
-                    String::new()
-                } else {
-                    mesh.map(|m| m.to_string()).unwrap_or_default()
+                mesh: match owner {
+                    Owner::Mesh(m) => m.to_string(),
+                    Owner::Chip(_) | Owner::Unknown => String::new(),
                 },
-                buffer_type: buffer_type_label(buffer_type),
+                buffer_type: buffer_type_label(t),
             })
             .collect()
     }
 
-    /// Sets the gauges of every series of an allocator's buffers to the owner's live figures.
-    fn set_live(&mut self, pid: u32, series: &[BufferLabels], live: impl Fn(&mut Live)) {
+    /// Sets the gauges of every series of an allocator's buffers to its books in the model
+    /// (the records' figures: the collector's books, not a sum kept here).
+    fn set_buffer_gauges(
+        &mut self,
+        pid: u32,
+        owner: Owner,
+        t: BufferType,
+        series: &[BufferLabels],
+    ) {
+        let books = self
+            .live
+            .process(pid)
+            .and_then(|p| p.owners.get(&(owner, t)).copied())
+            .unwrap_or_default();
         self.process(pid);
         let p = self.processes.get_mut(&pid).expect("entry just made");
+        let f = &self.families;
         for labels in series {
-            let l = p.buffers.entry(labels.clone()).or_default();
-            live(l);
-            l.peak = l.peak.max(l.bytes);
-            let f = &self.families;
+            p.buffers.insert(labels.clone());
             f.buffer_live_bytes
                 .get_or_create(labels)
-                .set(l.bytes as i64);
-            f.buffers_live.get_or_create(labels).set(l.count as i64);
-            f.buffer_peak_bytes.get_or_create(labels).set(l.peak as i64);
+                .set(books.bytes as i64);
+            f.buffers_live.get_or_create(labels).set(books.count as i64);
+            f.buffer_peak_bytes
+                .get_or_create(labels)
+                .set(books.peak as i64);
         }
     }
 
-    /// A buffer allocated; `live_bytes` is the owner's live bytes of this type after it (the
-    /// record's figure: the collector's books, not a sum kept here).
-    fn buffer_allocated(
-        &mut self,
-        pid: u32,
-        chip: Option<i64>,
-        mesh: Option<u32>,
-        buffer_type: BufferType,
-        live_bytes: u64,
-    ) {
-        let series = self.buffer_series(pid, chip, mesh, buffer_type);
-        for labels in &series {
-            self.families.buffer_allocations.get_or_create(labels).inc();
-        }
-        self.set_live(pid, &series, |l| {
-            l.bytes = live_bytes;
-            l.count += 1;
-        });
-    }
-
-    /// A buffer freed one by one (fields as for [`Self::buffer_allocated`]).
-    fn buffer_freed(
-        &mut self,
-        pid: u32,
-        chip: Option<i64>,
-        mesh: Option<u32>,
-        buffer_type: BufferType,
-        live_bytes: u64,
-    ) {
-        let series = self.buffer_series(pid, chip, mesh, buffer_type);
-        for labels in &series {
-            self.families.buffer_frees.get_or_create(labels).inc();
-        }
-        self.set_live(pid, &series, |l| {
-            l.bytes = live_bytes;
-            l.count = l.count.saturating_sub(1);
-        });
-    }
-
-    /// `count` buffers released together (device or mesh close): not frees.
-    fn buffers_cleared(
-        &mut self,
-        pid: u32,
-        chip: Option<i64>,
-        mesh: Option<u32>,
-        buffer_type: BufferType,
-        count: u64,
-        live_bytes: u64,
-    ) {
-        let series = self.buffer_series(pid, chip, mesh, buffer_type);
-        self.set_live(pid, &series, |l| {
-            l.bytes = live_bytes;
-            l.count = l.count.saturating_sub(count);
-        });
-    }
-
-    /// A circular buffer; `live_bytes` is the chip's live CB bytes after it.
-    fn circular_buffer_allocated(&mut self, pid: u32, chip: i64, live_bytes: u64) {
+    /// A chip's circular buffers changed: the gauges show the model's figures.
+    fn circular_buffers(&mut self, pid: u32, chip: i64) {
+        let cb = self
+            .live
+            .process(pid)
+            .and_then(|p| p.chips.get(&Some(chip)))
+            .map(|c| c.circular_buffers)
+            .unwrap_or_default();
         let labels = self.chip_labels(pid, chip);
-        let p = self.process(pid);
-        let cb = p.circular_buffers.entry(chip).or_default();
-        cb.0 += 1;
-        cb.1 = live_bytes;
-        let (count, bytes) = *cb;
-        self.set_circular_buffers(&labels, count, bytes);
-    }
-
-    /// All of a chip's circular buffers released.
-    fn circular_buffers_released(&mut self, pid: u32, chip: i64) {
-        let labels = self.chip_labels(pid, chip);
-        self.process(pid).circular_buffers.insert(chip, (0, 0));
-        self.set_circular_buffers(&labels, 0, 0);
+        self.process(pid).circular_buffers.insert(chip);
+        self.set_circular_buffers(&labels, cb.count, cb.bytes);
     }
 
     fn set_circular_buffers(&self, labels: &ChipLabels, count: u64, bytes: u64) {
@@ -774,13 +718,11 @@ impl MetricsState {
                 status: status_label(cleanup.status),
             })
             .inc();
-        for (labels, live) in &mut p.buffers {
-            live.bytes = 0;
-            live.count = 0;
+        for labels in &p.buffers {
             f.buffer_live_bytes.get_or_create(labels).set(0);
             f.buffers_live.get_or_create(labels).set(0);
         }
-        for chip in p.circular_buffers.keys() {
+        for chip in &p.circular_buffers {
             let labels = ChipLabels {
                 process: p.labels.clone(),
                 chip: *chip,
@@ -819,6 +761,7 @@ impl MetricsState {
             .collect();
         for pid in due {
             self.remove_process(pid);
+            self.live.remove(pid);
         }
     }
 
@@ -830,7 +773,7 @@ impl MetricsState {
         if p.ended.is_none() {
             f.processes_traced.dec();
         }
-        for labels in p.buffers.keys() {
+        for labels in &p.buffers {
             f.buffer_live_bytes.remove(labels);
             f.buffer_peak_bytes.remove(labels);
             f.buffers_live.remove(labels);
