@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashMap,
-    os::unix::fs::MetadataExt as _,
+    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
     path::{Path, PathBuf},
 };
 
@@ -144,6 +144,14 @@ impl Libraries {
         also: Option<FileId>,
         found_by: FoundBy,
     ) -> Result<Armed> {
+        // Held open while arming, and reached through our own descriptor: `open` may name it
+        // through a process that exits meanwhile (/proc/PID/root/…, /proc/PID/fd/N).
+        let held = std::fs::File::open(open).map_err(|source| Error::Io {
+            path: open.to_path_buf(),
+            source,
+        })?;
+        let own = PathBuf::from(format!("/proc/self/fd/{}", held.as_raw_fd()));
+        let open = own.as_path();
         let file = file_id(open)?;
         if let Some(done) = self.by_file.get(&file).copied() {
             return Ok(match done {
@@ -158,16 +166,20 @@ impl Libraries {
             }
             Err(e @ Error::Attach { .. }) => return Err(e),
             Err(e) => {
+                // Told under the path it is known by, not our descriptor's.
+                let reason = e
+                    .to_string()
+                    .replace(&own.display().to_string(), &shown.display().to_string());
                 self.notices.push(Record::LibraryRefused {
                     path: shown.display().to_string(),
-                    reason: e.to_string(),
+                    reason: reason.clone(),
                     cause: e.library_refusal(),
                     pid: found_by.pid(),
                 });
                 self.refused.push(RefusedLibrary {
                     path: shown.to_path_buf(),
                     file,
-                    reason: e.to_string(),
+                    reason,
                 });
                 Armed::Refused
             }
