@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: re-runnable figures, each a median over repeated runs with its baseline
 //! measured in the same run.
 
+mod baseline;
 mod watch;
 
 use std::{
@@ -232,6 +233,8 @@ fn ttnn_overhead(
     if !measure {
         return Ok(lib);
     }
+    // Per allocate + free pair against the traps it needs, bpftrace counting on the same sites.
+    many_buffers_per_pair(tracer, Path::new(&lib), &python, &env, &scratch, a.runs)?;
     // The usual scenarios fire tens of probes; many_buffers fires two per allocation (entry and
     // return of allocate_buffer) and one per free: the worst case for a ledger.
     for scenario in ["tensor", "add_fd", "n300", "t3k", "many_buffers 20000"] {
@@ -321,6 +324,64 @@ fn ttnn_overhead(
     Ok(lib)
 }
 
+/// Pairs of ttnn's allocation-only loop in the per-pair figure.
+const PAIRS: u32 = 20000;
+
+/// ttnn's `many_buffers` loop (allocate one DRAM tile, free it): the loop's own time per pair
+/// untraced, under bpftrace on the allocate / free sites (entry and return of
+/// `BankManager::allocate_buffer`, entry of `deallocate_buffer`: 3 traps per pair) and under
+/// tt-tracer.
+fn many_buffers_per_pair(
+    tracer: &Path,
+    lib: &Path,
+    python: &str,
+    env: &[(String, String)],
+    scratch: &Path,
+    runs: usize,
+) -> Result<()> {
+    baseline::ensure_bpftrace()?;
+    let sites = baseline::sites(tracer, lib, &["bank_allocate", "bank_free"])?;
+    let traps: usize = sites.iter().map(|s| 1 + s.with_return as usize).sum();
+    let oracle = scratch.join("many_buffers-pairs.json");
+    let command: Vec<String> = vec![
+        python.to_string(),
+        crate::root()
+            .join("tests/ttnn/workload.py")
+            .display()
+            .to_string(),
+        "many_buffers".into(),
+        PAIRS.to_string(),
+        "--oracle".into(),
+        oracle.display().to_string(),
+        "--run-dir".into(),
+        scratch.join("run").display().to_string(),
+    ];
+    let workload = |_: &str| -> Result<f64> {
+        let o: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&oracle)?)?;
+        let s = o["timing"]["work_s"]
+            .as_f64()
+            .context("oracle timing.work_s")?;
+        Ok(s * 1e9)
+    };
+    let p = ProbeRun {
+        tracer,
+        lib,
+        sites: &sites,
+        scratch,
+        envs: env,
+    };
+    compare_tracers(
+        &format!("real runtime many_buffers ({PAIRS} allocate + free pairs)"),
+        &p,
+        &command,
+        &workload,
+        PAIRS as f64,
+        traps,
+        runs,
+    )?;
+    Ok(())
+}
+
 /// Fixed cost of a traced session (load, verify, attach; detach at the end): `tt-tracer run`
 /// of a short driver run vs the same run untraced.
 fn session_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result<()> {
@@ -349,34 +410,197 @@ fn session_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Resu
     Ok(())
 }
 
-/// Per-call cost of a traced kernel-binary write: the driver's own workload time (printed by
-/// the driver as `workload_ns`) untraced vs traced, divided by the number of probe hits.
-/// Returns it in µs.
+/// How a probe-cost run is traced.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tracing {
+    Untraced,
+    /// bpftrace counting hits on the same attach points: the floor.
+    BpftraceCount,
+    /// bpftrace printing a line per hit.
+    BpftracePrintf,
+    TtTracer,
+}
+
+impl Tracing {
+    const ALL: [Tracing; 4] = [
+        Tracing::Untraced,
+        Tracing::BpftraceCount,
+        Tracing::BpftracePrintf,
+        Tracing::TtTracer,
+    ];
+}
+
+/// One run of `command` (which prints its own workload time) traced as `how`: the workload time
+/// `workload` reads from its stdout, and the uprobe programs' run time when `stats` (a
+/// short idle after the work lets the last sample see every hit).
+struct ProbeRun<'a> {
+    tracer: &'a Path,
+    lib: &'a Path,
+    sites: &'a [baseline::Site],
+    scratch: &'a Path,
+    envs: &'a [(String, String)],
+}
+
+impl ProbeRun<'_> {
+    fn run(
+        &self,
+        how: Tracing,
+        command: &[String],
+        workload: &dyn Fn(&str) -> Result<f64>,
+    ) -> Result<(f64, Vec<baseline::ProgStats>)> {
+        let report = self.scratch.join("probe-report.json");
+        let bt_out = self.scratch.join("bpftrace.out");
+        let mut cmd = match how {
+            Tracing::Untraced => {
+                let mut c = Command::new(&command[0]);
+                c.args(&command[1..]);
+                c
+            }
+            Tracing::BpftraceCount | Tracing::BpftracePrintf => {
+                let action = if how == Tracing::BpftraceCount {
+                    baseline::Action::Count
+                } else {
+                    baseline::Action::Printf
+                };
+                let script = baseline::script(self.lib, self.sites, action);
+                baseline::bpftrace_command(&script, &bt_out, command)?
+            }
+            Tracing::TtTracer => {
+                let mut c = Command::new(self.tracer);
+                c.args(["run", "--lib"])
+                    .arg(self.lib)
+                    .arg("--report-file")
+                    .arg(&report)
+                    .arg("--")
+                    .args(command);
+                c
+            }
+        };
+        cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
+        let (out, stats) = baseline::wait_sampling(baseline::spawn(&mut cmd)?)?;
+        if !out.status.success() {
+            bail!("{} failed: {}", crate::render(&cmd), out.status);
+        }
+        let t = workload(&String::from_utf8_lossy(&out.stdout))?;
+        if how == Tracing::TtTracer {
+            // Every event streamed and applied: a figure with losses would flatter the tracer.
+            let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
+            let lost: u64 = r["lost"]
+                .as_object()
+                .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+                .unwrap_or(0);
+            if lost > 0 || r["complete"] != true {
+                bail!("tt-tracer lost {lost} events in a probe-cost run: the figure would be void");
+            }
+            wait_for_detach();
+        }
+        Ok((t, stats))
+    }
+}
+
+/// Per-call figures of `command` (untraced, bpftrace count, bpftrace printf, tt-tracer), runs
+/// interleaved (each round in another order), medians; then a round per tracer with
+/// `bpf_stats` on for the programs' own run time. `calls` is the probed calls per run (for
+/// `per`: what one is). Returns tt-tracer's added µs per call.
+fn compare_tracers(
+    label: &str,
+    p: &ProbeRun<'_>,
+    command: &[String],
+    workload: &dyn Fn(&str) -> Result<f64>,
+    calls: f64,
+    traps_per_call: usize,
+    runs: usize,
+) -> Result<f64> {
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); Tracing::ALL.len()];
+    for r in 0..runs {
+        for i in 0..Tracing::ALL.len() {
+            let k = (i + r) % Tracing::ALL.len();
+            times[k].push(p.run(Tracing::ALL[k], command, workload)?.0);
+        }
+    }
+    let med: Vec<f64> = times.into_iter().map(median).collect();
+    let added = |k: usize| (med[k] - med[0]) / calls / 1e3; // µs per call
+    let (floor, printf, tt) = (added(1), added(2), added(3));
+    println!(
+        "{label}: tt-tracer / bare uprobe (bpftrace count) ×{:.2}; tt-tracer / bpftrace printf \
+         ×{:.2} (added time per call, medians of {runs} interleaved runs)",
+        tt / floor,
+        tt / printf
+    );
+    println!(
+        "  untraced {:.3} µs per call; added per call: bpftrace count +{floor:.3} µs, bpftrace \
+         printf +{printf:.3} µs, tt-tracer +{tt:.3} µs ({traps_per_call} uprobe trap(s) per call)",
+        med[0] / calls / 1e3
+    );
+    // The programs' own share, from the kernel's accounting (a separate round: the accounting
+    // itself costs two clock reads per run).
+    let stats = baseline::BpfStats::enable()?;
+    let mut own = Vec::new();
+    for how in [Tracing::BpftraceCount, Tracing::TtTracer] {
+        let (_, progs) = p.run(how, command, workload)?;
+        let runs: u64 = progs.iter().map(|s| s.run_cnt).sum();
+        let ns: u64 = progs.iter().map(|s| s.run_time_ns).sum();
+        let per_call = ns as f64 / calls;
+        let detail: Vec<String> = progs
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} runs × {:.0} ns ({} insns verified)",
+                    s.run_cnt,
+                    s.ns_per_run(),
+                    s.verified_insns
+                )
+            })
+            .collect();
+        own.push((per_call, runs, detail));
+    }
+    drop(stats);
+    let trap_us = floor - own[0].0 / 1e3;
+    println!(
+        "  programs' own run time per call (bpf_stats): bpftrace count {:.0} ns [{}]; tt-tracer \
+         {:.0} ns [{}]",
+        own[0].0,
+        own[0].2.join(", "),
+        own[1].0,
+        own[1].2.join(", ")
+    );
+    println!(
+        "  so the {traps_per_call} trap(s) cost {:.3} µs per call (floor − its program) and \
+         tt-tracer adds {:.3} µs past them: {:.0} ns in its programs, {:.0} ns elsewhere \
+         (ring reader, cache misses)",
+        trap_us,
+        tt - trap_us,
+        own[1].0,
+        (tt - trap_us) * 1e3 - own[1].0
+    );
+    Ok(tt)
+}
+
+/// Per-call cost of a traced kernel-binary write on the stand-in: the driver's own workload
+/// time (printed by the driver as `workload_ns`) untraced, under bpftrace count / printf on the
+/// same function, and under tt-tracer. Returns tt-tracer's in µs.
 fn probe_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result<f64> {
-    let kernels = a.kernels.to_string();
-    let drv_args = [
+    baseline::ensure_bpftrace()?;
+    let scratch = crate::root().join("target/bench-scratch");
+    std::fs::create_dir_all(&scratch)?;
+    let sites = baseline::sites(tracer, lib, &["kernel_binary_write"])?;
+    let command: Vec<String> = [
+        &driver.display().to_string(),
         "--devices",
         "1",
         "--app-kernels",
-        &kernels,
+        &a.kernels.to_string(),
         "--app-kernel-bytes",
         "4",
-    ];
-    let workload = |traced: bool| -> Result<f64> {
-        let mut cmd = if traced {
-            let mut c = Command::new(tracer);
-            c.args(["run", "--lib"]).arg(lib).arg("--").arg(driver);
-            c
-        } else {
-            Command::new(driver)
-        };
-        let out = cmd
-            .args(drv_args)
-            .stderr(Stdio::null())
-            .output()
-            .context("running the driver")?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text
+        // Idle a moment after the work, so the programs' run time is sampled complete.
+        "--hold-ms",
+        "60",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let workload = |stdout: &str| -> Result<f64> {
+        let line = stdout
             .lines()
             .find_map(|l| l.strip_prefix("DRIVER "))
             .context("no DRIVER line")?;
@@ -385,22 +609,20 @@ fn probe_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result
             .as_f64()
             .context("DRIVER line without workload_ns")
     };
-    let (mut base, mut traced) = (Vec::new(), Vec::new());
-    for _ in 0..a.runs {
-        base.push(workload(false)?);
-        traced.push(workload(true)?);
-        wait_for_detach();
-    }
-    let (b, t) = (median(base), median(traced));
-    let per_call_us = (t - b) / a.kernels as f64 / 1e3;
-    println!(
-        "probe cost: {} kernel-binary writes; untraced median {:.2} ms, traced median {:.2} ms \
-         (×{:.1}); {per_call_us:.2} µs per traced call ({} runs each)",
-        a.kernels,
-        b / 1e6,
-        t / 1e6,
-        t / b,
-        a.runs
-    );
-    Ok(per_call_us)
+    let p = ProbeRun {
+        tracer,
+        lib,
+        sites: &sites,
+        scratch: &scratch,
+        envs: &[],
+    };
+    compare_tracers(
+        &format!("probe cost ({} kernel-binary writes)", a.kernels),
+        &p,
+        &command,
+        &workload,
+        a.kernels as f64,
+        1,
+        a.runs,
+    )
 }
