@@ -334,7 +334,10 @@ fn ttnn_overhead(
 }
 
 /// Pairs of ttnn's allocation-only loop in the per-pair figure.
-const PAIRS: u32 = 20000;
+const PAIRS: u32 = 21000;
+/// The first pairs of that loop are graph-captured for the workload's own oracle (slow), and
+/// not timed here (tests/ttnn/workload.py, CALIBRATION_ITERATIONS).
+const CALIBRATION: u32 = 1000;
 
 /// ttnn's `many_buffers` loop (allocate one DRAM tile, free it): the loop's own time per pair
 /// untraced, under bpftrace on the allocate / free sites (entry and return of
@@ -365,11 +368,13 @@ fn many_buffers_per_pair(
         "--run-dir".into(),
         scratch.join("run").display().to_string(),
     ];
+    // The loop past the workload's calibration (graph capture) iterations: its thread's CPU
+    // time (the traps are charged to it; other work on a busy machine is not).
     let workload = |_: &str| -> Result<f64> {
         let o: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&oracle)?)?;
-        let s = o["timing"]["work_s"]
+        let s = o["extra"]["uncaptured_loop_cpu_s"]
             .as_f64()
-            .context("oracle timing.work_s")?;
+            .context("oracle extra.uncaptured_loop_cpu_s")?;
         Ok(s * 1e9)
     };
     let p = ProbeRun {
@@ -381,11 +386,14 @@ fn many_buffers_per_pair(
         disturbed: Default::default(),
     };
     compare_tracers(
-        &format!("real runtime many_buffers ({PAIRS} allocate + free pairs)"),
+        &format!(
+            "real runtime many_buffers ({} allocate + free pairs)",
+            PAIRS - CALIBRATION
+        ),
         &p,
         &command,
         &workload,
-        PAIRS as f64,
+        (PAIRS - CALIBRATION) as f64,
         traps,
         runs,
     )?;
@@ -561,10 +569,16 @@ fn compare_tracers(
     let stats = baseline::BpfStats::enable()?;
     let mut own = Vec::new();
     for how in [Tracing::BpftraceCount, Tracing::TtTracer] {
-        let (_, progs) = p.run(how, command, workload)?;
+        // A sample can miss a short run on a loaded machine: a second try then.
+        let (_, mut progs) = p.run(how, command, workload)?;
+        if progs.is_empty() {
+            progs = p.run(how, command, workload)?.1;
+        }
+        // Per trap, averaged over the programs' runs sampled (a sample may see only part of the
+        // run on a loaded machine; the average is still the programs' own), times the traps.
         let runs: u64 = progs.iter().map(|s| s.run_cnt).sum();
         let ns: u64 = progs.iter().map(|s| s.run_time_ns).sum();
-        let per_call = ns as f64 / calls;
+        let per_call = ns as f64 / runs.max(1) as f64 * traps_per_call as f64;
         let detail: Vec<String> = progs
             .iter()
             .map(|s| {
@@ -600,8 +614,8 @@ fn compare_tracers(
     Ok(tt)
 }
 
-/// Per-call cost of a traced kernel-binary write on the stand-in: the driver's own workload
-/// time (printed by the driver as `workload_ns`) untraced, under bpftrace count / printf on the
+/// Per-call cost of a traced kernel-binary write on the stand-in: the CPU time of the driver's
+/// write loop (printed by the driver as `workload_cpu_ns`) untraced, under bpftrace count / printf on the
 /// same function, and under tt-tracer. Returns tt-tracer's in µs.
 fn probe_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result<f64> {
     baseline::ensure_bpftrace()?;
@@ -618,7 +632,7 @@ fn probe_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result
         "4",
         // Idle a moment after the work, so the programs' run time is sampled complete.
         "--hold-ms",
-        "60",
+        "400",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -629,9 +643,10 @@ fn probe_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result
             .find_map(|l| l.strip_prefix("DRIVER "))
             .context("no DRIVER line")?;
         let v: serde_json::Value = serde_json::from_str(line)?;
-        v["workload_ns"]
+        // The loop's CPU time: the traps are charged to it, preemption by other work is not.
+        v["workload_cpu_ns"]
             .as_f64()
-            .context("DRIVER line without workload_ns")
+            .context("DRIVER line without workload_cpu_ns")
     };
     let p = ProbeRun {
         tracer,
