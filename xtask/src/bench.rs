@@ -352,6 +352,9 @@ fn many_buffers_per_pair(
     runs: usize,
 ) -> Result<()> {
     baseline::ensure_bpftrace()?;
+    let (lib, preload) = baseline::private_copy(lib)?;
+    let lib = lib.as_path();
+    let env: Vec<(String, String)> = env.iter().cloned().chain([preload]).collect();
     let sites = baseline::sites(tracer, lib, &["bank_allocate", "bank_free"])?;
     let traps: usize = sites.iter().map(|s| 1 + s.with_return as usize).sum();
     let oracle = scratch.join("many_buffers-pairs.json");
@@ -382,7 +385,7 @@ fn many_buffers_per_pair(
         lib,
         sites: &sites,
         scratch,
-        envs: env,
+        envs: &env,
         disturbed: Default::default(),
     };
     compare_tracers(
@@ -621,6 +624,9 @@ fn probe_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result
     baseline::ensure_bpftrace()?;
     let scratch = crate::root().join("target/bench-scratch");
     std::fs::create_dir_all(&scratch)?;
+    let (lib, preload) = baseline::private_copy(lib)?;
+    let lib = lib.as_path();
+    let envs = [preload];
     let sites = baseline::sites(tracer, lib, &["kernel_binary_write"])?;
     let command: Vec<String> = [
         &driver.display().to_string(),
@@ -653,7 +659,7 @@ fn probe_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result
         lib,
         sites: &sites,
         scratch: &scratch,
-        envs: &[],
+        envs: &envs,
         disturbed: Default::default(),
     };
     compare_tracers(

@@ -4,6 +4,7 @@
 //! time (`kernel.bpf_stats_enabled`) of whichever tracer runs.
 
 use std::{
+    fs::File,
     path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
@@ -205,4 +206,29 @@ impl Drop for BpfStats {
     fn drop(&mut self) {
         let _ = std::fs::write(BPF_STATS, self.before.trim());
     }
+}
+
+/// A copy of `lib` beside it under another file name, with the environment that makes a
+/// program load it in place of `libtt_metal.so` (LD_PRELOAD: the copy keeps the SONAME, so the
+/// loader takes it for the `libtt_metal.so` the program needs). A system-wide tracer running
+/// on the same host (another `tt-tracer watch`) discovers libraries by that file name: it would
+/// probe the benchmark's processes too and its traps would count in every figure.
+pub fn private_copy(lib: &Path) -> Result<(std::path::PathBuf, (String, String))> {
+    let copy = lib.with_file_name("libtt_metal-bench.so");
+    let fresh = std::fs::metadata(&copy)
+        .and_then(|c| Ok((c.len(), c.modified()?)))
+        .ok()
+        == std::fs::metadata(lib)
+            .and_then(|l| Ok((l.len(), l.modified()?)))
+            .ok();
+    if !fresh {
+        std::fs::copy(lib, &copy).with_context(|| format!("copying {}", lib.display()))?;
+        let mtime = std::fs::metadata(lib)?.modified()?;
+        File::options()
+            .write(true)
+            .open(&copy)?
+            .set_modified(mtime)?;
+    }
+    let env = ("LD_PRELOAD".to_string(), copy.display().to_string());
+    Ok((copy, env))
 }
