@@ -99,14 +99,22 @@ fn tracers_running() -> (bool, bool) {
         let is_tracer = std::fs::read_to_string(e.path().join("comm"))
             .map(|c| c.trim() == "tt-tracer")
             .unwrap_or(false);
-        if !is_tracer {
+        // A zombie has closed everything.
+        let zombie = std::fs::read_to_string(e.path().join("stat"))
+            .map(|st| {
+                st.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('Z'))
+            })
+            .unwrap_or(true);
+        if !is_tracer || zombie {
             continue;
         }
-        // A zombie has no exe: it holds no probes either.
+        // An exiting process has lost its exe link before it has closed its descriptors, and
+        // closing a uprobe's takes a grace period each: ours (the detach helper) until it is
+        // gone, as nobody else's can be told apart then.
         match std::fs::read_link(e.path().join("exe")) {
-            Ok(exe) if exe.starts_with(&root) => ours = true,
-            Ok(_) => foreign = true,
-            Err(_) => {}
+            Ok(exe) if !exe.starts_with(&root) => foreign = true,
+            _ => ours = true,
         }
     }
     (ours, foreign)
