@@ -5,10 +5,26 @@
 
 use tracer_common::counters::Counter;
 
-use crate::maps::{count, Frame, ThreadContext, MAX_DEPTH, THREAD_CONTEXT};
+use crate::maps::{
+    atomic_add, count, Frame, ThreadContext, ACTIVE_CONTEXTS, MAX_DEPTH, THREAD_CONTEXT,
+};
+
+/// Whether any thread may have a context (see [`ACTIVE_CONTEXTS`]).
+fn any_active() -> bool {
+    // SAFETY: a global of the programs' own; changed only with atomic adds.
+    unsafe { core::ptr::read_volatile(&raw const ACTIVE_CONTEXTS) != 0 }
+}
+
+/// Adds `delta` (wrapping) to [`ACTIVE_CONTEXTS`].
+fn add_active(delta: u64) {
+    atomic_add(&raw mut ACTIVE_CONTEXTS, delta);
+}
 
 /// Innermost context of the thread: (origin, this, depth); (0, 0, 0) if none.
 pub fn innermost(pid_tgid: u64) -> (u8, u64, u32) {
+    if !any_active() {
+        return (0, 0, 0);
+    }
     // SAFETY: read-only view of a map value.
     let Some(tc) = (unsafe { THREAD_CONTEXT.get(pid_tgid) }) else {
         return (0, 0, 0);
@@ -53,6 +69,8 @@ pub fn push(pid_tgid: u64, origin: u8, this: u64) -> Option<u32> {
         count(Counter::ContextTooDeep);
         return None;
     };
+    // Counted before the frame exists: never 0 while the thread has one.
+    add_active(1);
     *slot = Frame {
         this,
         origin,
@@ -78,5 +96,22 @@ pub fn pop(pid_tgid: u64) -> u32 {
         // Keep the map small: most threads never run a context again.
         let _ = THREAD_CONTEXT.remove(pid_tgid);
     }
+    add_active(1u64.wrapping_neg());
     depth
+}
+
+/// Drops an exiting thread's contexts (a thread killed inside one leaves nothing behind).
+/// Runs in that thread, so nothing else changes its stack meanwhile.
+pub fn forget(pid_tgid: u64) {
+    if !any_active() {
+        return;
+    }
+    // SAFETY: read-only view of a map value, copied before the remove.
+    let Some(depth) = (unsafe { THREAD_CONTEXT.get(pid_tgid) }).map(|tc| tc.depth) else {
+        return;
+    };
+    let _ = THREAD_CONTEXT.remove(pid_tgid);
+    if depth > 0 {
+        add_active((depth as u64).wrapping_neg());
+    }
 }

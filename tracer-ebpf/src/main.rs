@@ -9,6 +9,8 @@
 //!   file that has no probes yet until user space has armed it.
 #![no_std]
 #![no_main]
+// Atomic adds (BPF_XADD) are written as inline assembly: see `maps::atomic_add`.
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 mod context;
 mod emit;

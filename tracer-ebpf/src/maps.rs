@@ -25,6 +25,19 @@ pub static RECIPES: Array<Recipe> = Array::with_max_entries(MAX_RECIPES, 0);
 #[map]
 pub static THREAD_CONTEXT: HashMap<u64, ThreadContext> = HashMap::with_max_entries(16384, 0);
 
+/// Contexts active on all threads together (pushed and not yet popped, nor dropped by the
+/// thread's exit). While it is 0 no thread has one, so a probe skips its thread's lookup in
+/// [`THREAD_CONTEXT`]: nearly every call happens outside any context. Each push adds one and
+/// each pop or exit takes back exactly what its thread added, so it never reads 0 while the
+/// current thread has a context.
+#[unsafe(no_mangle)]
+pub static mut ACTIVE_CONTEXTS: u64 = 0;
+
+/// Payload bytes this CPU has written since it last looked at the ring's fill level (see
+/// `emit::submit`).
+#[map]
+pub static UNCHECKED_BYTES: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// Calls waiting for their return value, keyed by (pid_tgid, cookie). LRU: an entry orphaned by
 /// a thread that died inside the call is evicted rather than filling the map.
 #[map]
@@ -106,6 +119,22 @@ pub fn count(counter: Counter) {
     if let Some(v) = COUNTERS.get_ptr_mut(counter as u32) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
         unsafe { *v += 1 };
+    }
+}
+
+/// Adds `delta` (wrapping: a negated value subtracts) to `*counter` atomically across CPUs.
+/// (The BPF target has no `core::sync::atomic` read-modify-write; this is BPF_XADD.)
+#[inline(always)]
+pub fn atomic_add(counter: *mut u64, delta: u64) {
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: `counter` points into a map value (a global's map); XADD validates nothing else.
+    unsafe {
+        core::arch::asm!("lock *(u64 *)({0} + 0) += {1}", in(reg) counter, in(reg) delta);
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    // SAFETY: host builds exist only for linting; nothing runs them.
+    unsafe {
+        *counter = (*counter).wrapping_add(delta);
     }
 }
 

@@ -1,6 +1,8 @@
 //! `cargo xtask bench`: re-runnable figures, each a median over repeated runs with its baseline
 //! measured in the same run.
 
+mod baseline;
+mod kill;
 mod watch;
 
 use std::{
@@ -25,6 +27,9 @@ pub struct BenchArgs {
     /// Only these figures (default: all).
     #[arg(long, value_enum)]
     only: Vec<Figure>,
+    /// SIGKILLed drivers in the kill → cleanup figure (p50 and p99 reported).
+    #[arg(long, default_value_t = 1000)]
+    kills: usize,
     /// Samples per configuration of the watch arming figure (median and p99 reported).
     #[arg(long, default_value_t = 30)]
     arm_samples: usize,
@@ -45,7 +50,8 @@ enum Figure {
     Resolve,
     /// Collector memory per live device buffer.
     Memory,
-    /// Kill → cleanup record.
+    /// Kill → cleanup record (p50 / p99 over --kills kills), and events a second one producer
+    /// thread streams with nothing lost.
     Kill,
     /// Every `watch` figure below.
     Watch,
@@ -74,25 +80,49 @@ fn median(mut v: Vec<f64>) -> f64 {
     test_support::median(&mut v)
 }
 
-/// Waits until no tt-tracer process is left (their probes are detached after they exit, in a
-/// helper; a run measured meanwhile would pay for the previous run's teardown).
+/// Waits until none of our tt-tracer processes is left (their probes are detached after they
+/// exit, in a helper; a run measured meanwhile would pay for the previous run's teardown).
 fn wait_for_detach() -> f64 {
     let t = Instant::now();
-    let busy = || {
-        std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| {
-                std::fs::read_to_string(e.path().join("comm"))
-                    .map(|c| c.trim() == "tt-tracer")
-                    .unwrap_or(false)
-            })
-    };
-    while busy() {
+    while tracers_running().0 {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     t.elapsed().as_secs_f64()
+}
+
+/// Whether a `tt-tracer` process runs: (one of this checkout's binaries — ours, still
+/// detaching — , another one — someone else's, which the figures must not wait for).
+fn tracers_running() -> (bool, bool) {
+    let root = crate::root();
+    let (mut ours, mut foreign) = (false, false);
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let is_tracer = std::fs::read_to_string(e.path().join("comm"))
+            .map(|c| c.trim() == "tt-tracer")
+            .unwrap_or(false);
+        // A zombie has closed everything.
+        let zombie = std::fs::read_to_string(e.path().join("stat"))
+            .map(|st| {
+                st.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('Z'))
+            })
+            .unwrap_or(true);
+        if !is_tracer || zombie {
+            continue;
+        }
+        // An exiting process has lost its exe link before it has closed its descriptors, and
+        // closing a uprobe's takes a grace period each: ours (the detach helper) until it is
+        // gone, as nobody else's can be told apart then.
+        match std::fs::read_link(e.path().join("exe")) {
+            Ok(exe) if !exe.starts_with(&root) => foreign = true,
+            _ => ours = true,
+        }
+    }
+    (ours, foreign)
+}
+
+/// Whether another checkout's `tt-tracer` runs (a system-wide one probes our processes too).
+fn foreign_tracer_running() -> bool {
+    tracers_running().1
 }
 
 fn time_secs(cmd: &mut Command) -> Result<f64> {
@@ -156,22 +186,10 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             "ledger_memory",
         ]))?;
     }
-    // Kill → cleanup-record latency is measured by the SIGKILL integration test.
+    // Kill → cleanup-record latency over many kills; the event rate one thread sustains.
     if want(Figure::Kill) {
-        crate::run(
-            crate::cargo()
-                .args([
-                    "test",
-                    "-p",
-                    "integration-tests",
-                    "--test",
-                    "standin",
-                    "sigkill",
-                    "--",
-                    "--nocapture",
-                ])
-                .env("TT_TRACER_BIN", &tracer),
-        )?;
+        kill::kill_latency(&tracer, &lib, &driver, a.kills)?;
+        kill::sustained_rate(&tracer, &lib, &driver, 1_000_000)?;
     }
     let parts = watch::Parts {
         tracer: &tracer,
@@ -232,6 +250,8 @@ fn ttnn_overhead(
     if !measure {
         return Ok(lib);
     }
+    // Per allocate + free pair against the traps it needs, bpftrace counting on the same sites.
+    many_buffers_per_pair(tracer, Path::new(&lib), &python, &env, &scratch, a.runs)?;
     // The usual scenarios fire tens of probes; many_buffers fires two per allocation (entry and
     // return of allocate_buffer) and one per free: the worst case for a ledger.
     for scenario in ["tensor", "add_fd", "n300", "t3k", "many_buffers 20000"] {
@@ -321,6 +341,76 @@ fn ttnn_overhead(
     Ok(lib)
 }
 
+/// Pairs of ttnn's allocation-only loop in the per-pair figure.
+const PAIRS: u32 = 21000;
+/// The first pairs of that loop are graph-captured for the workload's own oracle (slow), and
+/// not timed here (tests/ttnn/workload.py, CALIBRATION_ITERATIONS).
+const CALIBRATION: u32 = 1000;
+
+/// ttnn's `many_buffers` loop (allocate one DRAM tile, free it): the loop's own time per pair
+/// untraced, under bpftrace on the allocate / free sites (entry and return of
+/// `BankManager::allocate_buffer`, entry of `deallocate_buffer`: 3 traps per pair) and under
+/// tt-tracer.
+fn many_buffers_per_pair(
+    tracer: &Path,
+    lib: &Path,
+    python: &str,
+    env: &[(String, String)],
+    scratch: &Path,
+    runs: usize,
+) -> Result<()> {
+    baseline::ensure_bpftrace()?;
+    let (lib, preload) = baseline::private_copy(lib)?;
+    let lib = lib.as_path();
+    let env: Vec<(String, String)> = env.iter().cloned().chain([preload]).collect();
+    let sites = baseline::sites(tracer, lib, &["bank_allocate", "bank_free"])?;
+    let traps: usize = sites.iter().map(|s| 1 + s.with_return as usize).sum();
+    let oracle = scratch.join("many_buffers-pairs.json");
+    let command: Vec<String> = vec![
+        python.to_string(),
+        crate::root()
+            .join("tests/ttnn/workload.py")
+            .display()
+            .to_string(),
+        "many_buffers".into(),
+        PAIRS.to_string(),
+        "--oracle".into(),
+        oracle.display().to_string(),
+        "--run-dir".into(),
+        scratch.join("run").display().to_string(),
+    ];
+    // The loop past the workload's calibration (graph capture) iterations: its thread's CPU
+    // time (the traps are charged to it; other work on a busy machine is not).
+    let workload = |_: &str| -> Result<f64> {
+        let o: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&oracle)?)?;
+        let s = o["extra"]["uncaptured_loop_cpu_s"]
+            .as_f64()
+            .context("oracle extra.uncaptured_loop_cpu_s")?;
+        Ok(s * 1e9)
+    };
+    let p = ProbeRun {
+        tracer,
+        lib,
+        sites: &sites,
+        scratch,
+        envs: &env,
+        disturbed: Default::default(),
+    };
+    compare_tracers(
+        &format!(
+            "real runtime many_buffers ({} allocate + free pairs)",
+            PAIRS - CALIBRATION
+        ),
+        &p,
+        &command,
+        &workload,
+        (PAIRS - CALIBRATION) as f64,
+        traps,
+        runs,
+    )?;
+    Ok(())
+}
+
 /// Fixed cost of a traced session (load, verify, attach; detach at the end): `tt-tracer run`
 /// of a short driver run vs the same run untraced.
 fn session_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result<()> {
@@ -349,58 +439,244 @@ fn session_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Resu
     Ok(())
 }
 
-/// Per-call cost of a traced kernel-binary write: the driver's own workload time (printed by
-/// the driver as `workload_ns`) untraced vs traced, divided by the number of probe hits.
-/// Returns it in µs.
+/// How a probe-cost run is traced.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tracing {
+    Untraced,
+    /// bpftrace counting hits on the same attach points: the floor.
+    BpftraceCount,
+    /// bpftrace printing a line per hit.
+    BpftracePrintf,
+    TtTracer,
+}
+
+impl Tracing {
+    const ALL: [Tracing; 4] = [
+        Tracing::Untraced,
+        Tracing::BpftraceCount,
+        Tracing::BpftracePrintf,
+        Tracing::TtTracer,
+    ];
+}
+
+/// One run of `command` (which prints its own workload time) traced as `how`: the workload time
+/// `workload` reads from its stdout, and the uprobe programs' run time when `stats` (a
+/// short idle after the work lets the last sample see every hit).
+struct ProbeRun<'a> {
+    tracer: &'a Path,
+    lib: &'a Path,
+    sites: &'a [baseline::Site],
+    scratch: &'a Path,
+    envs: &'a [(String, String)],
+    /// Runs during which another tracer was running: a system-wide one probes our processes
+    /// too, so those figures may be disturbed.
+    disturbed: std::cell::Cell<usize>,
+}
+
+impl ProbeRun<'_> {
+    fn run(
+        &self,
+        how: Tracing,
+        command: &[String],
+        workload: &dyn Fn(&str) -> Result<f64>,
+    ) -> Result<(f64, Vec<baseline::ProgStats>)> {
+        let report = self.scratch.join("probe-report.json");
+        let bt_out = self.scratch.join("bpftrace.out");
+        let mut cmd = match how {
+            Tracing::Untraced => {
+                let mut c = Command::new(&command[0]);
+                c.args(&command[1..]);
+                c
+            }
+            Tracing::BpftraceCount | Tracing::BpftracePrintf => {
+                let action = if how == Tracing::BpftraceCount {
+                    baseline::Action::Count
+                } else {
+                    baseline::Action::Printf
+                };
+                let script = baseline::script(self.lib, self.sites, action);
+                baseline::bpftrace_command(&script, &bt_out, command)?
+            }
+            Tracing::TtTracer => {
+                let mut c = Command::new(self.tracer);
+                c.args(["run", "--lib"])
+                    .arg(self.lib)
+                    .arg("--report-file")
+                    .arg(&report)
+                    .arg("--")
+                    .args(command);
+                c
+            }
+        };
+        cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
+        let foreign = foreign_tracer_running();
+        let (out, stats) = baseline::wait_sampling(baseline::spawn(&mut cmd)?)?;
+        if foreign || foreign_tracer_running() {
+            self.disturbed.set(self.disturbed.get() + 1);
+        }
+        if !out.status.success() {
+            bail!("{} failed: {}", crate::render(&cmd), out.status);
+        }
+        let t = workload(&String::from_utf8_lossy(&out.stdout))?;
+        if how == Tracing::TtTracer {
+            // Every event streamed and applied: a figure with losses would flatter the tracer.
+            let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
+            let lost: u64 = r["lost"]
+                .as_object()
+                .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+                .unwrap_or(0);
+            if lost > 0 || r["complete"] != true {
+                bail!("tt-tracer lost {lost} events in a probe-cost run: the figure would be void");
+            }
+            wait_for_detach();
+        }
+        Ok((t, stats))
+    }
+}
+
+/// Per-call figures of `command` (untraced, bpftrace count, bpftrace printf, tt-tracer), runs
+/// interleaved (each round in another order), medians; then a round per tracer with
+/// `bpf_stats` on for the programs' own run time. `calls` is the probed calls per run (for
+/// `per`: what one is). Returns tt-tracer's added µs per call.
+fn compare_tracers(
+    label: &str,
+    p: &ProbeRun<'_>,
+    command: &[String],
+    workload: &dyn Fn(&str) -> Result<f64>,
+    calls: f64,
+    traps_per_call: usize,
+    runs: usize,
+) -> Result<f64> {
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); Tracing::ALL.len()];
+    for r in 0..runs {
+        for i in 0..Tracing::ALL.len() {
+            let k = (i + r) % Tracing::ALL.len();
+            times[k].push(p.run(Tracing::ALL[k], command, workload)?.0);
+        }
+    }
+    let med: Vec<f64> = times.into_iter().map(median).collect();
+    let added = |k: usize| (med[k] - med[0]) / calls / 1e3; // µs per call
+    let (floor, printf, tt) = (added(1), added(2), added(3));
+    println!(
+        "{label}: tt-tracer / bare uprobe (bpftrace count) ×{:.2}; tt-tracer / bpftrace printf \
+         ×{:.2} (added time per call, medians of {runs} interleaved runs)",
+        tt / floor,
+        tt / printf
+    );
+    println!(
+        "  untraced {:.3} µs per call; added per call: bpftrace count +{floor:.3} µs, bpftrace \
+         printf +{printf:.3} µs, tt-tracer +{tt:.3} µs ({traps_per_call} uprobe trap(s) per call)",
+        med[0] / calls / 1e3
+    );
+    if p.disturbed.get() > 0 {
+        println!(
+            "  note: another tt-tracer ran during {} of the runs: a system-wide one probes these \
+             processes too; re-run on a quiet machine",
+            p.disturbed.get()
+        );
+    }
+    // The programs' own share, from the kernel's accounting (a separate round: the accounting
+    // itself costs two clock reads per run).
+    let stats = baseline::BpfStats::enable()?;
+    let mut own = Vec::new();
+    for how in [Tracing::BpftraceCount, Tracing::TtTracer] {
+        // A sample can miss a short run on a loaded machine: a second try then.
+        let (_, mut progs) = p.run(how, command, workload)?;
+        if progs.is_empty() {
+            progs = p.run(how, command, workload)?.1;
+        }
+        // Per trap, averaged over the programs' runs sampled (a sample may see only part of the
+        // run on a loaded machine; the average is still the programs' own), times the traps.
+        let runs: u64 = progs.iter().map(|s| s.run_cnt).sum();
+        let ns: u64 = progs.iter().map(|s| s.run_time_ns).sum();
+        let per_call = ns as f64 / runs.max(1) as f64 * traps_per_call as f64;
+        let detail: Vec<String> = progs
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} runs × {:.0} ns ({} insns verified)",
+                    s.run_cnt,
+                    s.ns_per_run(),
+                    s.verified_insns
+                )
+            })
+            .collect();
+        own.push((per_call, runs, detail));
+    }
+    drop(stats);
+    let trap_us = floor - own[0].0 / 1e3;
+    println!(
+        "  programs' own run time per call (bpf_stats): bpftrace count {:.0} ns [{}]; tt-tracer \
+         {:.0} ns [{}]",
+        own[0].0,
+        own[0].2.join(", "),
+        own[1].0,
+        own[1].2.join(", ")
+    );
+    println!(
+        "  so the {traps_per_call} trap(s) cost {:.3} µs per call (floor − its program) and \
+         tt-tracer adds {:.3} µs past them: {:.0} ns in its programs, {:.0} ns elsewhere \
+         (ring reader, cache misses)",
+        trap_us,
+        tt - trap_us,
+        own[1].0,
+        (tt - trap_us) * 1e3 - own[1].0
+    );
+    Ok(tt)
+}
+
+/// Per-call cost of a traced kernel-binary write on the stand-in: the CPU time of the driver's
+/// write loop (printed by the driver as `workload_cpu_ns`) untraced, under bpftrace count / printf on the
+/// same function, and under tt-tracer. Returns tt-tracer's in µs.
 fn probe_cost(tracer: &Path, lib: &Path, driver: &Path, a: &BenchArgs) -> Result<f64> {
-    let kernels = a.kernels.to_string();
-    let drv_args = [
+    baseline::ensure_bpftrace()?;
+    let scratch = crate::root().join("target/bench-scratch");
+    std::fs::create_dir_all(&scratch)?;
+    let (lib, preload) = baseline::private_copy(lib)?;
+    let lib = lib.as_path();
+    let envs = [preload];
+    let sites = baseline::sites(tracer, lib, &["kernel_binary_write"])?;
+    let command: Vec<String> = [
+        &driver.display().to_string(),
         "--devices",
         "1",
         "--app-kernels",
-        &kernels,
+        &a.kernels.to_string(),
         "--app-kernel-bytes",
         "4",
-    ];
-    let workload = |traced: bool| -> Result<f64> {
-        let mut cmd = if traced {
-            let mut c = Command::new(tracer);
-            c.args(["run", "--lib"]).arg(lib).arg("--").arg(driver);
-            c
-        } else {
-            Command::new(driver)
-        };
-        let out = cmd
-            .args(drv_args)
-            .stderr(Stdio::null())
-            .output()
-            .context("running the driver")?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text
+        // Idle a moment after the work, so the programs' run time is sampled complete.
+        "--hold-ms",
+        "400",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let workload = |stdout: &str| -> Result<f64> {
+        let line = stdout
             .lines()
             .find_map(|l| l.strip_prefix("DRIVER "))
             .context("no DRIVER line")?;
         let v: serde_json::Value = serde_json::from_str(line)?;
-        v["workload_ns"]
+        // The loop's CPU time: the traps are charged to it, preemption by other work is not.
+        v["workload_cpu_ns"]
             .as_f64()
-            .context("DRIVER line without workload_ns")
+            .context("DRIVER line without workload_cpu_ns")
     };
-    let (mut base, mut traced) = (Vec::new(), Vec::new());
-    for _ in 0..a.runs {
-        base.push(workload(false)?);
-        traced.push(workload(true)?);
-        wait_for_detach();
-    }
-    let (b, t) = (median(base), median(traced));
-    let per_call_us = (t - b) / a.kernels as f64 / 1e3;
-    println!(
-        "probe cost: {} kernel-binary writes; untraced median {:.2} ms, traced median {:.2} ms \
-         (×{:.1}); {per_call_us:.2} µs per traced call ({} runs each)",
-        a.kernels,
-        b / 1e6,
-        t / 1e6,
-        t / b,
-        a.runs
-    );
-    Ok(per_call_us)
+    let p = ProbeRun {
+        tracer,
+        lib,
+        sites: &sites,
+        scratch: &scratch,
+        envs: &envs,
+        disturbed: Default::default(),
+    };
+    compare_tracers(
+        &format!("probe cost ({} kernel-binary writes)", a.kernels),
+        &p,
+        &command,
+        &workload,
+        a.kernels as f64,
+        1,
+        a.runs,
+    )
 }

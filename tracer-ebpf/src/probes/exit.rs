@@ -12,8 +12,9 @@ use aya_ebpf::{
 use tracer_common::{Event, EventKind, Ring, MAX_FIELDS};
 
 use crate::{
+    context,
     emit::submit,
-    maps::{global, KERNEL, PROCESSES, THREAD_CONTEXT},
+    maps::{global, KERNEL, PROCESSES},
 };
 
 /// Exit code when the kernel's task_struct layout is unknown.
@@ -23,8 +24,7 @@ const EXIT_CODE_UNKNOWN: u64 = u64::MAX;
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // A thread killed inside a context leaves nothing behind.
-    let _ = THREAD_CONTEXT.remove(pid_tgid);
+    context::forget(pid_tgid);
 
     let group_dead: u64 = ctx.arg(1);
     if group_dead & 0xff == 0 {
