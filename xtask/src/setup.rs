@@ -6,8 +6,11 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::run;
 
-/// The eBPF crate is built with this toolchain (aya-build's default) plus rust-src.
-const NIGHTLY: &str = "nightly";
+/// The eBPF crate is built with this nightly plus rust-src (tracer/build.rs names it too): aya-ebpf
+/// 0.3 needs rustc >= 1.98, and bpf-linker 0.10.x links with the toolchain's own libLLVM, which
+/// must be LLVM 22 for it (later nightlies are on LLVM 23). rustfmt, clippy on the BPF target and
+/// cargo-fuzz run with it as well. The host crates use the toolchain of rust-toolchain.toml.
+pub const NIGHTLY: &str = "nightly-2026-07-01";
 /// 0.10.x dlopens rustc's own libLLVM (no system LLVM needed); 0.10.2+ fixes aya-log BTF.
 const BPF_LINKER: &str = "0.10.4";
 
@@ -24,6 +27,7 @@ pub fn setup() -> Result<()> {
     }
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
     if !toolchains.lines().any(|l| l.starts_with(NIGHTLY)) {
+        // Pinned: `nightly` alone would move to a later LLVM than bpf-linker links with.
         eprintln!("xtask setup: installing the {NIGHTLY} toolchain (builds the eBPF programs)");
         run(Command::new("rustup").args([
             "toolchain",
@@ -91,6 +95,14 @@ pub fn setup() -> Result<()> {
     Ok(())
 }
 
+/// `cargo` of [`NIGHTLY`] (rustfmt's import grouping, the BPF target, cargo-fuzz's flags need
+/// it), in the workspace root.
+pub fn nightly_cargo() -> Command {
+    let mut c = Command::new("rustup");
+    c.current_dir(crate::root()).args(["run", NIGHTLY, "cargo"]);
+    c
+}
+
 pub fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
@@ -145,4 +157,20 @@ fn install_prometheus() -> Result<()> {
         bail!("the prometheus package installed, but /usr/bin/prometheus or /usr/bin/promtool is missing");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The eBPF build (tracer/build.rs) and setup must name the same nightly: setup would
+    /// otherwise install one toolchain and the build ask for another.
+    #[test]
+    fn the_ebpf_build_uses_the_nightly_setup_installs() {
+        let build = std::fs::read_to_string(crate::root().join("tracer/build.rs")).unwrap();
+        let named = build
+            .lines()
+            .find_map(|l| l.strip_prefix("const EBPF_NIGHTLY: &str = \""))
+            .and_then(|rest| rest.strip_suffix("\";"))
+            .expect("tracer/build.rs names its nightly in EBPF_NIGHTLY");
+        assert_eq!(named, super::NIGHTLY);
+    }
 }

@@ -21,7 +21,7 @@ const EXIT_CODE_UNKNOWN: u64 = u64::MAX;
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // A thread killed inside a context leaves nothing behind.
-    let _ = THREAD_CONTEXT.remove(pid_tgid);
+    let _ = THREAD_CONTEXT.remove(&pid_tgid);
 
     let group_dead: u64 = ctx.arg(1);
     if group_dead & 0xff == 0 {
@@ -29,10 +29,10 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     }
     let tgid = (pid_tgid >> 32) as u32;
     // SAFETY: read-only view of a map value.
-    let Some(instance) = (unsafe { PROCESSES.get(tgid) }).copied() else {
+    let Some(instance) = (unsafe { PROCESSES.get(&tgid) }).copied() else {
         return 0;
     };
-    let _ = PROCESSES.remove(tgid);
+    let _ = PROCESSES.remove(&tgid);
 
     let task: u64 = ctx.arg(0);
     let offset = global(&KERNEL).task_exit_code;

@@ -186,6 +186,10 @@ pub struct TraceOptions {
         requires = "metrics"
     )]
     pub metrics_grace: u64,
+    /// One perf-event uprobe per attach point instead of one multi-uprobe link per program
+    /// and library (what kernels before 6.6 get anyway): for comparing the two.
+    #[arg(long, hide = true, env = "TT_TRACER_NO_MULTI_ATTACH")]
+    pub no_multi_attach: bool,
 }
 
 pub fn main() -> ExitCode {
@@ -249,9 +253,13 @@ fn code_for(e: &anyhow::Error) -> u8 {
             | Error::Catalog { .. },
         ) => exit::LIBRARY,
         Some(Error::NotPrivileged) => exit::PRIVILEGE,
-        Some(Error::Ebpf(_) | Error::Program { .. } | Error::Map { .. } | Error::Attach { .. }) => {
-            exit::KERNEL
-        }
+        Some(
+            Error::Ebpf(_)
+            | Error::Program { .. }
+            | Error::Map { .. }
+            | Error::Attach { .. }
+            | Error::AttachLibrary { .. },
+        ) => exit::KERNEL,
         Some(
             Error::NoSuchProcess { .. }
             | Error::ProcessGone { .. }

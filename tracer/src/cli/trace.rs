@@ -62,6 +62,7 @@ pub enum Scope<'a> {
 pub fn start(scope: Scope<'_>, catalog: Catalog, opts: &TraceOptions) -> anyhow::Result<Session> {
     let mut load = LoadOptions::default();
     load.trace_all = matches!(scope, Scope::Host);
+    load.multi_attach = !opts.no_multi_attach;
     load.discover = match scope {
         Scope::Process { .. } => None,
         Scope::Tree { .. } | Scope::Host => Some(catalog.library.clone()),
