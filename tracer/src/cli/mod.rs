@@ -188,7 +188,13 @@ pub struct TraceOptions {
     pub metrics_grace: u64,
     /// One perf-event uprobe per attach point instead of one multi-uprobe link per program
     /// and library (what kernels before 6.6 get anyway): for comparing the two.
-    #[arg(long, hide = true, env = "TT_TRACER_NO_MULTI_ATTACH")]
+    #[arg(
+        long,
+        hide = true,
+        env = "TT_TRACER_NO_MULTI_ATTACH",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
     pub no_multi_attach: bool,
 }
 
@@ -292,6 +298,12 @@ mod tests {
         Only::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
             .unwrap()
             .opts
+    }
+
+    #[test]
+    fn per_point_uprobes_are_asked_for_by_flag() {
+        assert!(!trace_options(&[]).no_multi_attach);
+        assert!(trace_options(&["--no-multi-attach"]).no_multi_attach);
     }
 
     #[test]
