@@ -469,9 +469,11 @@ impl Probes {
 
 impl Probes {
     /// Detaches after this process has exited, in a forked helper holding the last references
-    /// to the probes: each uprobe detach waits for a grace period (~80 ms here, serialised in
-    /// the kernel), seconds for a full catalog that the user should not wait for. Falls back
-    /// to detaching now if the helper cannot be started.
+    /// to the probes: each link's detach waits for a kernel grace period, one after the other
+    /// as the helper's files close. With multi-uprobe links that is a few links (two per
+    /// library, three tracepoints: ~0.5 s here), with per-point uprobes one per attach point
+    /// (seconds for a full catalog): either way not for the user to wait for. Falls back to
+    /// detaching now if the helper cannot be started.
     pub(crate) fn detach_in_background(mut self) {
         use nix::unistd::{fork, pipe, read, ForkResult};
         if let Err(e) = self.set_discovery(false) {

@@ -31,6 +31,15 @@ pub struct BenchArgs {
     /// Seconds of the watch idle-CPU window.
     #[arg(long, env = "TT_BENCH_IDLE_SECS", default_value_t = 60)]
     idle_secs: u64,
+    /// Attach points armed and disarmed per run of the attach figure.
+    #[arg(long, default_value_t = 500)]
+    attach_points: usize,
+    /// Runs per attach mode in the attach figure (per-point runs take about a minute each).
+    #[arg(long, default_value_t = 3)]
+    attach_runs: usize,
+    /// Back-to-back traced runs per attach mode in the attach figure.
+    #[arg(long, default_value_t = 12)]
+    back_to_back: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,6 +52,9 @@ enum Figure {
     Ttnn,
     /// Resolving every role in the real 35 MB library.
     Resolve,
+    /// Arming + disarming attach points on the real library, multi-uprobe links vs per point;
+    /// back-to-back traced runs of /bin/true both ways.
+    Attach,
     /// Collector memory per live device buffer.
     Memory,
     /// Kill → cleanup record.
@@ -122,7 +134,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         session_cost(&tracer, &lib, &driver, &a)?;
     }
     // The real library (set up for these two only: it is a download on a fresh machine).
-    let real_lib = if want(Figure::Ttnn) || want(Figure::Resolve) {
+    let real_lib = if want(Figure::Ttnn) || want(Figure::Resolve) || want(Figure::Attach) {
         Some(ttnn_overhead(&tracer, &a, want(Figure::Ttnn), per_call_us)?)
     } else {
         None
@@ -143,6 +155,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 ])
                 .arg(real_lib),
         )?;
+    }
+    if let (true, Some(real_lib)) = (want(Figure::Attach), &real_lib) {
+        attach_cost(&tracer, Path::new(real_lib), &a)?;
     }
     // Collector memory per live device buffer.
     if want(Figure::Memory) {
@@ -319,6 +334,66 @@ fn ttnn_overhead(
         }
     }
     Ok(lib)
+}
+
+/// Arming and disarming uprobes on the real library, one multi-uprobe link per program against
+/// one perf-event uprobe per attach point (examples/attach_bench.rs, both in the same run);
+/// then `tt-tracer run --lib LIB -- /bin/true` back to back, each mode in turn: every run
+/// leaves its probes to detach after it has returned, and what is still detaching slows the
+/// next ones down.
+fn attach_cost(tracer: &Path, lib: &Path, a: &BenchArgs) -> Result<()> {
+    wait_for_detach();
+    crate::run(
+        crate::cargo()
+            .args([
+                "run",
+                "--release",
+                "-q",
+                "-p",
+                "tt-tracer",
+                "--example",
+                "attach_bench",
+                "--",
+            ])
+            .arg(lib)
+            .arg(a.attach_points.to_string())
+            .arg(a.attach_runs.to_string()),
+    )?;
+    let mut medians = Vec::new();
+    for (label, flags) in [
+        ("multi-uprobe links", &[][..]),
+        ("per-point uprobes ", &["--no-multi-attach"][..]),
+    ] {
+        wait_for_detach();
+        let mut times = Vec::new();
+        for _ in 0..a.back_to_back {
+            let mut cmd = Command::new(tracer);
+            cmd.arg("run")
+                .args(flags)
+                .arg("--lib")
+                .arg(lib)
+                .args(["--", "/bin/true"]);
+            times.push(time_secs(&mut cmd)? * 1e3);
+        }
+        let drained = wait_for_detach();
+        let shown: Vec<String> = times.iter().map(|t| format!("{t:.0}")).collect();
+        let n = times.len();
+        let (first, last) = (n.min(3), n.saturating_sub(3));
+        println!(
+            "back-to-back `run --lib <real> -- /bin/true`, {label}: {} ms; median {:.0} ms,              first 3 median {:.0} ms, last 3 median {:.0} ms; probes of all runs detached {:.1} s              after the last one returned",
+            shown.join(" "),
+            median(times.clone()),
+            median(times[..first].to_vec()),
+            median(times[last..].to_vec()),
+            drained
+        );
+        medians.push(median(times));
+    }
+    println!(
+        "back-to-back runs: per-point / multi median ×{:.2}",
+        medians[1] / medians[0]
+    );
+    Ok(())
 }
 
 /// Fixed cost of a traced session (load, verify, attach; detach at the end): `tt-tracer run`
