@@ -26,7 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what building and testing need (nightly rust-src, bpf-linker 0.10.4, g++, …).
+    /// Install what building and testing need (the pinned nightly with rust-src, bpf-linker
+    /// 0.10.4, g++, …).
     Setup,
     /// Trace the built-in demo workload (the stand-in libtt_metal.so and its driver). Root.
     Demo {

@@ -91,7 +91,7 @@ pub fn setup() -> Result<()> {
         apt_install(&missing)?;
     }
     install_prometheus()?;
-    eprintln!("xtask setup: ok (nightly + rust-src/rustfmt/clippy, bpf-linker {BPF_LINKER}, g++, binutils, gdb, prometheus)");
+    eprintln!("xtask setup: ok ({NIGHTLY} + rust-src/rustfmt/clippy, bpf-linker {BPF_LINKER}, g++, binutils, gdb, prometheus)");
     Ok(())
 }
 
