@@ -107,6 +107,26 @@ fn wait_for_detach() -> f64 {
     t.elapsed().as_secs_f64()
 }
 
+/// Waits until no process of the `tracer` binary is left (others' tt-tracer processes, of
+/// another checkout, do not count); returns how long that took, in seconds.
+fn wait_for_own_detach(tracer: &Path) -> f64 {
+    let t = Instant::now();
+    let ours = |e: std::fs::DirEntry| {
+        std::fs::read_link(e.path().join("exe"))
+            .map(|exe| exe == tracer)
+            .unwrap_or(false)
+    };
+    while std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(ours)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    t.elapsed().as_secs_f64()
+}
+
 fn time_secs(cmd: &mut Command) -> Result<f64> {
     let t = Instant::now();
     let st = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
@@ -364,7 +384,7 @@ fn attach_cost(tracer: &Path, lib: &Path, a: &BenchArgs) -> Result<()> {
         ("multi-uprobe links", &[][..]),
         ("per-point uprobes ", &["--no-multi-attach"][..]),
     ] {
-        wait_for_detach();
+        wait_for_own_detach(tracer);
         let mut times = Vec::new();
         for _ in 0..a.back_to_back {
             let mut cmd = Command::new(tracer);
@@ -375,12 +395,14 @@ fn attach_cost(tracer: &Path, lib: &Path, a: &BenchArgs) -> Result<()> {
                 .args(["--", "/bin/true"]);
             times.push(time_secs(&mut cmd)? * 1e3);
         }
-        let drained = wait_for_detach();
+        let drained = wait_for_own_detach(tracer);
         let shown: Vec<String> = times.iter().map(|t| format!("{t:.0}")).collect();
         let n = times.len();
         let (first, last) = (n.min(3), n.saturating_sub(3));
         println!(
-            "back-to-back `run --lib <real> -- /bin/true`, {label}: {} ms; median {:.0} ms,              first 3 median {:.0} ms, last 3 median {:.0} ms; probes of all runs detached {:.1} s              after the last one returned",
+            "back-to-back `run --lib <real> -- /bin/true`, {label}: {} ms; median {:.0} ms, \
+             first 3 median {:.0} ms, last 3 median {:.0} ms; probes of all runs detached {:.1} s \
+             after the last one returned",
             shown.join(" "),
             median(times.clone()),
             median(times[..first].to_vec()),
