@@ -107,14 +107,23 @@ fn wait_for_detach() -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-/// Waits until no tt-tracer process working in `dir` is left (other checkouts' tracers work
-/// elsewhere); returns how long that took, in seconds. The working directory, unlike the
-/// executable's path, stays readable while an exiting helper closes its files.
-fn wait_for_detach_in(dir: &Path) -> f64 {
+/// The process group in /proc/PID/stat (readable even while a process exits).
+fn process_group(stat: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(stat).ok()?;
+    let (_, rest) = text.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Waits until no tt-tracer process of this bench's process group is left (other checkouts'
+/// tracers run in groups of their own; a detach helper keeps its tracer's group, while its
+/// executable and working directory are already unreadable as it exits); returns how long that
+/// took, in seconds.
+fn wait_for_own_detach() -> f64 {
     let t = Instant::now();
+    let group = process_group(Path::new("/proc/self/stat"));
     let ours = |e: std::fs::DirEntry| {
         std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "tt-tracer")
-            && std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd == dir)
+            && process_group(&e.path().join("stat")) == group
     };
     while std::fs::read_dir("/proc")
         .into_iter()
@@ -379,28 +388,23 @@ fn attach_cost(tracer: &Path, lib: &Path, a: &BenchArgs) -> Result<()> {
             .arg(a.attach_points.to_string())
             .arg(a.attach_runs.to_string()),
     )?;
-    // The runs work in a directory of their own, so that their helpers can be told apart.
-    let dir = crate::root().join("target/bench-scratch/attach");
-    std::fs::create_dir_all(&dir)?;
-    let dir = dir.canonicalize()?;
     let mut medians = Vec::new();
     for (label, flags) in [
         ("multi-uprobe links", &[][..]),
         ("per-point uprobes ", &["--no-multi-attach"][..]),
     ] {
-        wait_for_detach_in(&dir);
+        wait_for_own_detach();
         let mut times = Vec::new();
         for _ in 0..a.back_to_back {
             let mut cmd = Command::new(tracer);
-            cmd.current_dir(&dir)
-                .arg("run")
+            cmd.arg("run")
                 .args(flags)
                 .arg("--lib")
                 .arg(lib)
                 .args(["--", "/bin/true"]);
             times.push(time_secs(&mut cmd)? * 1e3);
         }
-        let drained = wait_for_detach_in(&dir);
+        let drained = wait_for_own_detach();
         let shown: Vec<String> = times.iter().map(|t| format!("{t:.0}")).collect();
         let n = times.len();
         let (first, last) = (n.min(3), n.saturating_sub(3));
