@@ -3,6 +3,11 @@
 use anyhow::{anyhow, Context as _};
 use aya_build::{Package, Toolchain};
 
+/// The nightly that builds the eBPF crate: aya-ebpf 0.3 needs rustc >= 1.98, and bpf-linker
+/// 0.10.x (no system LLVM here) links with the toolchain's own libLLVM, written against LLVM 22.
+/// This 1.98 nightly is still on LLVM 22 (22.1.8). `cargo xtask setup` installs it (same name there).
+const EBPF_NIGHTLY: &str = "nightly-2026-07-01";
+
 fn main() -> anyhow::Result<()> {
     // cargo-fuzz builds with `--cfg fuzzing` (seen here as CARGO_CFG_FUZZING). The fuzz targets
     // only exercise the pure parts (event decoding, collector, catalog, resolution) and never
@@ -39,6 +44,6 @@ fn main() -> anyhow::Result<()> {
             root_dir,
             ..Default::default()
         }],
-        Toolchain::default(),
+        Toolchain::Custom(EBPF_NIGHTLY),
     )
 }

@@ -26,7 +26,7 @@ pub fn innermost(pid_tgid: u64) -> (u8, u64, u32) {
         return (0, 0, 0);
     }
     // SAFETY: read-only view of a map value.
-    let Some(tc) = (unsafe { THREAD_CONTEXT.get(pid_tgid) }) else {
+    let Some(tc) = (unsafe { THREAD_CONTEXT.get(&pid_tgid) }) else {
         return (0, 0, 0);
     };
     // Bounds checked on the value used for the access, and `get` rather than indexing: the
@@ -43,7 +43,7 @@ pub fn innermost(pid_tgid: u64) -> (u8, u64, u32) {
 
 /// Pushes a context; returns the new depth, or None if it could not be tracked (counted).
 pub fn push(pid_tgid: u64, origin: u8, this: u64) -> Option<u32> {
-    let tc = match THREAD_CONTEXT.get_ptr_mut(pid_tgid) {
+    let tc = match THREAD_CONTEXT.get_ptr_mut(&pid_tgid) {
         Some(tc) => tc,
         None => {
             let empty = ThreadContext {
@@ -55,11 +55,11 @@ pub fn push(pid_tgid: u64, origin: u8, this: u64) -> Option<u32> {
                     _pad: [0; 7],
                 }; MAX_DEPTH],
             };
-            if THREAD_CONTEXT.insert(pid_tgid, empty, 0).is_err() {
+            if THREAD_CONTEXT.insert(&pid_tgid, &empty, 0).is_err() {
                 count(Counter::ContextMapFull);
                 return None;
             }
-            THREAD_CONTEXT.get_ptr_mut(pid_tgid)?
+            THREAD_CONTEXT.get_ptr_mut(&pid_tgid)?
         }
     };
     // SAFETY: map value owned by this thread's key; only this thread writes it.
@@ -82,7 +82,7 @@ pub fn push(pid_tgid: u64, origin: u8, this: u64) -> Option<u32> {
 
 /// Pops the innermost context; returns the depth before the pop (0 if there was none).
 pub fn pop(pid_tgid: u64) -> u32 {
-    let Some(tc) = THREAD_CONTEXT.get_ptr_mut(pid_tgid) else {
+    let Some(tc) = THREAD_CONTEXT.get_ptr_mut(&pid_tgid) else {
         return 0;
     };
     // SAFETY: as in push.
@@ -94,7 +94,7 @@ pub fn pop(pid_tgid: u64) -> u32 {
     tc.depth = depth - 1;
     if tc.depth == 0 {
         // Keep the map small: most threads never run a context again.
-        let _ = THREAD_CONTEXT.remove(pid_tgid);
+        let _ = THREAD_CONTEXT.remove(&pid_tgid);
     }
     add_active(1u64.wrapping_neg());
     depth
@@ -107,10 +107,10 @@ pub fn forget(pid_tgid: u64) {
         return;
     }
     // SAFETY: read-only view of a map value, copied before the remove.
-    let Some(depth) = (unsafe { THREAD_CONTEXT.get(pid_tgid) }).map(|tc| tc.depth) else {
+    let Some(depth) = (unsafe { THREAD_CONTEXT.get(&pid_tgid) }).map(|tc| tc.depth) else {
         return;
     };
-    let _ = THREAD_CONTEXT.remove(pid_tgid);
+    let _ = THREAD_CONTEXT.remove(&pid_tgid);
     if depth > 0 {
         add_active((depth as u64).wrapping_neg());
     }

@@ -1,7 +1,8 @@
 //! tt-tracer's eBPF programs.
 //!
 //! - `probes::call`: the generic uprobe / uretprobe pair attached to every tt-metal function the
-//!   catalog resolves; the attach cookie selects the recipe saying what to read.
+//!   catalog resolves (a `_multi` twin of each for multi-uprobe links); the attach cookie
+//!   selects the recipe saying what to read.
 //! - `probes::exit`: `sched_process_exit`, which clears a dead thread's context and reports a
 //!   traced process's end.
 //! - `probes::fork`: `sched_process_fork`, which traces the new processes of a traced one.

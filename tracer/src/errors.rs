@@ -78,6 +78,14 @@ pub enum Error {
         path: PathBuf,
         source: Box<aya::programs::ProgramError>,
     },
+    /// A multi-uprobe link (all the library's points at once) refused: no one point to blame.
+    #[error("attaching {program} to {points} points in {path}: {source}")]
+    AttachLibrary {
+        program: String,
+        points: usize,
+        path: PathBuf,
+        source: Box<aya::programs::ProgramError>,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -104,9 +112,11 @@ impl Error {
             Error::SymbolsOnly { .. } => "symbols_only",
             Error::NotTtMetal { .. } => "not_tt_metal",
             Error::MissingRoles { .. } => "missing_roles",
-            Error::Ebpf(_) | Error::Program { .. } | Error::Map { .. } | Error::Attach { .. } => {
-                "kernel_refused"
-            }
+            Error::Ebpf(_)
+            | Error::Program { .. }
+            | Error::Map { .. }
+            | Error::Attach { .. }
+            | Error::AttachLibrary { .. } => "kernel_refused",
             _ => "other",
         }
     }

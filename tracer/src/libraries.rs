@@ -29,6 +29,8 @@ pub struct TracedLibrary {
     pub file: FileId,
     /// Attach points armed (uprobes and uretprobes).
     pub probes: usize,
+    /// Kernel attachments holding them (multi-uprobe links, or a perf event per point).
+    pub links: usize,
 }
 
 /// A library file that could not be traced, and why (said once).
@@ -164,7 +166,7 @@ impl Libraries {
                 self.notice_traced(id, found_by);
                 Armed::New(id)
             }
-            Err(e @ Error::Attach { .. }) => return Err(e),
+            Err(e @ (Error::Attach { .. } | Error::AttachLibrary { .. })) => return Err(e),
             Err(e) => {
                 // Told under the path it is known by, not our descriptor's.
                 let reason = e
@@ -227,6 +229,7 @@ impl Libraries {
             path: l.path.display().to_string(),
             build_id: l.build_id.clone(),
             probes: l.probes,
+            links: l.links,
             pid: found_by.pid(),
             stopped_ns,
         };
@@ -262,13 +265,14 @@ impl Libraries {
     ) -> Result<u16> {
         let id = u16::try_from(self.traced.len() + 1)
             .map_err(|_| Error::Other("too many distinct libraries".into()))?;
-        let n = probes.attach_library(open, resolution, &self.catalog, self.scope_pid, id)?;
+        let armed = probes.attach_library(open, resolution, &self.catalog, self.scope_pid, id)?;
         self.traced.push(TracedLibrary {
             id,
             path: shown.to_path_buf(),
             build_id: resolution.build_id.clone(),
             file,
-            probes: n,
+            probes: armed.points,
+            links: armed.links,
         });
         Ok(id)
     }

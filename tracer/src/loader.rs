@@ -1,14 +1,20 @@
-//! Loading the eBPF object and attaching it: recipes into `RECIPES`, one uprobe + uretprobe
-//! per resolved function (cookie = recipe index), the `sched_process_exit` tracepoint.
+//! Loading the eBPF object and attaching it: recipes into `RECIPES`, a uprobe + uretprobe on
+//! every resolved function (cookie = recipe index), the `sched_process_exit` tracepoint.
+//!
+//! Uprobes go in one multi-uprobe link per program per library (BPF_LINK_TYPE_UPROBE_MULTI,
+//! kernel 6.6+), each offset with its own cookie: detaching a uprobe waits for a kernel grace
+//! period, and a link pays it once for all its offsets. Kernels without it get one perf-event
+//! uprobe per attach point, as before.
 
 use std::{collections::BTreeMap, num::NonZeroU32, path::Path};
 
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
-        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeScope},
-        BtfTracePoint, TracePoint, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeError, UProbeLink, UProbeScope},
+        BtfTracePoint, ProgramError, TracePoint, UProbe,
     },
+    sys::{is_uprobe_multi_supported, SyscallError, UProbeMultiFeature},
     Btf, Ebpf, EbpfLoader,
 };
 use tracer_common::{
@@ -38,6 +44,9 @@ pub struct LoadOptions {
     /// Discover libraries with this file name as processes open them (`LibraryOpened`
     /// events, the opener stopped until armed); None: only the libraries attached by hand.
     pub discover: Option<String>,
+    /// Use multi-uprobe links where the kernel has them; false: one perf-event uprobe per
+    /// attach point everywhere (what older kernels get anyway).
+    pub multi_attach: bool,
 }
 
 impl Default for LoadOptions {
@@ -48,8 +57,37 @@ impl Default for LoadOptions {
             wakeup_bytes: 256 << 10,
             trace_all: false,
             discover: None,
+            multi_attach: true,
         }
     }
+}
+
+/// How uprobes are attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// One multi-uprobe link per program per library, a cookie per offset.
+    Multi,
+    /// One perf-event uprobe per attach point.
+    PerPoint,
+}
+
+impl AttachMode {
+    /// The programs of this mode: (entry, return).
+    fn programs(self) -> (&'static str, &'static str) {
+        match self {
+            AttachMode::Multi => ("tt_entry_multi", "tt_return_multi"),
+            AttachMode::PerPoint => ("tt_entry", "tt_return"),
+        }
+    }
+}
+
+/// What [`Probes::attach_library`] armed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Armed {
+    /// Attach points: uprobes plus uretprobes.
+    pub points: usize,
+    /// Kernel attachments holding them: multi-uprobe links, or one perf event per point.
+    pub links: usize,
 }
 
 /// The loaded programs and their maps.
@@ -60,6 +98,10 @@ pub struct Probes {
     links: Vec<UProbeLink>,
     ebpf: Ebpf,
     next_cookie: u32,
+    mode: AttachMode,
+    /// Whether a multi link scoped to one pid covers all its threads (None: not asked yet).
+    /// The first kernels with multi links filtered on the one thread instead.
+    multi_pid_scope: Option<bool>,
     /// Whether exit codes can be read (task_struct layout known from BTF).
     pub exit_codes: bool,
 }
@@ -135,12 +177,29 @@ impl Probes {
             tp.attach("syscalls", name)
                 .map_err(|source| prog_err(name, source))?;
         }
-        for name in ["tt_entry", "tt_return"] {
-            let p: &mut UProbe = program(&mut ebpf, name)?;
-            p.load().map_err(|source| prog_err(name, source))?;
-        }
+        let mode = if !opts.multi_attach {
+            AttachMode::PerPoint
+        } else {
+            match is_uprobe_multi_supported(UProbeMultiFeature::LinkCreation) {
+                Ok(true) => AttachMode::Multi,
+                Ok(false) => {
+                    log::info!("no multi-uprobe links in this kernel: one uprobe per attach point");
+                    AttachMode::PerPoint
+                }
+                Err(e) => {
+                    log::info!("probing for multi-uprobe links: {e}; one uprobe per attach point");
+                    AttachMode::PerPoint
+                }
+            }
+        };
+        let (entry, ret) = mode.programs();
+        load_uprobe(&mut ebpf, entry)?;
+        load_uprobe(&mut ebpf, ret)?;
 
-        log::debug!("programs verified and loaded: {:?}", t.elapsed());
+        log::debug!(
+            "programs verified and loaded ({mode:?} uprobes): {:?}",
+            t.elapsed()
+        );
         let payload = take_ring(&mut ebpf, "EVENTS")?;
         let lifecycle = take_ring(&mut ebpf, "LIFECYCLE")?;
         let mut probes = Probes {
@@ -148,10 +207,22 @@ impl Probes {
             links: Vec::new(),
             ebpf,
             next_cookie: 0,
+            mode,
+            multi_pid_scope: None,
             exit_codes: offsets.task_exit_code != tracer_common::KernelOffsets::UNKNOWN,
         };
         probes.set_discovery(opts.discover.is_some())?;
         Ok((probes, Rings { payload, lifecycle }))
+    }
+
+    /// How uprobes are attached from now on (per point once multi links have failed).
+    pub fn attach_mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    /// Kernel attachments held for uprobes: multi-uprobe links and per-point perf events.
+    pub fn uprobe_links(&self) -> usize {
+        self.links.len()
     }
 
     /// Attaches every resolved function of `resolution` (the library at `path`), for process
@@ -164,60 +235,163 @@ impl Probes {
         catalog: &Catalog,
         pid: Option<u32>,
         library: u16,
-    ) -> Result<usize> {
-        let scope = match pid.and_then(NonZeroU32::new) {
-            Some(pid) => UProbeScope::OneProcess(pid),
-            None => UProbeScope::AllProcesses,
-        };
-        let mut n = 0;
+    ) -> Result<Armed> {
+        // Every point's recipe first: a probe may fire as soon as its link exists.
+        let mut points = Vec::new();
         for spec in &catalog.roles {
             let Some(rr) = resolution.role(spec.role) else {
                 continue;
             };
             for point in &rr.attach {
-                if self.next_cookie >= MAX_RECIPES {
-                    return Err(Error::Other(format!(
-                        "more than {MAX_RECIPES} attach points; raise MAX_RECIPES"
-                    )));
-                }
-                let cookie = self.next_cookie as u64;
                 let mut recipe = recipe(spec, point);
                 recipe.library = library;
-                let mut recipes: Array<_, Recipe> = Array::try_from(
-                    self.ebpf
-                        .map_mut("RECIPES")
-                        .ok_or_else(|| missing("RECIPES"))?,
-                )
-                .map_err(|source| map_err("RECIPES", source))?;
-                recipes
-                    .set(cookie as u32, recipe, 0)
-                    .map_err(|source| map_err("RECIPES", source))?;
-                self.next_cookie += 1;
-
-                let mut programs = vec!["tt_entry"];
-                if matches!(spec.kind, RecipeKind::Context | RecipeKind::CallWithReturn) {
-                    programs.push("tt_return");
-                }
-                for name in programs {
-                    let p: &mut UProbe = program(&mut self.ebpf, name)?;
-                    let at = UProbeAttachPoint {
-                        location: UProbeAttachLocation::AbsoluteOffset(point.file_offset),
-                        cookie: Some(cookie),
-                    };
-                    let attach_err = |source| Error::Attach {
-                        role: spec.role.id().into(),
-                        symbol: point.demangled.clone(),
-                        offset: point.file_offset,
-                        path: path.into(),
-                        source: Box::new(source),
-                    };
-                    let id = p.attach(at, path, scope).map_err(attach_err)?;
-                    self.links.push(p.take_link(id).map_err(attach_err)?);
-                    n += 1;
-                }
+                let cookie = self.add_recipe(recipe)?;
+                points.push(Point {
+                    offset: point.file_offset,
+                    cookie,
+                    on_return: matches!(
+                        spec.kind,
+                        RecipeKind::Context | RecipeKind::CallWithReturn
+                    ),
+                    role: spec.role.id(),
+                    symbol: &point.demangled,
+                });
             }
         }
-        Ok(n)
+        self.attach_points(path, &points, pid)
+    }
+
+    /// Stores `recipe` for the programs; returns its cookie.
+    fn add_recipe(&mut self, recipe: Recipe) -> Result<u64> {
+        if self.next_cookie >= MAX_RECIPES {
+            return Err(Error::Other(format!(
+                "more than {MAX_RECIPES} attach points; raise MAX_RECIPES"
+            )));
+        }
+        let cookie = self.next_cookie;
+        let mut recipes: Array<_, Recipe> = Array::try_from(
+            self.ebpf
+                .map_mut("RECIPES")
+                .ok_or_else(|| missing("RECIPES"))?,
+        )
+        .map_err(|source| map_err("RECIPES", source))?;
+        recipes
+            .set(cookie, &recipe, 0)
+            .map_err(|source| map_err("RECIPES", source))?;
+        self.next_cookie += 1;
+        Ok(u64::from(cookie))
+    }
+
+    /// Attaches the entry program to every point and the return program to those that want
+    /// it: one link per program in multi mode (falling back to per point if the kernel turns
+    /// multi links down), else one perf event per point and program.
+    fn attach_points(
+        &mut self,
+        path: &Path,
+        points: &[Point<'_>],
+        pid: Option<u32>,
+    ) -> Result<Armed> {
+        let scope = match pid.and_then(NonZeroU32::new) {
+            Some(pid) => UProbeScope::OneProcess(pid),
+            None => UProbeScope::AllProcesses,
+        };
+        let returns: Vec<Point<'_>> = points.iter().filter(|p| p.on_return).cloned().collect();
+        let mut armed = Armed::default();
+        if self.mode == AttachMode::Multi
+            && matches!(scope, UProbeScope::OneProcess(_))
+            && !self.multi_pid_scope()
+        {
+            // Per point for this library only: a multi link would miss the other threads.
+            log::info!("multi-uprobe links filter on one thread in this kernel: one uprobe per attach point for pid {}", pid.unwrap_or(0));
+            for (program, pts) in [
+                (AttachMode::PerPoint.programs().0, points),
+                (AttachMode::PerPoint.programs().1, &returns[..]),
+            ] {
+                load_uprobe(&mut self.ebpf, program)?;
+                armed.links += self.attach_each(program, path, pts, scope)?;
+            }
+            armed.points = points.len() + returns.len();
+            return Ok(armed);
+        }
+        let (entry, ret) = self.mode.programs();
+        for (i, (name, pts)) in [(entry, points), (ret, &returns[..])]
+            .into_iter()
+            .enumerate()
+        {
+            if pts.is_empty() {
+                continue;
+            }
+            match self.mode {
+                AttachMode::PerPoint => {
+                    armed.links += self.attach_each(name, path, pts, scope)?;
+                }
+                AttachMode::Multi => {
+                    match attach_multi(program(&mut self.ebpf, name)?, path, pts, scope) {
+                        Ok(link) => {
+                            self.links.push(link);
+                            armed.links += 1;
+                        }
+                        Err(e) if i == 0 && self.links.is_empty() && multi_unsupported(&e) => {
+                            // Turned down on the first try (a kernel that cannot make the link after
+                            // all): per point from now on, this library included.
+                            log::info!(
+                                "multi-uprobe link refused ({e}): one uprobe per attach point"
+                            );
+                            self.mode = AttachMode::PerPoint;
+                            let (entry, ret) = self.mode.programs();
+                            load_uprobe(&mut self.ebpf, entry)?;
+                            load_uprobe(&mut self.ebpf, ret)?;
+                            return self.attach_points(path, points, pid);
+                        }
+                        Err(source) => {
+                            return Err(Error::AttachLibrary {
+                                program: name.into(),
+                                points: pts.len(),
+                                path: path.into(),
+                                source: Box::new(source),
+                            })
+                        }
+                    }
+                }
+            }
+            armed.points += pts.len();
+        }
+        Ok(armed)
+    }
+
+    /// A perf-event uprobe of `program` per point, each its own link so that they detach in
+    /// parallel (see Drop). Returns how many.
+    fn attach_each(
+        &mut self,
+        program: &str,
+        path: &Path,
+        points: &[Point<'_>],
+        scope: UProbeScope,
+    ) -> Result<usize> {
+        let p: &mut UProbe = self::program(&mut self.ebpf, program)?;
+        for pt in points {
+            let at = UProbeAttachPoint {
+                location: UProbeAttachLocation::AbsoluteOffset(pt.offset),
+                cookie: Some(pt.cookie),
+            };
+            let attach_err = |source| Error::Attach {
+                role: pt.role.into(),
+                symbol: pt.symbol.into(),
+                offset: pt.offset,
+                path: path.into(),
+                source: Box::new(source),
+            };
+            let id = p.attach([at], path, scope).map_err(attach_err)?;
+            self.links.push(p.take_link(id).map_err(attach_err)?);
+        }
+        Ok(points.len())
+    }
+
+    /// Whether multi links scoped to one pid cover the whole process here (asked once).
+    fn multi_pid_scope(&mut self) -> bool {
+        *self.multi_pid_scope.get_or_insert_with(|| {
+            is_uprobe_multi_supported(UProbeMultiFeature::ProcessScopedPidFilter).unwrap_or(false)
+        })
     }
 
     /// Registers `pid` as traced, so its exit is reported even if it never hits a probe
@@ -229,7 +403,7 @@ impl Probes {
                 .ok_or_else(|| missing("PROCESSES"))?,
         )
         .map_err(|source| map_err("PROCESSES", source))?;
-        match procs.insert(pid, instance, 1) {
+        match procs.insert(&pid, &instance, 1) {
             Err(aya::maps::MapError::SyscallError(e))
                 if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
             {
@@ -249,7 +423,7 @@ impl Probes {
                 .ok_or_else(|| missing("DISCOVERY"))?,
         )
         .map_err(|source| map_err("DISCOVERY", source))?;
-        flag.set(0, on as u32, 0)
+        flag.set(0, &(on as u32), 0)
             .map_err(|source| map_err("DISCOVERY", source))
     }
 
@@ -263,7 +437,7 @@ impl Probes {
         )
         .map_err(|source| map_err("LIBRARY_FILES", source))?;
         files
-            .insert(file, state as u8, 0)
+            .insert(&file, &(state as u8), 0)
             .map_err(|source| map_err("LIBRARY_FILES", source))
     }
 
@@ -295,9 +469,11 @@ impl Probes {
 
 impl Probes {
     /// Detaches after this process has exited, in a forked helper holding the last references
-    /// to the probes: each uprobe detach waits for a grace period (~80 ms here, serialised in
-    /// the kernel), seconds for a full catalog that the user should not wait for. Falls back
-    /// to detaching now if the helper cannot be started.
+    /// to the probes: each link's detach waits for a kernel grace period, one after the other
+    /// as the helper's files close. With multi-uprobe links that is a few links (two per
+    /// library, three tracepoints: ~0.5 s here), with per-point uprobes one per attach point
+    /// (seconds for a full catalog): either way not for the user to wait for. Falls back to
+    /// detaching now if the helper cannot be started.
     pub(crate) fn detach_in_background(mut self) {
         use nix::unistd::{fork, pipe, read, ForkResult};
         if let Err(e) = self.set_discovery(false) {
@@ -332,17 +508,24 @@ impl Probes {
     }
 }
 
-impl Drop for Probes {
-    /// Detaching a uprobe waits for a grace period (~0.1 s here); one at a time that is seconds
-    /// for a full catalog, in parallel the waits overlap.
-    fn drop(&mut self) {
-        let _ = self.set_discovery(false);
+impl Probes {
+    /// Detaches every uprobe now. Each link waits for a kernel grace period (~0.1 s here) as it
+    /// goes: one per library and program with multi links, one per attach point otherwise (in
+    /// parallel, so that the waits overlap).
+    pub fn detach_uprobes(&mut self) {
         let links = std::mem::take(&mut self.links);
         std::thread::scope(|s| {
             for link in links {
                 s.spawn(move || drop(link));
             }
         });
+    }
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        let _ = self.set_discovery(false);
+        self.detach_uprobes();
     }
 }
 
@@ -372,6 +555,53 @@ pub fn recipe(spec: &RoleSpec, point: &AttachPoint) -> Recipe {
     }
     debug_assert!(spec.kind != RecipeKind::None);
     r
+}
+
+/// One attach point of a library: where, its recipe, and whether its return is probed too.
+#[derive(Clone)]
+struct Point<'a> {
+    offset: u64,
+    cookie: u64,
+    on_return: bool,
+    role: &'static str,
+    symbol: &'a str,
+}
+
+/// One multi-uprobe link of `p` on every point.
+fn attach_multi(
+    p: &mut UProbe,
+    path: &Path,
+    points: &[Point<'_>],
+    scope: UProbeScope,
+) -> Result<UProbeLink, ProgramError> {
+    let at = points.iter().map(|pt| UProbeAttachPoint {
+        location: UProbeAttachLocation::AbsoluteOffset(pt.offset),
+        cookie: Some(pt.cookie),
+    });
+    let id = p.attach(at, path, scope)?;
+    p.take_link(id)
+}
+
+/// Whether a multi-uprobe link failed because the kernel cannot make one (not because of the
+/// points): then per-point uprobes are the way.
+fn multi_unsupported(e: &ProgramError) -> bool {
+    match e {
+        ProgramError::UProbeError(UProbeError::MultiLinkNotSupported) => true,
+        ProgramError::SyscallError(SyscallError { io_error, .. }) => matches!(
+            io_error.raw_os_error(),
+            Some(libc::EOPNOTSUPP | libc::ENOSYS)
+        ),
+        _ => false,
+    }
+}
+
+/// Loads (verifies) uprobe program `name` unless it is loaded already.
+fn load_uprobe(ebpf: &mut Ebpf, name: &str) -> Result<()> {
+    let p: &mut UProbe = program(ebpf, name)?;
+    if p.fd().is_err() {
+        p.load().map_err(|source| prog_err(name, source))?;
+    }
+    Ok(())
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T>

@@ -862,13 +862,15 @@ pub fn record_line(r: &Record) -> String {
             path,
             build_id,
             probes,
+            links,
             pid,
             stopped_ns,
             ..
         } => {
             let mut line = format!(
-                "tracing {path} (build-id {}): {probes} probes",
-                build_id.as_deref().unwrap_or("none")
+                "tracing {path} (build-id {}): {probes} probes in {links} {}",
+                build_id.as_deref().unwrap_or("none"),
+                if *links == 1 { "link" } else { "links" }
             );
             match (pid, stopped_ns) {
                 (Some(pid), Some(ns)) => {

@@ -36,6 +36,15 @@ pub struct BenchArgs {
     /// Seconds of the watch idle-CPU window.
     #[arg(long, env = "TT_BENCH_IDLE_SECS", default_value_t = 60)]
     idle_secs: u64,
+    /// Attach points armed and disarmed per run of the attach figure.
+    #[arg(long, default_value_t = 500)]
+    attach_points: usize,
+    /// Runs per attach mode in the attach figure (per-point runs take about a minute each).
+    #[arg(long, default_value_t = 3)]
+    attach_runs: usize,
+    /// Back-to-back traced runs per attach mode in the attach figure.
+    #[arg(long, default_value_t = 12)]
+    back_to_back: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -48,6 +57,9 @@ enum Figure {
     Ttnn,
     /// Resolving every role in the real 35 MB library.
     Resolve,
+    /// Arming + disarming attach points on the real library, multi-uprobe links vs per point;
+    /// back-to-back traced runs of /bin/true both ways.
+    Attach,
     /// Collector memory per live device buffer.
     Memory,
     /// Kill → cleanup record (p50 / p99 over --kills kills), and events a second one producer
@@ -125,6 +137,35 @@ fn foreign_tracer_running() -> bool {
     tracers_running().1
 }
 
+/// The process group in /proc/PID/stat (readable even while a process exits).
+fn process_group(stat: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(stat).ok()?;
+    let (_, rest) = text.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Waits until no tt-tracer process of this bench's process group is left (other checkouts'
+/// tracers run in groups of their own; a detach helper keeps its tracer's group, while its
+/// executable and working directory are already unreadable as it exits); returns how long that
+/// took, in seconds.
+fn wait_for_own_detach() -> f64 {
+    let t = Instant::now();
+    let group = process_group(Path::new("/proc/self/stat"));
+    let ours = |e: std::fs::DirEntry| {
+        std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "tt-tracer")
+            && process_group(&e.path().join("stat")) == group
+    };
+    while std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(ours)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    t.elapsed().as_secs_f64()
+}
+
 fn time_secs(cmd: &mut Command) -> Result<f64> {
     let t = Instant::now();
     let st = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
@@ -152,7 +193,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         session_cost(&tracer, &lib, &driver, &a)?;
     }
     // The real library (set up for these two only: it is a download on a fresh machine).
-    let real_lib = if want(Figure::Ttnn) || want(Figure::Resolve) {
+    let real_lib = if want(Figure::Ttnn) || want(Figure::Resolve) || want(Figure::Attach) {
         Some(ttnn_overhead(&tracer, &a, want(Figure::Ttnn), per_call_us)?)
     } else {
         None
@@ -173,6 +214,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 ])
                 .arg(real_lib),
         )?;
+    }
+    if let (true, Some(real_lib)) = (want(Figure::Attach), &real_lib) {
+        attach_cost(&tracer, Path::new(real_lib), &a)?;
     }
     // Collector memory per live device buffer.
     if want(Figure::Memory) {
@@ -408,6 +452,68 @@ fn many_buffers_per_pair(
         traps,
         runs,
     )?;
+    Ok(())
+}
+
+/// Arming and disarming uprobes on the real library, one multi-uprobe link per program against
+/// one perf-event uprobe per attach point (examples/attach_bench.rs, both in the same run);
+/// then `tt-tracer run --lib LIB -- /bin/true` back to back, each mode in turn: every run
+/// leaves its probes to detach after it has returned, and what is still detaching slows the
+/// next ones down.
+fn attach_cost(tracer: &Path, lib: &Path, a: &BenchArgs) -> Result<()> {
+    wait_for_detach();
+    crate::run(
+        crate::cargo()
+            .args([
+                "run",
+                "--release",
+                "-q",
+                "-p",
+                "tt-tracer",
+                "--example",
+                "attach_bench",
+                "--",
+            ])
+            .arg(lib)
+            .arg(a.attach_points.to_string())
+            .arg(a.attach_runs.to_string()),
+    )?;
+    let mut medians = Vec::new();
+    for (label, flags) in [
+        ("multi-uprobe links", &[][..]),
+        ("per-point uprobes ", &["--no-multi-attach"][..]),
+    ] {
+        wait_for_own_detach();
+        let mut times = Vec::new();
+        for _ in 0..a.back_to_back {
+            let mut cmd = Command::new(tracer);
+            cmd.arg("run")
+                .args(flags)
+                .arg("--lib")
+                .arg(lib)
+                .args(["--", "/bin/true"]);
+            times.push(time_secs(&mut cmd)? * 1e3);
+        }
+        let drained = wait_for_own_detach();
+        let shown: Vec<String> = times.iter().map(|t| format!("{t:.0}")).collect();
+        let n = times.len();
+        let (first, last) = (n.min(3), n.saturating_sub(3));
+        println!(
+            "back-to-back `run --lib <real> -- /bin/true`, {label}: {} ms; median {:.0} ms, \
+             first 3 median {:.0} ms, last 3 median {:.0} ms; probes of all runs detached {:.1} s \
+             after the last one returned",
+            shown.join(" "),
+            median(times.clone()),
+            median(times[..first].to_vec()),
+            median(times[last..].to_vec()),
+            drained
+        );
+        medians.push(median(times));
+    }
+    println!(
+        "back-to-back runs: per-point / multi median ×{:.2}",
+        medians[1] / medians[0]
+    );
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 
-use crate::{render, root, run, setup};
+use crate::{render, root, run, setup, setup::nightly_cargo};
 
 /// Every target, with its -max_len.
 const TARGETS: [(&str, usize); 3] = [
@@ -92,13 +92,6 @@ impl Figures {
 
 fn show<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref().map_or_else(|| "?".into(), |v| v.to_string())
-}
-
-/// The nightly toolchain's cargo: cargo-fuzz builds with `-Z` flags and sanitizers.
-fn nightly_cargo() -> Command {
-    let mut c = Command::new("rustup");
-    c.current_dir(root()).args(["run", "nightly", "cargo"]);
-    c
 }
 
 /// Installs cargo-fuzz unless `cargo fuzz` already runs.
@@ -188,8 +181,9 @@ pub fn fuzz(a: FuzzArgs) -> Result<()> {
                 for artifact in artifacts {
                     eprintln!(
                         "xtask fuzz: {name} found {artifact}; reproduce with \
-                         `cargo +nightly fuzz run {name} {artifact}` in the repository root \
+                         `cargo +{} fuzz run {name} {artifact}` in the repository root \
                          (log: {})",
+                        setup::NIGHTLY,
                         log.display()
                     );
                 }

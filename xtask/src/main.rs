@@ -26,7 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what building and testing need (nightly rust-src, bpf-linker 0.10.4, g++, …).
+    /// Install what building and testing need (the pinned nightly with rust-src, bpf-linker
+    /// 0.10.4, g++, …).
     Setup,
     /// Trace the built-in demo workload (the stand-in libtt_metal.so and its driver). Root.
     Demo {
@@ -47,7 +48,9 @@ enum Task {
 }
 
 fn main() -> Result<()> {
-    match Cli::parse().task {
+    let cli = Cli::parse();
+    setup::ensure_host_toolchain()?;
+    match cli.task {
         Task::Setup => setup::setup(),
         Task::Demo { devices } => demo(devices),
         Task::Test(a) => test::test(a),
@@ -84,9 +87,10 @@ pub fn render(cmd: &Command) -> String {
         .join(" ")
 }
 
+/// `cargo` of the host toolchain ([`setup::STABLE`]), in the workspace root.
 pub fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.current_dir(root());
+    let mut c = Command::new("rustup");
+    c.current_dir(root()).args(["run", setup::STABLE, "cargo"]);
     c
 }
 

@@ -5,7 +5,7 @@ use std::process::Command;
 use anyhow::Result;
 use clap::Args;
 
-use crate::{cargo, require_root, root, run, setup};
+use crate::{cargo, require_root, root, run, setup, setup::nightly_cargo};
 
 #[derive(Args)]
 pub struct TestArgs {
@@ -84,14 +84,6 @@ pub fn test(a: TestArgs) -> Result<()> {
     // The plain closing line: every test of every binary above.
     println!("{} passed, {} failed", totals.passed, totals.failed);
     Ok(())
-}
-
-/// `cargo` of the nightly toolchain (rustfmt's import grouping, the BPF target, cargo-fuzz's
-/// flags need it), in the workspace root.
-fn nightly_cargo() -> Command {
-    let mut c = Command::new("rustup");
-    c.current_dir(root()).args(["run", "nightly", "cargo"]);
-    c
 }
 
 /// Runs `cargo test`, echoing its output, and adds up its `test result:` lines.

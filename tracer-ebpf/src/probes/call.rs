@@ -1,5 +1,6 @@
 //! The generic tt-metal probes: one uprobe and one uretprobe, attached to every resolved
-//! function with the recipe index as cookie.
+//! function with the recipe index as cookie (per-point perf-event uprobes, or the `_multi`
+//! twins in one multi-uprobe link per library).
 //!
 //! - `Context` recipes push/pop an origin on the thread's context stack (fabric, dispatch, …)
 //!   and emit enter/exit events (phase timing, device being configured).
@@ -30,6 +31,20 @@ pub fn tt_entry(ctx: ProbeContext) -> u32 {
 
 #[uretprobe]
 pub fn tt_return(ctx: RetProbeContext) -> u32 {
+    let _ = try_return(&ctx);
+    0
+}
+
+/// The same probes for one multi-uprobe link per library (cookie per offset): a program is
+/// loaded for either kind of attachment, never both, so each kind has its own entry point.
+#[uprobe(multi)]
+pub fn tt_entry_multi(ctx: ProbeContext) -> u32 {
+    let _ = try_entry(&ctx);
+    0
+}
+
+#[uretprobe(multi)]
+pub fn tt_return_multi(ctx: RetProbeContext) -> u32 {
     let _ = try_return(&ctx);
     0
 }
@@ -149,7 +164,7 @@ fn try_entry(ctx: &ProbeContext) -> Result<(), ()> {
 
     if recipe.kind == RecipeKind::CallWithReturn as u8 {
         let key = PendingKey { pid_tgid, cookie };
-        if PENDING.insert(key, ev, 0).is_err() {
+        if PENDING.insert(&key, &ev, 0).is_err() {
             count(Counter::PendingMapFull);
         }
     } else if recipe.kind == RecipeKind::Call as u8 {
@@ -187,14 +202,14 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
     if recipe.kind == RecipeKind::CallWithReturn as u8 {
         let key = PendingKey { pid_tgid, cookie };
         // SAFETY: copied out before the entry is removed.
-        let Some(entry) = (unsafe { PENDING.get(key) }).copied() else {
+        let Some(entry) = (unsafe { PENDING.get(&key) }).copied() else {
             if registered_instance((pid_tgid >> 32) as u32).is_none() {
                 return Ok(()); // not traced: its entry kept nothing
             }
             count(Counter::ReturnWithoutEntry);
             return Err(());
         };
-        let _ = PENDING.remove(key);
+        let _ = PENDING.remove(&key);
         let mut ev = entry;
         ev.ret = ctx.ret::<u64>();
         ev.ts_ns = now;

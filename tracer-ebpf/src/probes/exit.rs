@@ -32,10 +32,10 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     }
     let tgid = (pid_tgid >> 32) as u32;
     // SAFETY: read-only view of a map value.
-    let Some(instance) = (unsafe { PROCESSES.get(tgid) }).copied() else {
+    let Some(instance) = (unsafe { PROCESSES.get(&tgid) }).copied() else {
         return 0;
     };
-    let _ = PROCESSES.remove(tgid);
+    let _ = PROCESSES.remove(&tgid);
 
     let task: u64 = ctx.arg(0);
     let offset = global(&KERNEL).task_exit_code;

@@ -19,7 +19,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     }
     let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: read-only view of a map value.
-    if unsafe { PROCESSES.get(parent) }.is_none() {
+    if unsafe { PROCESSES.get(&parent) }.is_none() {
         return 0;
     }
     let k: KernelOffsets = global(&KERNEL);
@@ -43,9 +43,9 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     }
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    if PROCESSES.insert(pid as u32, now, 1).is_err() {
+    if PROCESSES.insert(&(pid as u32), &now, 1).is_err() {
         // SAFETY: read-only view of a map value.
-        if unsafe { PROCESSES.get(pid as u32) }.is_none() {
+        if unsafe { PROCESSES.get(&(pid as u32)) }.is_none() {
             count(Counter::ProcessMapFull);
         }
     }

@@ -64,7 +64,7 @@ fn try_mmap(ctx: &TracePointContext) -> Result<(), ()> {
     }
     let file = file_of(&k, fd as u64).ok_or(())?;
     // SAFETY: read-only view of a map value.
-    if unsafe { LIBRARY_FILES.get(file.id) }.is_some() {
+    if unsafe { LIBRARY_FILES.get(&file.id) }.is_some() {
         return Ok(());
     }
     if !names_library(&k, file.ptr) {

@@ -230,6 +230,16 @@ pub struct TraceOptions {
         requires = "metrics"
     )]
     pub metrics_grace: u64,
+    /// One perf-event uprobe per attach point instead of one multi-uprobe link per program
+    /// and library (what kernels before 6.6 get anyway): for comparing the two.
+    #[arg(
+        long,
+        hide = true,
+        env = "TT_TRACER_NO_MULTI_ATTACH",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub no_multi_attach: bool,
 }
 
 pub fn main() -> ExitCode {
@@ -294,9 +304,13 @@ fn code_for(e: &anyhow::Error) -> u8 {
             | Error::Catalog { .. },
         ) => exit::LIBRARY,
         Some(Error::NotPrivileged) => exit::PRIVILEGE,
-        Some(Error::Ebpf(_) | Error::Program { .. } | Error::Map { .. } | Error::Attach { .. }) => {
-            exit::KERNEL
-        }
+        Some(
+            Error::Ebpf(_)
+            | Error::Program { .. }
+            | Error::Map { .. }
+            | Error::Attach { .. }
+            | Error::AttachLibrary { .. },
+        ) => exit::KERNEL,
         Some(
             Error::NoSuchProcess { .. }
             | Error::ProcessGone { .. }
@@ -329,6 +343,12 @@ mod tests {
         Only::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
             .unwrap()
             .opts
+    }
+
+    #[test]
+    fn per_point_uprobes_are_asked_for_by_flag() {
+        assert!(!trace_options(&[]).no_multi_attach);
+        assert!(trace_options(&["--no-multi-attach"]).no_multi_attach);
     }
 
     #[test]

@@ -62,6 +62,15 @@ pub struct TopArgs {
     /// docs/trace.md).
     #[arg(long, value_name = "FILE")]
     trace_file: Option<PathBuf>,
+    /// One perf-event uprobe per attach point instead of one multi-uprobe link per program.
+    #[arg(
+        long,
+        hide = true,
+        env = "TT_TRACER_NO_MULTI_ATTACH",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    no_multi_attach: bool,
     /// Ended processes kept for the final report (--report-file).
     #[arg(long, value_name = "N", default_value_t = tt_tracer::collector::DEFAULT_HISTORY)]
     history: usize,
@@ -105,6 +114,7 @@ impl TopArgs {
             allow_partial: self.allow_partial,
             metrics: self.metrics,
             metrics_grace: self.metrics_grace,
+            no_multi_attach: self.no_multi_attach,
         }
     }
 }

@@ -64,6 +64,7 @@ pub enum Scope<'a> {
 pub fn start(scope: Scope<'_>, catalog: Catalog, opts: &TraceOptions) -> anyhow::Result<Session> {
     let mut load = LoadOptions::default();
     load.trace_all = matches!(scope, Scope::Host);
+    load.multi_attach = !opts.no_multi_attach;
     load.discover = match scope {
         Scope::Process { .. } => None,
         Scope::Tree { .. } | Scope::Host => Some(catalog.library.clone()),
@@ -86,6 +87,12 @@ pub fn start(scope: Scope<'_>, catalog: Catalog, opts: &TraceOptions) -> anyhow:
             // Tracked before the probes can fire, so the process has one instance from the start.
             probes.track_process(pid, tt_tracer::kernel::monotonic_ns())?;
             match libraries.arm_resolved(&mut probes, lib, resolution) {
+                // A multi-uprobe link, unlike a perf-event uprobe, is granted on a process that
+                // has exited but not been reaped; one that ended before it was tracked has no
+                // exit event coming, so it is gone as far as tracing goes.
+                Ok(_) if tt_tracer::process::is_gone(pid) => {
+                    return Err(tt_tracer::Error::ProcessGone { pid }.into())
+                }
                 Ok(_) => {}
                 // The kernel refuses a pid-scoped probe on a process that has just exited.
                 Err(_) if tt_tracer::process::is_gone(pid) => {

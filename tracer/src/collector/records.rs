@@ -190,6 +190,9 @@ pub enum Record {
         build_id: Option<String>,
         /// Attach points (uprobes and uretprobes).
         probes: usize,
+        /// Kernel attachments holding them: one multi-uprobe link per program, or one perf
+        /// event per attach point (kernels before 6.6, or --no-multi-attach).
+        links: usize,
         /// The process that loaded it, when that is how it was found (None: named with --lib).
         pid: Option<u32>,
         /// How long that process was stopped while the file was armed (ns).

@@ -113,6 +113,7 @@ fn session() -> Vec<Record> {
             path: "/venv/lib/libtt_metal.so".into(),
             build_id: Some("ab12".into()),
             probes: 38,
+            links: 2,
             pid: None,
             stopped_ns: None,
         },
