@@ -11,7 +11,7 @@
 //! A session wires it as (inside its tokio runtime, which must keep being polled for the server
 //! to answer):
 //!
-//! ```ignore
+//! ```text
 //! let exporter = MetricsExporter::bind_with_grace(addr, Duration::from_secs(grace)).await?;
 //! sinks.push(exporter.sink());                      // every record, then the final report
 //! exporter.update_health(&lost, events, malformed); // whenever the reader's counters move
