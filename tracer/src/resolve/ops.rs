@@ -23,6 +23,11 @@
 //! the ~68 operations of the old infrastructure: their symbol carries no operation name, and
 //! [`Op::OldInfra`] says so rather than naming one.
 //!
+//! Short names are not unique across namespaces (0.81.1: 316 operation types, 289 short names,
+//! e.g. `ttnn::operations::pool::Pool2D` and `ttnn::operations::pool::quasar::Pool2D`): key on
+//! [`Op::path`]. cpp_demangle misprints some parameter types of these symbols (`const` placed
+//! after a dependent nested name), so only the template arguments are read.
+//!
 //! Pure: no I/O. Tested against every such symbol of ttnn 0.81.1 and a selection from 0.62.2
 //! (`tests/fixtures/ttnn-ops`).
 
@@ -117,7 +122,7 @@ pub struct OpSymbol {
 /// a mangled name, leaving mangling that cpp_demangle and binutils read. Borrowed when there is
 /// nothing to remove, and also, unchanged, when a constraint is not one of the forms known to add
 /// no substitution candidates (`<source-name>`, `St <source-name>`, `S<seq>_`, or
-/// `N (S<seq>_ | St) <source-name> E`): removing any other would shift later `S<n>_`
+/// `N (S<seq>_ | St) <source-name> E`, without template arguments): removing any other would shift later `S<n>_`
 /// references and demangle to the wrong types, so such a name is left to fail demangling.
 pub fn strip_constraints(mangled: &str) -> Cow<'_, str> {
     if !mangled.contains("Tk") {
@@ -245,14 +250,14 @@ fn source_name_end(s: &[u8], j: usize) -> Option<usize> {
 }
 
 /// After `Tk`: the end of a constraint name that adds no substitution candidates (see
-/// [`strip_constraints`]); None for any other form.
+/// [`strip_constraints`]) and has no template arguments; None for any other form.
 fn constraint_end(s: &[u8], j: usize) -> Option<usize> {
     let substitution = |j: usize| match s.get(j)? {
         b'S' if s.get(j + 1) == Some(&b't') => Some(j + 2),
         b'S' => seq_id_end(s, j + 1).filter(|_| s.get(j + 1) != Some(&b'a')),
         _ => None,
     };
-    match s.get(j)? {
+    let end = match s.get(j)? {
         b'N' => {
             let name = source_name_end(s, substitution(j + 1)?)?;
             (s.get(name) == Some(&b'E')).then_some(name + 1)
@@ -265,7 +270,9 @@ fn constraint_end(s: &[u8], j: usize) -> Option<usize> {
         }
         c if c.is_ascii_digit() => source_name_end(s, j),
         _ => None,
-    }
+    }?;
+    // Template arguments (`St12sentinel_forIT0_E`) would need a full type parser to skip.
+    (s.get(end) != Some(&b'I')).then_some(end)
 }
 
 /// The operation and entry of a `ttnn::device_operation::detail::<function><…>` instantiation
@@ -282,6 +289,7 @@ pub fn op_of(mangled: &str) -> Option<OpSymbol> {
     let text = demangle(&strip_constraints(mangled))?;
     let head = format!("ttnn::device_operation::detail::{function}<");
     let args = template_args(&text[text.find(&head)? + head.len()..])?;
+    // First for the launch path; after the factory in `create_mesh_workload_from_workload_factory`.
     let adapter = args.into_iter().find_map(|a| a.strip_prefix(ADAPTER))?;
     let inner = adapter.strip_suffix('>')?.trim_end();
     let path = template_args(&format!("{inner}>"))?
@@ -501,7 +509,11 @@ mod tests {
         }
         // Constraints whose prefixes would be substitution candidates (`a` in `a::C`), or with
         // template arguments, are refused rather than stripped into wrong substitutions.
-        for name in ["_Z1hITkN1a1CEiEvT_", "_Z1hITkNSt7same_asIiEEiEvT_"] {
+        for name in [
+            "_Z1hITkN1a1CEiEvT_",
+            "_Z1hITkNSt7same_asIiEEiEvT_",
+            "_Z1hITkSt7same_asIiEiEvT_",
+        ] {
             assert!(matches!(strip_constraints(name), Cow::Borrowed(n) if n == name));
             assert_eq!(op_of(name), None);
         }
