@@ -122,8 +122,9 @@ pub struct OpSymbol {
 /// a mangled name, leaving mangling that cpp_demangle and binutils read. Borrowed when there is
 /// nothing to remove, and also, unchanged, when a constraint is not one of the forms known to add
 /// no substitution candidates (`<source-name>`, `St <source-name>`, `S<seq>_`, or
-/// `N (S<seq>_ | St) <source-name> E`, without template arguments): removing any other would shift later `S<n>_`
-/// references and demangle to the wrong types, so such a name is left to fail demangling.
+/// `N (S<seq>_ | St) <source-name> E`, without template arguments): removing any other would
+/// shift later `S<n>_` references and demangle to the wrong types, so such a name is left to fail
+/// demangling.
 pub fn strip_constraints(mangled: &str) -> Cow<'_, str> {
     if !mangled.contains("Tk") {
         return Cow::Borrowed(mangled);
