@@ -78,6 +78,26 @@ pub fn fixture(version: &str) -> PathBuf {
     out
 }
 
+/// The lines of a text fixture under `tests/fixtures/` (`name` relative to it), decompressed in
+/// memory when it ends in `.xz`. A missing or corrupt fixture fails the test.
+pub fn fixture_lines(name: &str) -> Vec<String> {
+    let path = workspace_root().join("tests/fixtures").join(name);
+    let raw = fs::read(&path).unwrap_or_else(|e| panic!("fixture {} missing: {e}", path.display()));
+    let text = if name.ends_with(".xz") {
+        let mut data = Vec::new();
+        lzma_rs::xz_decompress(&mut &raw[..], &mut data)
+            .unwrap_or_else(|e| panic!("fixture {} is not valid xz: {e:?}", path.display()));
+        data
+    } else {
+        raw
+    };
+    String::from_utf8(text)
+        .unwrap_or_else(|e| panic!("fixture {} is not utf-8: {e}", path.display()))
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Runs a tool and returns its stdout; any failure fails the test with the tool's stderr.
 pub fn tool(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)

@@ -6,6 +6,7 @@
 mod abi;
 mod demangle;
 mod elf;
+pub mod ops;
 
 use std::path::{Path, PathBuf};
 
