@@ -240,6 +240,20 @@ pub struct TraceOptions {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub no_multi_attach: bool,
+    /// Payload ring size in bytes, a power of two from 4096 to 1 GiB (default 8 MiB); the
+    /// reader is woken once 1/32 of it waits. Hidden: a smaller ring only serves to find the
+    /// event rate where loss starts (BENCHMARKS.md), which the report then counts.
+    #[arg(long, hide = true, value_name = "BYTES", value_parser = payload_ring_bytes)]
+    pub payload_ring_bytes: Option<u64>,
+}
+
+/// `--payload-ring-bytes`: refused at the command line (exit 2) when the kernel would refuse it.
+fn payload_ring_bytes(text: &str) -> Result<u64, String> {
+    let bytes: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count"))?;
+    tt_tracer::loader::check_payload_ring_bytes(bytes).map_err(|e| e.to_string())?;
+    Ok(bytes)
 }
 
 pub fn main() -> ExitCode {
