@@ -366,6 +366,26 @@ mod tests {
     }
 
     #[test]
+    fn the_payload_ring_size_is_refused_at_the_command_line_unless_the_kernel_takes_it() {
+        assert_eq!(trace_options(&[]).payload_ring_bytes, None);
+        assert_eq!(
+            trace_options(&["--payload-ring-bytes", "65536"]).payload_ring_bytes,
+            Some(65536)
+        );
+        for bad in ["0", "5000", "2048", "2147483648", "64K"] {
+            let e = Cli::try_parse_from(["t", "run", "--payload-ring-bytes", bad, "--", "true"])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+        }
+        // Hidden: it serves the loss-onset benchmark, not everyday use.
+        let help = Cli::try_parse_from(["t", "run", "--help"])
+            .unwrap_err()
+            .to_string();
+        assert!(!help.contains("payload-ring"), "{help}");
+    }
+
+    #[test]
     fn metrics_defaults_to_loopback_and_takes_an_address() {
         assert_eq!(trace_options(&[]).metrics, None);
         let default = trace_options(&["--metrics"]);
