@@ -33,7 +33,7 @@ pub struct BenchArgs {
     /// Kernel-binary writes per run of the loss-onset sweep (all writer threads together).
     #[arg(long, default_value_t = 1_000_000)]
     rate_calls: u32,
-    /// Runs per configuration of the loss-onset sweep (16 configurations, a few seconds each).
+    /// Runs per configuration of the loss-onset sweep (24 configurations, a few seconds each).
     #[arg(long, default_value_t = 3)]
     rate_runs: usize,
     /// Samples per configuration of the watch arming figure (median and p99 reported).
@@ -69,7 +69,7 @@ enum Figure {
     /// Collector memory per live device buffer.
     Memory,
     /// Kill → cleanup record (p50 / p99 over --kills kills), and the event rate where loss
-    /// starts (1-8 writer threads, payload rings of 8 MiB down to 64 KiB).
+    /// starts (1-32 writer threads, payload rings of 8 MiB down to 64 KiB).
     Kill,
     /// Every `watch` figure below.
     Watch,

@@ -5,7 +5,7 @@
 //! `process_exited` record is in the events file is one sample. One tracer for every kill, so
 //! the figure is the exit path alone (tracepoint, lifecycle ring, reader, sink), not start-up.
 //!
-//! Loss onset: the stand-in driver's kernel-binary writes from 1 to 8 threads at once, traced
+//! Loss onset: the stand-in driver's kernel-binary writes from 1 to 32 threads at once, traced
 //! with the default payload ring and smaller ones (the hidden `--payload-ring-bytes`), until the
 //! producers outpace the reader; what each run lost is the report's own count.
 
@@ -160,8 +160,9 @@ pub fn kill_latency(tracer: &Path, lib: &Path, driver: &Path, kills: usize) -> R
 /// Payload ring sizes of the loss-onset sweep: the default first, then smaller ones until the
 /// producers a 2-core machine can run outpace the reader.
 const RINGS: [u64; 4] = [8 << 20, 1 << 20, 256 << 10, 64 << 10];
-/// Writer threads of the sweep.
-const WRITERS: [u32; 4] = [1, 2, 4, 8];
+/// Writer threads of the sweep: past the core count, each more thread shrinks the reader's share
+/// of the CPUs.
+const WRITERS: [u32; 6] = [1, 2, 4, 8, 16, 32];
 
 /// One traced run of the sweep.
 struct RateRun {
@@ -257,7 +258,7 @@ fn traced_rate(
 }
 
 /// Where event loss starts: `calls` kernel-binary writes (4 bytes each: the write itself is
-/// nearly free, so the probes and the reader are what is measured) from 1, 2, 4, 8 threads at
+/// nearly free, so the probes and the reader are what is measured) from 1 to 32 threads at
 /// once, per payload ring size; each configuration `runs` times, interleaved, against the same
 /// writes untraced. Prints events a second produced, events applied and lost per run.
 pub fn loss_onset(tracer: &Path, lib: &Path, driver: &Path, calls: u32, runs: usize) -> Result<()> {
@@ -344,7 +345,10 @@ pub fn loss_onset(tracer: &Path, lib: &Path, driver: &Path, calls: u32, runs: us
                 "highest lossless rate {x:.0} events/s"
             )),
             first.map_or(
-                "no loss up to 8 writer threads".into(),
+                format!(
+                    "no loss up to {} writer threads",
+                    WRITERS[WRITERS.len() - 1]
+                ),
                 |(_, w, rate)| format!("loss starts at W={w}, {rate:.0} events/s")
             )
         );
