@@ -288,9 +288,20 @@ pub fn loss_onset(tracer: &Path, lib: &Path, driver: &Path, calls: u32, runs: us
         }
     }
     let untraced: Vec<f64> = untraced.into_iter().map(super::median).collect();
+    // Every run makes the same events: each must be applied or counted as lost.
+    let totals: BTreeSet<u64> = traced
+        .iter()
+        .flatten()
+        .map(|r| r.applied + r.lost)
+        .collect();
+    if totals.len() != 1 {
+        bail!("applied + lost differs between runs of the same workload: {totals:?}");
+    }
     println!(
         "loss onset: {calls} kernel-binary writes per run from W threads at once, medians of \
-         {runs} runs (untraced writes/s in the same run: {})",
+         {runs} runs; applied + lost = {} events in every run (untraced writes/s in the same \
+         run: {})",
+        totals.first().copied().unwrap_or(0),
         WRITERS
             .iter()
             .zip(&untraced)
