@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <latch>
 #include <string>
 #include <thread>
 #include <utility>
@@ -55,6 +56,7 @@ struct Options {
     unsigned long long app_kernels = 3;
     unsigned long long app_kernel_bytes = 12288;
     unsigned long long app_threads = 1;
+    unsigned long long writer_threads = 1;
     unsigned long long program_kernels = 0;
     unsigned long long buffers = 0;
     unsigned long long cbs = 0;
@@ -72,6 +74,7 @@ const char kUsage[] =
     "  --app-kernels M        direct application kernels per device (default 3)\n"
     "  --app-kernel-bytes B   bytes per application kernel, multiple of 4 (default 12288)\n"
     "  --app-threads T        loader threads; T>1 loads during fabric bring-up (default 1)\n"
+    "  --writer-threads W     threads writing the application kernels at once, after open (default 1)\n"
     "  --program-kernels K    programs per open, enqueued on the whole mesh (default 0)\n"
     "  --slow-dispatch        set TT_METAL_SLOW_DISPATCH_MODE=1 (no value)\n"
     "  --buffers K            mesh buffers per open, all but the first freed (default 0)\n"
@@ -108,8 +111,8 @@ unsigned long long parse_number(const char* flag, const char* text, unsigned lon
 
 bool is_known_flag(const std::string& flag) {
     static const char* const kFlags[] = {
-        "--devices", "--app-kernels", "--app-kernel-bytes", "--app-threads", "--program-kernels", "--buffers",
-        "--cbs",     "--end",         "--wait-file",        "--hold-ms",     "--repeat",
+        "--devices", "--app-kernels", "--app-kernel-bytes", "--app-threads", "--writer-threads", "--program-kernels",
+        "--buffers", "--cbs",         "--end",              "--wait-file",   "--hold-ms",        "--repeat",
     };
     for (const char* known : kFlags) {
         if (flag == known) {
@@ -156,6 +159,8 @@ Options parse_args(int argc, char** argv) {
             }
         } else if (flag == "--app-threads") {
             o.app_threads = parse_number(f, value, 1, 256);
+        } else if (flag == "--writer-threads") {
+            o.writer_threads = parse_number(f, value, 1, 256);
         } else if (flag == "--program-kernels") {
             o.program_kernels = parse_number(f, value, 0, kMax);
         } else if (flag == "--buffers") {
@@ -188,6 +193,9 @@ Options parse_args(int argc, char** argv) {
         } else {
             usage_error("unknown flag %s", f);
         }
+    }
+    if (o.app_threads > 1 && o.writer_threads > 1) {
+        usage_error("%s", "--app-threads and --writer-threads cannot both be above 1");
     }
     return o;
 }
@@ -222,10 +230,11 @@ struct Tally {
     std::vector<std::atomic<unsigned long long>> program_kernels;
     // Firmware per HalProgrammableCoreType, as the library wrote it (read at the end).
     std::vector<std::array<std::pair<unsigned long long, unsigned long long>, 3>> firmware;
-    long long workload_ns = 0;  // single-threaded application loads only (benchmark)
-    // The same loop's CPU time on its thread: uprobe traps and their programs run in the
-    // thread's context, so they count here, while time preempted by other work does not.
-    long long workload_cpu_ns = 0;
+    // Application loads after open (benchmark): from the first write to the last writer's end.
+    long long workload_ns = 0;
+    // The same loop's CPU time on its threads, summed: uprobe traps and their programs run in
+    // the writing thread's context, so they count here, while time preempted by other work does not.
+    std::atomic<long long> workload_cpu_ns{0};
 };
 
 // CPU time of the calling thread (user + system), ns.
@@ -249,11 +258,46 @@ bool load_app_kernels(const Options& o, Tally& t, unsigned long long first, unsi
     return true;
 }
 
+// The application kernels written by o.writer_threads threads at once, each calling the
+// library on its own thread (as tt-metal writes on its caller's thread), released together.
+void write_concurrently(const Options& o, Tally& t) {
+    std::latch ready(static_cast<std::ptrdiff_t>(o.writer_threads));
+    std::latch go(1);
+    std::atomic<bool> failed{false};
+    std::vector<std::thread> writers;
+    for (unsigned long long i = 0; i < o.writer_threads; ++i) {
+        writers.emplace_back([&, i] {
+            ready.count_down();
+            go.wait();
+            const long long cpu0 = thread_cpu_ns();
+            if (!load_app_kernels(o, t, i, o.writer_threads)) {
+                failed = true;
+            }
+            t.workload_cpu_ns += thread_cpu_ns() - cpu0;
+        });
+    }
+    ready.wait();
+    const auto t0 = std::chrono::steady_clock::now();
+    go.count_down();
+    for (auto& th : writers) {
+        th.join();
+    }
+    t.workload_ns +=
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+    if (failed) {
+        fail("application kernel write refused");
+    }
+}
+
 standin_mesh* open_and_load(const Options& o, Tally& t) {
     if (o.app_threads == 1) {
         standin_mesh* mesh = standin_open_mesh(static_cast<int>(o.devices));
         if (mesh == nullptr) {
             fail("standin_open_mesh failed");
+        }
+        if (o.writer_threads > 1) {
+            write_concurrently(o, t);
+            return mesh;
         }
         // Timed for the probe-cost benchmark: nothing but probed writes happen in here.
         const long long cpu0 = thread_cpu_ns();
@@ -399,12 +443,12 @@ void print_oracle(const Options& o, Tally& t) {
         "DRIVER {\"pid\":%ld,\"devices\":%llu,\"dispatch\":\"%s\",\"app_kernels_per_device\":%llu,"
         "\"app_bytes_per_device\":%llu,\"program_kernels_per_device\":%llu,\"application_per_device\":%s,"
         "\"firmware_per_device\":%s,\"end\":\"%s\",\"uid\":%u,\"gid\":%u,\"groups\":[%s],"
-        "\"workload_ns\":%lld,\"workload_cpu_ns\":%lld}\n",
+        "\"writer_threads\":%llu,\"workload_ns\":%lld,\"workload_cpu_ns\":%lld}\n",
         static_cast<long>(::getpid()), o.devices, standin_fast_dispatch() == 1 ? "fast" : "slow",
         written.count.load() + buffers.count.load(), written.bytes.load() + buffers.bytes.load(),
         t.program_kernels[0].load(), application.c_str(), firmware.c_str(), o.end_name,
         static_cast<unsigned>(::getuid()), static_cast<unsigned>(::getgid()), group_list.c_str(),
-        static_cast<long long>(t.workload_ns), static_cast<long long>(t.workload_cpu_ns));
+        o.writer_threads, static_cast<long long>(t.workload_ns), static_cast<long long>(t.workload_cpu_ns.load()));
     std::fflush(stdout);
 }
 

@@ -1037,43 +1037,33 @@ fn child_named(parent: u32, comm: &str) -> u32 {
     }
 }
 
-/// Events lost for real (the tracer stopped while the command floods the ring): the report says
-/// the ledger is incomplete in the process's own section, in the JSON, and on stderr, and never
-/// claims the devices were left clean.
-#[test]
-fn a_ledger_with_lost_events_says_it_is_incomplete() {
+/// `tt-tracer run [tracer_args] --lib … -- tt_driver [driver_args] --wait-file GO` with the
+/// tracer stopped (SIGSTOP) from the moment the driver waits for GO until the driver has ended:
+/// nothing reads the rings while it runs. The run and the driver's pid.
+fn run_with_reader_stopped(tracer_args: &[&str], driver_args: &[&str]) -> (Traced, u32) {
     require_root();
     let s = standin();
     let go = target_dir()
         .join("it-scratch")
         .join(format!("go-{}", monotonic_ns()));
     std::fs::create_dir_all(go.parent().unwrap()).unwrap();
-    let child = spawn_trace(
-        &[
-            "run",
-            "--lib",
-            s.lib.to_str().unwrap(),
-            "--",
-            s.driver.to_str().unwrap(),
-            "--devices",
-            "1",
-            "--app-kernels",
-            "200000",
-            "--app-kernel-bytes",
-            "64",
-            "--wait-file",
-            go.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .unwrap();
+    let mut args = vec!["run"];
+    args.extend_from_slice(tracer_args);
+    args.extend_from_slice(&[
+        "--lib",
+        s.lib.to_str().unwrap(),
+        "--",
+        s.driver.to_str().unwrap(),
+    ]);
+    args.extend_from_slice(driver_args);
+    args.extend_from_slice(&["--wait-file", go.to_str().unwrap()]);
+    let child = spawn_trace(&args, &[]).unwrap();
     let tracer = child.child.id();
     // Exec'd (so armed), waiting for the go file.
     let driver = child_named(tracer, "tt_driver");
     // SAFETY: signalling the tracer we started.
     assert_eq!(unsafe { libc::kill(tracer as i32, libc::SIGSTOP) }, 0);
     std::fs::write(&go, "").unwrap();
-    // 200,000 kernel writes into an 8 MiB ring (~87,000 events) that nobody reads.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while std::fs::read_to_string(format!("/proc/{driver}/stat"))
         .is_ok_and(|st| !st.contains(") Z "))
@@ -1085,6 +1075,26 @@ fn a_ledger_with_lost_events_says_it_is_incomplete() {
     assert_eq!(unsafe { libc::kill(tracer as i32, libc::SIGCONT) }, 0);
     let t = child.wait().unwrap();
     let _ = std::fs::remove_file(&go);
+    (t, driver)
+}
+
+/// Events lost for real (the tracer stopped while the command floods the ring): the report says
+/// the ledger is incomplete in the process's own section, in the JSON, and on stderr, and never
+/// claims the devices were left clean.
+#[test]
+fn a_ledger_with_lost_events_says_it_is_incomplete() {
+    // 200,000 kernel writes into an 8 MiB ring (~87,000 events) that nobody reads.
+    let (t, driver) = run_with_reader_stopped(
+        &[],
+        &[
+            "--devices",
+            "1",
+            "--app-kernels",
+            "200000",
+            "--app-kernel-bytes",
+            "64",
+        ],
+    );
     assert!(t.status.success(), "{}", t.stderr);
     let lost = t.report["lost"]["payload_ring_full"]
         .as_u64()
@@ -1119,4 +1129,87 @@ fn a_ledger_with_lost_events_says_it_is_incomplete() {
         !section.contains("nothing left on its devices\n"),
         "an incomplete ledger never claims a clean exit: {section}"
     );
+}
+
+/// The loss-onset benchmark's workload at a moderate size: 2 threads × 20,000 kernel writes at
+/// once, after open.
+const TWO_WRITERS: [&str; 8] = [
+    "--devices",
+    "1",
+    "--app-kernels",
+    "40000",
+    "--app-kernel-bytes",
+    "64",
+    "--writer-threads",
+    "2",
+];
+
+/// Two threads writing application kernels at the same time lose nothing: every write is in the
+/// ledger, booked to its own thread. Forced loss through the hidden `--payload-ring-bytes` (one
+/// page, the reader stopped) is counted event for event: what was applied plus what was lost is
+/// what the lossless run applied, and the report says incomplete.
+#[test]
+fn concurrent_writers_lose_nothing_and_forced_loss_is_counted_event_for_event() {
+    let t = run_driver(&TWO_WRITERS);
+    assert!(t.status.success(), "{}", t.stderr);
+    let driver = t.driver();
+    assert_eq!(num(&driver, "writer_threads"), 2);
+    let pid = num(&driver, "pid");
+    assert_eq!(
+        num(
+            field(field(&driver, "application_per_device"), "written"),
+            "count"
+        ),
+        40_000
+    );
+    assert_ledger(&t, t.process(pid), &driver);
+    t.assert_nothing_lost();
+    assert_eq!(t.report["complete"], true);
+    // Each writer thread's share, and the two overlapped: (count, first, last) per thread.
+    let mut by_thread: std::collections::BTreeMap<u64, (u64, u64, u64)> = Default::default();
+    for e in records(&t, "kernel_loaded") {
+        if e["class"] == "application" {
+            let (tid, ts) = (num(e, "tid"), num(e, "ts_ns"));
+            let s = by_thread.entry(tid).or_insert((0, ts, ts));
+            *s = (s.0 + 1, s.1.min(ts), s.2.max(ts));
+        }
+    }
+    let shares: Vec<u64> = by_thread.values().map(|s| s.0).collect();
+    assert_eq!(shares, [20_000, 20_000], "per writer thread");
+    assert!(
+        !by_thread.contains_key(&pid),
+        "written on the writer threads, not the main one"
+    );
+    let (a, b) = (
+        by_thread.values().next().unwrap(),
+        by_thread.values().last().unwrap(),
+    );
+    assert!(
+        a.1.max(b.1) < a.2.min(b.2),
+        "the two threads never wrote at the same time; the test proves nothing"
+    );
+    let applied = num(&t.report, "events");
+
+    // One page holds 4096 / (88 + 8-byte record header) = 42 events; nobody reads it.
+    let (lossy, driver_pid) =
+        run_with_reader_stopped(&["--payload-ring-bytes", "4096"], &TWO_WRITERS);
+    assert!(lossy.status.success(), "{}", lossy.stderr);
+    let lost = field(&lossy.report, "lost");
+    let dropped = num(lost, "payload_ring_full");
+    assert!(
+        dropped >= 40_000 - 42,
+        "a one-page ring dropped nearly every write: {dropped} (the default 8 MiB would drop none)"
+    );
+    for (k, v) in lost.as_object().unwrap() {
+        if k != "payload_ring_full" {
+            assert_eq!(v, 0, "lost counter {k}");
+        }
+    }
+    assert_eq!(
+        num(&lossy.report, "events") + dropped,
+        applied,
+        "every event of the run is either applied or counted as lost"
+    );
+    assert_eq!(lossy.report["complete"], false);
+    assert_eq!(lossy.process(u64::from(driver_pid))["complete"], false);
 }

@@ -62,6 +62,37 @@ impl Default for LoadOptions {
     }
 }
 
+/// Bounds of the payload ring's size: one page (the kernel's unit) to 1 GiB.
+pub const PAYLOAD_RING_BYTES: std::ops::RangeInclusive<u64> = 4096..=1 << 30;
+
+/// The payload ring wakes the reader once this fraction of it waits (256 KiB of the default
+/// 8 MiB): a smaller ring is drained at the same fill level, not only by the poll timer.
+const WAKEUP_FRACTION: u32 = 32;
+
+impl LoadOptions {
+    /// Sets the payload ring's size (a power of two in [`PAYLOAD_RING_BYTES`]), and the wake-up
+    /// threshold with it. Smaller than the default only to find where loss starts.
+    pub fn set_payload_ring_bytes(&mut self, bytes: u64) -> Result<()> {
+        let bytes = check_payload_ring_bytes(bytes)?;
+        self.payload_ring_bytes = bytes;
+        self.wakeup_bytes = u64::from(bytes / WAKEUP_FRACTION);
+        Ok(())
+    }
+}
+
+/// `bytes` as a payload ring size the kernel accepts, or why not.
+pub fn check_payload_ring_bytes(bytes: u64) -> Result<u32> {
+    if !PAYLOAD_RING_BYTES.contains(&bytes) || !bytes.is_power_of_two() {
+        return Err(Error::Other(format!(
+            "payload ring of {bytes} bytes: must be a power of two from {} to {}",
+            PAYLOAD_RING_BYTES.start(),
+            PAYLOAD_RING_BYTES.end()
+        )));
+    }
+    // In range, so it fits.
+    Ok(bytes as u32)
+}
+
 /// How uprobes are attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttachMode {
@@ -634,5 +665,39 @@ fn map_err(name: &str, source: aya::maps::MapError) -> Error {
     Error::Map {
         map: name.into(),
         source: Box::new(source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_ring_sizes_are_powers_of_two_from_a_page_to_a_gibibyte() {
+        for ok in [4096, 64 << 10, 8 << 20, 1 << 30] {
+            assert_eq!(check_payload_ring_bytes(ok).unwrap() as u64, ok);
+        }
+        for bad in [0, 1, 2048, 4095, 5000, 3 << 20, 2 << 30, u64::MAX] {
+            assert!(check_payload_ring_bytes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_smaller_ring_wakes_the_reader_at_the_default_fill_fraction() {
+        let default = LoadOptions::default();
+        assert_eq!(
+            default.wakeup_bytes * u64::from(WAKEUP_FRACTION),
+            u64::from(default.payload_ring_bytes)
+        );
+        let mut small = LoadOptions::default();
+        small.set_payload_ring_bytes(64 << 10).unwrap();
+        assert_eq!(small.payload_ring_bytes, 64 << 10);
+        assert_eq!(small.wakeup_bytes, 2 << 10);
+        assert!(small.set_payload_ring_bytes(100).is_err());
+        assert_eq!(
+            small.payload_ring_bytes,
+            64 << 10,
+            "unchanged by a refused size"
+        );
     }
 }

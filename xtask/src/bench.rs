@@ -30,6 +30,12 @@ pub struct BenchArgs {
     /// SIGKILLed drivers in the kill → cleanup figure (p50 and p99 reported).
     #[arg(long, default_value_t = 1000)]
     kills: usize,
+    /// Kernel-binary writes per run of the loss-onset sweep (all writer threads together).
+    #[arg(long, default_value_t = 1_000_000)]
+    rate_calls: u32,
+    /// Runs per configuration of the loss-onset sweep (24 configurations, a few seconds each).
+    #[arg(long, default_value_t = 3)]
+    rate_runs: usize,
     /// Samples per configuration of the watch arming figure (median and p99 reported).
     #[arg(long, default_value_t = 30)]
     arm_samples: usize,
@@ -62,8 +68,8 @@ enum Figure {
     Attach,
     /// Collector memory per live device buffer.
     Memory,
-    /// Kill → cleanup record (p50 / p99 over --kills kills), and events a second one producer
-    /// thread streams with nothing lost.
+    /// Kill → cleanup record (p50 / p99 over --kills kills), and the event rate where loss
+    /// starts (1-32 writer threads, payload rings of 8 MiB down to 64 KiB).
     Kill,
     /// Every `watch` figure below.
     Watch,
@@ -233,7 +239,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     // Kill → cleanup-record latency over many kills; the event rate one thread sustains.
     if want(Figure::Kill) {
         kill::kill_latency(&tracer, &lib, &driver, a.kills)?;
-        kill::sustained_rate(&tracer, &lib, &driver, 1_000_000)?;
+        kill::loss_onset(&tracer, &lib, &driver, a.rate_calls, a.rate_runs)?;
     }
     let parts = watch::Parts {
         tracer: &tracer,

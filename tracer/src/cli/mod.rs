@@ -240,6 +240,20 @@ pub struct TraceOptions {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub no_multi_attach: bool,
+    /// Payload ring size in bytes, a power of two from 4096 to 1 GiB (default 8 MiB); the
+    /// reader is woken once 1/32 of it waits. Hidden: a smaller ring only serves to find the
+    /// event rate where loss starts (BENCHMARKS.md), which the report then counts.
+    #[arg(long, hide = true, value_name = "BYTES", value_parser = payload_ring_bytes)]
+    pub payload_ring_bytes: Option<u64>,
+}
+
+/// `--payload-ring-bytes`: refused at the command line (exit 2) when the kernel would refuse it.
+fn payload_ring_bytes(text: &str) -> Result<u64, String> {
+    let bytes: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count"))?;
+    tt_tracer::loader::check_payload_ring_bytes(bytes).map_err(|e| e.to_string())?;
+    Ok(bytes)
 }
 
 pub fn main() -> ExitCode {
@@ -349,6 +363,26 @@ mod tests {
     fn per_point_uprobes_are_asked_for_by_flag() {
         assert!(!trace_options(&[]).no_multi_attach);
         assert!(trace_options(&["--no-multi-attach"]).no_multi_attach);
+    }
+
+    #[test]
+    fn the_payload_ring_size_is_refused_at_the_command_line_unless_the_kernel_takes_it() {
+        assert_eq!(trace_options(&[]).payload_ring_bytes, None);
+        assert_eq!(
+            trace_options(&["--payload-ring-bytes", "65536"]).payload_ring_bytes,
+            Some(65536)
+        );
+        for bad in ["0", "5000", "2048", "2147483648", "64K"] {
+            let e = Cli::try_parse_from(["t", "run", "--payload-ring-bytes", bad, "--", "true"])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+        }
+        // Hidden: it serves the loss-onset benchmark, not everyday use.
+        let help = Cli::try_parse_from(["t", "run", "--help"])
+            .unwrap_err()
+            .to_string();
+        assert!(!help.contains("payload-ring"), "{help}");
     }
 
     #[test]

@@ -115,6 +115,7 @@ impl TopArgs {
             metrics: self.metrics,
             metrics_grace: self.metrics_grace,
             no_multi_attach: self.no_multi_attach,
+            payload_ring_bytes: None,
         }
     }
 }

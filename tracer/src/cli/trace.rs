@@ -65,6 +65,9 @@ pub fn start(scope: Scope<'_>, catalog: Catalog, opts: &TraceOptions) -> anyhow:
     let mut load = LoadOptions::default();
     load.trace_all = matches!(scope, Scope::Host);
     load.multi_attach = !opts.no_multi_attach;
+    if let Some(bytes) = opts.payload_ring_bytes {
+        load.set_payload_ring_bytes(bytes)?;
+    }
     load.discover = match scope {
         Scope::Process { .. } => None,
         Scope::Tree { .. } | Scope::Host => Some(catalog.library.clone()),

@@ -1,12 +1,16 @@
-//! How fast a process's end reaches the records, and how many events a second one producer
-//! thread can stream without loss.
+//! How fast a process's end reaches the records, and the event rate at which loss starts.
 //!
 //! Kill → cleanup record: one `tt-tracer run` over a shell that starts a stand-in driver per
 //! line it reads; each driver holds its devices, is killed with SIGKILL, and the time until its
 //! `process_exited` record is in the events file is one sample. One tracer for every kill, so
 //! the figure is the exit path alone (tracepoint, lifecycle ring, reader, sink), not start-up.
+//!
+//! Loss onset: the stand-in driver's kernel-binary writes from 1 to 32 threads at once, traced
+//! with the default payload ring and smaller ones (the hidden `--payload-ring-bytes`), until the
+//! producers outpace the reader; what each run lost is the report's own count.
 
 use std::{
+    collections::BTreeSet,
     fs::File,
     io::{BufRead as _, BufReader, Write as _},
     path::Path,
@@ -153,33 +157,29 @@ pub fn kill_latency(tracer: &Path, lib: &Path, driver: &Path, kills: usize) -> R
     Ok(())
 }
 
-/// Events a second from one producer thread, at its full speed (`calls` kernel-binary writes
-/// in a row, nothing else), and how many were lost (counted, never silent).
-pub fn sustained_rate(tracer: &Path, lib: &Path, driver: &Path, calls: u32) -> Result<()> {
-    let scratch = crate::root().join("target/bench-scratch");
-    std::fs::create_dir_all(&scratch)?;
-    let report = scratch.join("rate-report.json");
-    let out = Command::new(tracer)
-        .args(["run", "--lib"])
-        .arg(lib)
-        .arg("--report-file")
-        .arg(&report)
-        .arg("--")
-        .arg(driver)
-        .args(["--devices", "1", "--app-kernel-bytes", "4", "--app-kernels"])
-        .arg(calls.to_string())
-        .stderr(Stdio::null())
-        .output()
-        .context("tt-tracer run")?;
-    if !out.status.success() {
-        bail!("tt-tracer run of the rate figure failed: {}", out.status);
-    }
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
-    let lost: u64 = r["lost"]
-        .as_object()
-        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
-        .unwrap_or(0);
-    let text = String::from_utf8_lossy(&out.stdout);
+/// Payload ring sizes of the loss-onset sweep: the default first, then smaller ones until the
+/// producers a 2-core machine can run outpace the reader.
+const RINGS: [u64; 4] = [8 << 20, 1 << 20, 256 << 10, 64 << 10];
+/// Writer threads of the sweep: past the core count, each more thread shrinks the reader's share
+/// of the CPUs.
+const WRITERS: [u32; 6] = [1, 2, 4, 8, 16, 32];
+
+/// One traced run of the sweep.
+struct RateRun {
+    /// Kernel-binary writes a second, all writer threads together (the driver's own clock).
+    rate: f64,
+    /// Events the collector applied.
+    applied: u64,
+    /// Every loss counter summed.
+    lost: u64,
+    /// Names of the loss counters that moved.
+    lost_by: BTreeSet<String>,
+    complete: bool,
+}
+
+/// Writes a second of one driver run printing its DRIVER line in `stdout`.
+fn driver_rate(stdout: &[u8], calls: u32) -> Result<f64> {
+    let text = String::from_utf8_lossy(stdout);
     let line = text
         .lines()
         .find_map(|l| l.strip_prefix("DRIVER "))
@@ -189,12 +189,188 @@ pub fn sustained_rate(tracer: &Path, lib: &Path, driver: &Path, calls: u32) -> R
         .as_f64()
         .context("DRIVER line without workload_ns")?
         / 1e9;
-    println!(
-        "sustained rate, one producer thread at full speed: {calls} events in {secs:.3} s = \
-         {:.0} events/s traced; lost {lost}; events applied {} (8 MiB payload ring)",
-        calls as f64 / secs,
-        r["events"]
-    );
+    Ok(f64::from(calls) / secs)
+}
+
+/// The driver's arguments for `calls` 4-byte kernel writes from `writers` threads at once.
+fn rate_workload(calls: u32, writers: u32) -> Vec<String> {
+    ["--devices", "1", "--app-kernel-bytes", "4", "--app-kernels"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            calls.to_string(),
+            "--writer-threads".into(),
+            writers.to_string(),
+        ])
+        .collect()
+}
+
+fn traced_rate(
+    tracer: &Path,
+    lib: &Path,
+    driver: &Path,
+    calls: u32,
+    writers: u32,
+    ring: u64,
+) -> Result<RateRun> {
+    let scratch = crate::root().join("target/bench-scratch");
+    std::fs::create_dir_all(&scratch)?;
+    let report = scratch.join("rate-report.json");
+    let _ = std::fs::remove_file(&report);
+    let out = Command::new(tracer)
+        .args(["run", "--payload-ring-bytes", &ring.to_string(), "--lib"])
+        .arg(lib)
+        .arg("--report-file")
+        .arg(&report)
+        .arg("--")
+        .arg(driver)
+        .args(rate_workload(calls, writers))
+        .stderr(Stdio::null())
+        .output()
+        .context("tt-tracer run")?;
+    if !out.status.success() {
+        bail!("tt-tracer run of the rate figure failed: {}", out.status);
+    }
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
+    let counters = r["lost"].as_object().context("report without lost")?;
+    let lost_by = counters
+        .iter()
+        .filter(|(_, v)| v.as_u64().is_some_and(|n| n > 0))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let run = RateRun {
+        rate: driver_rate(&out.stdout, calls)?,
+        applied: r["events"].as_u64().context("report without events")?,
+        lost: counters.values().filter_map(|v| v.as_u64()).sum(),
+        lost_by,
+        complete: r["complete"].as_bool().context("report without complete")?,
+    };
+    // A report that counts a loss must say it is incomplete, and one that does not, complete.
+    if run.complete != (run.lost == 0) {
+        bail!(
+            "report says complete: {} with {} events lost",
+            run.complete,
+            run.lost
+        );
+    }
     super::wait_for_detach();
+    Ok(run)
+}
+
+/// Where event loss starts: `calls` kernel-binary writes (4 bytes each: the write itself is
+/// nearly free, so the probes and the reader are what is measured) from 1 to 32 threads at
+/// once, per payload ring size; each configuration `runs` times, interleaved, against the same
+/// writes untraced. Prints events a second produced, events applied and lost per run.
+pub fn loss_onset(tracer: &Path, lib: &Path, driver: &Path, calls: u32, runs: usize) -> Result<()> {
+    let configs: Vec<(u64, u32)> = RINGS
+        .iter()
+        .flat_map(|&ring| WRITERS.iter().map(move |&w| (ring, w)))
+        .collect();
+    let mut traced: Vec<Vec<RateRun>> = configs.iter().map(|_| Vec::new()).collect();
+    let mut untraced: Vec<Vec<f64>> = WRITERS.iter().map(|_| Vec::new()).collect();
+    for round in 0..runs {
+        for (i, w) in WRITERS.iter().enumerate() {
+            let out = Command::new(driver)
+                .args(rate_workload(calls, *w))
+                .stderr(Stdio::null())
+                .output()
+                .context("untraced driver")?;
+            if !out.status.success() {
+                bail!("untraced driver failed: {}", out.status);
+            }
+            untraced[i].push(driver_rate(&out.stdout, calls)?);
+        }
+        // Each round in another order, so no configuration always follows the same one.
+        for k in 0..configs.len() {
+            let i = (k + round * 5) % configs.len();
+            let (ring, w) = configs[i];
+            traced[i].push(traced_rate(tracer, lib, driver, calls, w, ring)?);
+        }
+    }
+    let untraced: Vec<f64> = untraced.into_iter().map(super::median).collect();
+    // Every run makes the same events: each must be applied or counted as lost.
+    let totals: BTreeSet<u64> = traced
+        .iter()
+        .flatten()
+        .map(|r| r.applied + r.lost)
+        .collect();
+    if totals.len() != 1 {
+        bail!("applied + lost differs between runs of the same workload: {totals:?}");
+    }
+    println!(
+        "loss onset: {calls} kernel-binary writes per run from W threads at once, medians of \
+         {runs} runs; applied + lost = {} events in every run (untraced writes/s in the same \
+         run: {})",
+        totals.first().copied().unwrap_or(0),
+        WRITERS
+            .iter()
+            .zip(&untraced)
+            .map(|(w, r)| format!("W={w} {r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "| payload ring | W | events/s produced (traced / untraced) | events applied | lost per run | complete |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut onset = Vec::new();
+    for (i, (ring, w)) in configs.iter().enumerate() {
+        let rs = &traced[i];
+        let rate = super::median(rs.iter().map(|r| r.rate).collect());
+        let applied = super::median(rs.iter().map(|r| r.applied as f64).collect());
+        let base = untraced[WRITERS.iter().position(|x| x == w).unwrap_or(0)];
+        let lost: Vec<String> = rs.iter().map(|r| r.lost.to_string()).collect();
+        let by: BTreeSet<&String> = rs.iter().flat_map(|r| &r.lost_by).collect();
+        let complete = rs.iter().filter(|r| r.complete).count();
+        println!(
+            "| {} | {w} | {rate:.0} ({:.2}× untraced) | {applied:.0} | {}{} | {complete}/{} |",
+            ring_name(*ring),
+            rate / base,
+            lost.join(" / "),
+            if by.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({})",
+                    by.into_iter().cloned().collect::<Vec<_>>().join(", ")
+                )
+            },
+            rs.len()
+        );
+        if onset.iter().all(|(r, _, _)| r != ring) && rs.iter().any(|r| r.lost > 0) {
+            onset.push((*ring, *w, rate));
+        }
+    }
+    for ring in RINGS {
+        let lossless = configs
+            .iter()
+            .zip(&traced)
+            .filter(|((r, _), rs)| *r == ring && rs.iter().all(|x| x.lost == 0))
+            .map(|(_, rs)| super::median(rs.iter().map(|r| r.rate).collect()))
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        let first = onset.iter().find(|(r, _, _)| *r == ring);
+        println!(
+            "{} payload ring: {}; {}",
+            ring_name(ring),
+            lossless.map_or("no configuration lossless".into(), |x| format!(
+                "highest lossless rate {x:.0} events/s"
+            )),
+            first.map_or(
+                format!(
+                    "no loss up to {} writer threads",
+                    WRITERS[WRITERS.len() - 1]
+                ),
+                |(_, w, rate)| format!("loss starts at W={w}, {rate:.0} events/s")
+            )
+        );
+    }
     Ok(())
+}
+
+fn ring_name(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
 }
