@@ -441,42 +441,41 @@ impl MetricsState {
             Record::MeshOpened { pid, .. } => {
                 self.process(*pid);
             }
+            // A buffers-cleared record (device or mesh close) moves the gauges, not the counts.
             Record::BufferAllocated {
                 pid,
                 chip,
                 mesh,
                 buffer_type,
                 ..
-            } => {
-                let series = self.buffer_series(*pid, Owner::of(*chip, *mesh), *buffer_type);
-                for labels in &series {
-                    self.families.buffer_allocations.get_or_create(labels).inc();
-                }
-                self.set_buffer_gauges(*pid, Owner::of(*chip, *mesh), *buffer_type, &series);
             }
-            Record::BufferFreed {
+            | Record::BufferFreed {
+                pid,
+                chip,
+                mesh,
+                buffer_type,
+                ..
+            }
+            | Record::BuffersCleared {
                 pid,
                 chip,
                 mesh,
                 buffer_type,
                 ..
             } => {
-                let series = self.buffer_series(*pid, Owner::of(*chip, *mesh), *buffer_type);
-                for labels in &series {
-                    self.families.buffer_frees.get_or_create(labels).inc();
+                let owner = Owner::of(*chip, *mesh);
+                let series = self.buffer_series(*pid, owner, *buffer_type);
+                let count = match record {
+                    Record::BufferAllocated { .. } => Some(&self.families.buffer_allocations),
+                    Record::BufferFreed { .. } => Some(&self.families.buffer_frees),
+                    _ => None,
+                };
+                if let Some(count) = count {
+                    for labels in &series {
+                        count.get_or_create(labels).inc();
+                    }
                 }
-                self.set_buffer_gauges(*pid, Owner::of(*chip, *mesh), *buffer_type, &series);
-            }
-            // Released together (device or mesh close): not frees.
-            Record::BuffersCleared {
-                pid,
-                chip,
-                mesh,
-                buffer_type,
-                ..
-            } => {
-                let series = self.buffer_series(*pid, Owner::of(*chip, *mesh), *buffer_type);
-                self.set_buffer_gauges(*pid, Owner::of(*chip, *mesh), *buffer_type, &series);
+                self.set_buffer_gauges(*pid, owner, *buffer_type, &series);
             }
             Record::CircularBufferAllocated { pid, chip, .. }
             | Record::CircularBuffersReleased { pid, chip, .. } => {
