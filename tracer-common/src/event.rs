@@ -27,6 +27,9 @@ pub enum Origin {
     MeshAllocator = 7,
     /// Inside a throw-away allocator used only to compute bank tables.
     ScratchAllocator = 8,
+    /// Inside a ttnn device operation's launch (its outputs are allocated in there): the
+    /// context's `this` is the attach cookie, which names the operation.
+    Op = 9,
 }
 
 /// What an event reports.

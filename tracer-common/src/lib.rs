@@ -14,4 +14,6 @@ pub mod recipe;
 pub use counters::Counter;
 pub use event::{Event, EventKind, Origin};
 pub use kernel::{FileId, KernelOffsets, LibraryState, MAX_LIBRARY_NAME};
-pub use recipe::{FieldOp, FieldRule, Recipe, RecipeKind, Ring, MAX_FIELDS, MAX_RECIPES};
+pub use recipe::{
+    FieldOp, FieldRule, Recipe, RecipeKind, Ring, CONTEXT_NAMED_BY_COOKIE, MAX_FIELDS, MAX_RECIPES,
+};

@@ -6,7 +6,11 @@
 //! every role and every tt-metal version.
 
 /// Most attach points a single tracer instance configures.
-pub const MAX_RECIPES: u32 = 1024;
+pub const MAX_RECIPES: u32 = 16384;
+/// [`Recipe::context_arg`] value for a context named by its attach point rather than by an
+/// argument: the context's `this` is the attach cookie (a ttnn operation: one attach point per
+/// operation type, so the cookie says which operation runs).
+pub const CONTEXT_NAMED_BY_COOKIE: u8 = 0xff;
 /// Most fields a recipe reads per call.
 pub const MAX_FIELDS: usize = 4;
 
@@ -103,7 +107,8 @@ pub struct Recipe {
     /// For [`RecipeKind::Context`]: the [`crate::Origin`] pushed while the function runs.
     pub origin: u8,
     /// For [`RecipeKind::Context`]: the argument register naming the context: `this` (after a
-    /// hidden result pointer, if any), else the first argument.
+    /// hidden result pointer, if any), else the first argument; or
+    /// [`CONTEXT_NAMED_BY_COOKIE`].
     pub context_arg: u8,
     /// Library the attach point is in (1-based id kept by user space), copied into events.
     pub library: u16,

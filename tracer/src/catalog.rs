@@ -42,7 +42,15 @@ struct RawRole {
     member: bool,
     #[serde(default)]
     returns_by_value: bool,
+    /// Another library of the package (a file beside the main one) the role lives in.
+    #[serde(default)]
+    library: Option<String>,
+    #[serde(default)]
     names: Vec<String>,
+    /// Function templates whose every instantiation is an attach point, each naming its
+    /// operation in a template argument.
+    #[serde(default)]
+    instances_of: Vec<String>,
     #[serde(default)]
     fields: Vec<FieldSpec>,
     #[serde(default)]
@@ -97,9 +105,22 @@ pub struct RoleSpec {
     pub required: bool,
     pub member: bool,
     pub returns_by_value: bool,
+    /// The library file of the package the role lives in, when not the main one
+    /// ([`Catalog::library`]): found beside it.
+    pub library: Option<String>,
     pub names: Vec<String>,
+    /// Function templates whose every instantiation is an attach point (ttnn operations: the
+    /// operation is a template argument, so each attach point knows its operation).
+    pub instances_of: Vec<String>,
     pub fields: Vec<FieldSpec>,
     pub ret: Option<Field>,
+}
+
+impl RoleSpec {
+    /// A context that its attach point names (one per operation type) rather than an argument.
+    pub fn named_by_attach_point(&self) -> bool {
+        self.kind == RecipeKind::Context && self.origin == Origin::Op
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -154,14 +175,34 @@ impl Catalog {
             }
             let origin = r.origin.unwrap_or(Origin::Application);
             let ring = r.ring.unwrap_or(Ring::Payload);
-            if r.names.is_empty() {
-                return Err(bad(format!("role `{id}` lists no names")));
+            if r.names.is_empty() && r.instances_of.is_empty() {
+                return Err(bad(format!(
+                    "role `{id}` lists no names (nor instances_of)"
+                )));
+            }
+            if let Some(lib) = &r.library {
+                if !valid_file_name(lib) || *lib == raw.library {
+                    return Err(bad(format!(
+                        "role `{id}`: library {lib:?} must be the file name of another library of the package"
+                    )));
+                }
+                if r.required {
+                    return Err(bad(format!(
+                        "role `{id}` lives in {lib}, which a package may not have: it cannot be required"
+                    )));
+                }
+            }
+            if (origin == Origin::Op) != !r.instances_of.is_empty() && kind == RecipeKind::Context {
+                return Err(bad(format!(
+                    "context role `{id}`: origin `op` and instances_of go together (the attach point names the operation)"
+                )));
             }
             // Names are matched against the text before the parameter list.
             if let Some(n) = r
                 .names
                 .iter()
-                .find(|n| n.contains(['(', ')', ' ']) || n.is_empty())
+                .chain(&r.instances_of)
+                .find(|n| n.contains(['(', ')', ' ', '<', '>']) || n.is_empty())
             {
                 return Err(bad(format!(
                     "role `{id}`: name `{n}` must be a qualified name without parameters (like `tt::tt_metal::Device::close`)"
@@ -221,15 +262,14 @@ impl Catalog {
                 required: r.required,
                 member: r.member,
                 returns_by_value: r.returns_by_value,
+                library: r.library,
                 names: r.names,
+                instances_of: r.instances_of,
                 fields: r.fields,
                 ret: r.ret,
             });
         }
-        if raw.library.is_empty()
-            || raw.library.contains('/')
-            || raw.library.len() > tracer_common::MAX_LIBRARY_NAME
-        {
+        if !valid_file_name(&raw.library) || raw.library.len() > tracer_common::MAX_LIBRARY_NAME {
             return Err(bad(format!(
                 "library {:?} must be a file name of 1 to {} bytes, without '/'",
                 raw.library,
@@ -243,6 +283,30 @@ impl Catalog {
             abi: raw.abi,
         })
     }
+}
+
+impl Catalog {
+    /// The other library files of the package that roles live in, each once.
+    pub fn companions(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for lib in self.roles.iter().filter_map(|r| r.library.as_deref()) {
+            if !names.contains(&lib) {
+                names.push(lib);
+            }
+        }
+        names
+    }
+
+    /// The roles that live in `library` (None: the main library).
+    pub fn roles_in<'a>(&'a self, library: Option<&'a str>) -> impl Iterator<Item = &'a RoleSpec> {
+        self.roles
+            .iter()
+            .filter(move |r| r.library.as_deref() == library)
+    }
+}
+
+fn valid_file_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('/') && name != "." && name != ".."
 }
 
 fn default_library() -> String {

@@ -12,10 +12,11 @@ use tracer_common::{FileId, LibraryState};
 
 use crate::{
     catalog::Catalog,
-    collector::Record,
+    collector::{CacheProbes, OpInfo, Record},
     errors::{Error, Result},
     loader::Probes,
     resolve::{self, Resolution},
+    roles::Role,
 };
 
 /// A library file with probes attached.
@@ -82,6 +83,8 @@ pub struct Libraries {
     by_file: HashMap<FileId, Armed>,
     /// Records of libraries armed or refused, for the session to pass on.
     notices: Vec<Record>,
+    /// Operations named by attach points armed since the session last took them.
+    operations: Vec<(u64, OpInfo)>,
 }
 
 impl Libraries {
@@ -94,7 +97,14 @@ impl Libraries {
             refused: Vec::new(),
             by_file: HashMap::new(),
             notices: Vec::new(),
+            operations: Vec::new(),
         }
+    }
+
+    /// The operations of attach points armed since the last call, by cookie (for the
+    /// collector, which sees only the cookie in events).
+    pub fn take_operations(&mut self) -> Vec<(u64, OpInfo)> {
+        std::mem::take(&mut self.operations)
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -161,7 +171,14 @@ impl Libraries {
                 other => other,
             });
         }
-        let outcome = match self.attach(probes, open, shown, file) {
+        // The package's other libraries sit beside this one, as the process sees its files.
+        let dir = shown.parent().map(|d| match found_by.pid() {
+            Some(pid) => {
+                Path::new(&format!("/proc/{pid}/root")).join(d.strip_prefix("/").unwrap_or(d))
+            }
+            None => d.to_path_buf(),
+        });
+        let outcome = match self.attach(probes, open, shown, dir.as_deref(), file) {
             Ok(id) => {
                 self.notice_traced(id, found_by);
                 Armed::New(id)
@@ -241,10 +258,14 @@ impl Libraries {
         probes: &mut Probes,
         open: &Path,
         shown: &Path,
+        dir: Option<&Path>,
         file: FileId,
     ) -> Result<u16> {
         let mut resolution = resolve::resolve_file(open, &self.catalog)?;
         resolution.library = shown.to_path_buf();
+        if let Some(dir) = dir {
+            resolution = resolve::with_companions(resolution, dir, &self.catalog);
+        }
         match resolution.ensure_complete() {
             Ok(()) => {}
             Err(e) if self.allow_partial && resolution.has_code => {
@@ -265,7 +286,27 @@ impl Libraries {
     ) -> Result<u16> {
         let id = u16::try_from(self.traced.len() + 1)
             .map_err(|_| Error::Other("too many distinct libraries".into()))?;
-        let armed = probes.attach_library(open, resolution, &self.catalog, self.scope_pid, id)?;
+        let mut armed =
+            probes.attach_library(open, resolution, &self.catalog, self.scope_pid, id)?;
+        for companion in &resolution.companions {
+            // Its events carry the main library's id: one package, one library to the reader.
+            match probes.attach_library(
+                &companion.library,
+                companion,
+                &self.catalog,
+                self.scope_pid,
+                id,
+            ) {
+                Ok(more) => {
+                    armed.points += more.points;
+                    armed.links += more.links;
+                    self.operations
+                        .extend(operations(companion, more.operations));
+                }
+                // The main library is traced all the same: said, not fatal.
+                Err(e) => log::warn!("{}: {e}", companion.library.display()),
+            }
+        }
         self.traced.push(TracedLibrary {
             id,
             path: shown.to_path_buf(),
@@ -276,6 +317,33 @@ impl Libraries {
         });
         Ok(id)
     }
+}
+
+/// What the collector needs to know of each armed operation: its name, and which of the
+/// program-cache paths are probed for it in this library (so that a launch in which neither
+/// fired can still be called a hit or a miss).
+fn operations(
+    library: &Resolution,
+    armed: Vec<(u64, crate::resolve::ops::Op)>,
+) -> impl Iterator<Item = (u64, OpInfo)> + '_ {
+    let probed = |role: Role, path: &str| {
+        library.role(role).is_some_and(|r| {
+            r.attach
+                .iter()
+                .any(|a| a.op.as_ref().is_some_and(|o| o.path() == path))
+        })
+    };
+    armed.into_iter().map(move |(cookie, op)| {
+        let info = OpInfo {
+            name: op.name().unwrap_or(op.path()).to_string(),
+            path: op.path().to_string(),
+            cache: CacheProbes {
+                hit: probed(Role::OpCacheHit, op.path()),
+                miss: probed(Role::OpCacheMiss, op.path()),
+            },
+        };
+        (cookie, info)
+    })
 }
 
 /// The kernel's identity of the file at `path` (following symlinks, as the probes' attach

@@ -113,12 +113,15 @@ impl AttachMode {
 }
 
 /// What [`Probes::attach_library`] armed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Armed {
     /// Attach points: uprobes plus uretprobes.
     pub points: usize,
     /// Kernel attachments holding them: multi-uprobe links, or one perf event per point.
     pub links: usize,
+    /// The cookie of each attach point that names an operation (`op_launch`), and the
+    /// operation: a context it pushes carries that cookie as its `this`.
+    pub operations: Vec<(u64, crate::resolve::ops::Op)>,
 }
 
 /// The loaded programs and their maps.
@@ -269,7 +272,8 @@ impl Probes {
     ) -> Result<Armed> {
         // Every point's recipe first: a probe may fire as soon as its link exists.
         let mut points = Vec::new();
-        for spec in &catalog.roles {
+        let mut operations = Vec::new();
+        for spec in catalog.roles_in(resolution.part.as_deref()) {
             let Some(rr) = resolution.role(spec.role) else {
                 continue;
             };
@@ -277,6 +281,9 @@ impl Probes {
                 let mut recipe = recipe(spec, point);
                 recipe.library = library;
                 let cookie = self.add_recipe(recipe)?;
+                if let (true, Some(op)) = (spec.named_by_attach_point(), &point.op) {
+                    operations.push((cookie, op.clone()));
+                }
                 points.push(Point {
                     offset: point.file_offset,
                     cookie,
@@ -289,7 +296,9 @@ impl Probes {
                 });
             }
         }
-        self.attach_points(path, &points, pid)
+        let mut armed = self.attach_points(path, &points, pid)?;
+        armed.operations = operations;
+        Ok(armed)
     }
 
     /// Stores `recipe` for the programs; returns its cookie.
@@ -569,7 +578,11 @@ pub fn recipe(spec: &RoleSpec, point: &AttachPoint) -> Recipe {
     r.origin = spec.origin as u8;
     // `this` comes after a hidden result pointer; a static or free function is named by its
     // first argument (the result pointer itself, when there is one: unique per call).
-    r.context_arg = (spec.member && spec.returns_by_value) as u8;
+    r.context_arg = if spec.named_by_attach_point() {
+        tracer_common::CONTEXT_NAMED_BY_COOKIE
+    } else {
+        (spec.member && spec.returns_by_value) as u8
+    };
     for f in &point.fields {
         let Some(i) = spec.role.field_index(f.name) else {
             continue;

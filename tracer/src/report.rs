@@ -8,7 +8,8 @@ use crate::{
     collector::{
         ledger::MeshLedger,
         memory::{BufferType, CircularBuffers, MemoryBooks, Outstanding},
-        Cgroup, Cleanup, Collector, CoreType, DeviceLedger, Kernels, ProcessLedger, Record, Tally,
+        CacheOutcome, Cgroup, Cleanup, Collector, CoreType, DeviceLedger, Kernels, ProcessLedger,
+        Record, Tally,
     },
     roles::Role,
 };
@@ -640,6 +641,14 @@ fn cleanup_text(c: &Cleanup) -> String {
     )
 }
 
+fn cache_word(outcome: Option<CacheOutcome>) -> &'static str {
+    match outcome {
+        Some(CacheOutcome::Hit) => "hit",
+        Some(CacheOutcome::Miss) => "miss",
+        None => "not seen",
+    }
+}
+
 /// One line per live record, for `-v`.
 pub fn record_line(r: &Record) -> String {
     match r {
@@ -773,13 +782,15 @@ pub fn record_line(r: &Record) -> String {
             size,
             address,
             live_bytes,
+            op,
             ..
         } => format!(
-            "[{pid}/{tid}] alloc {} {} @{address:#x} on {} (live {})",
+            "[{pid}/{tid}] alloc {} {} @{address:#x} on {} (live {}){}",
             buffer_type.name(),
             kib(*size),
             placed(chip, mesh),
-            kib(*live_bytes)
+            kib(*live_bytes),
+            op.as_ref().map(|o| format!(" in {o}")).unwrap_or_default()
         ),
         Record::BufferFreed {
             pid,
@@ -854,6 +865,29 @@ pub fn record_line(r: &Record) -> String {
         Record::WorkloadEnqueued {
             pid, tid, total, ..
         } => format!("[{pid}/{tid}] workload enqueued ({total} so far)"),
+        Record::OpBegan { pid, tid, op, .. } => format!("[{pid}/{tid}] op {op} began"),
+        Record::OpProgramCache {
+            pid,
+            tid,
+            op,
+            outcome,
+            ..
+        } => format!(
+            "[{pid}/{tid}] op {op}: program cache {}",
+            cache_word(Some(*outcome))
+        ),
+        Record::OpEnded {
+            pid,
+            tid,
+            op,
+            duration_ns,
+            cache,
+            ..
+        } => format!(
+            "[{pid}/{tid}] op {op} ended after {:.3} ms (program cache {})",
+            *duration_ns as f64 / 1e6,
+            cache_word(*cache)
+        ),
         Record::Unmatched { pid, tid, role, .. } => {
             format!("[{pid}/{tid}] {} about something never seen", role.id())
         }

@@ -48,6 +48,12 @@ pub enum Role {
     CbFreeAll = 18,
     WorkloadEnqueue = 19,
     FirmwareWrite = 20,
+    /// A ttnn device operation runs (`launch<Op>`): a context named by its attach point.
+    OpLaunch = 21,
+    /// The running operation found its program in the program cache.
+    OpCacheHit = 22,
+    /// The running operation built its program (not in the program cache).
+    OpCacheMiss = 23,
 }
 
 /// A value a probe reads for the collector. The catalog names each in a role's `fields`; its
@@ -112,7 +118,10 @@ impl Role {
             | Role::ProgramBinaries
             | Role::MeshOpen
             | Role::DeviceAllocator
-            | Role::ScratchAllocator => &[],
+            | Role::ScratchAllocator
+            | Role::OpLaunch
+            | Role::OpCacheHit
+            | Role::OpCacheMiss => &[],
         }
     }
 

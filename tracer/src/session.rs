@@ -158,6 +158,9 @@ impl Session {
                 on_record(&r);
             }
         }
+        // The operations of libraries armed since the last pass, before their events.
+        self.collector
+            .name_operations(self.libraries.take_operations());
         for ev in &self.batch {
             // A descendant that never touched the library (a shell, `seq`): not a tt-metal
             // process, nothing to report.

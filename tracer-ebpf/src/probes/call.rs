@@ -14,7 +14,10 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
     EbpfContext,
 };
-use tracer_common::{counters::Counter, Event, EventKind, FieldOp, FieldRule, Recipe, RecipeKind};
+use tracer_common::{
+    counters::Counter, Event, EventKind, FieldOp, FieldRule, Recipe, RecipeKind,
+    CONTEXT_NAMED_BY_COOKIE,
+};
 
 use crate::{
     context,
@@ -147,7 +150,10 @@ fn try_entry(ctx: &ProbeContext) -> Result<(), ()> {
     if recipe.kind == RecipeKind::Context as u8 {
         // `this` (or a result pointer) names the context; the enclosing one links it to its
         // parent (e.g. a mesh allocator to the mesh being created).
-        let own = args.get(recipe.context_arg as usize).copied().unwrap_or(0);
+        let own = match recipe.context_arg {
+            CONTEXT_NAMED_BY_COOKIE => cookie,
+            arg => args.get(arg as usize).copied().unwrap_or(0),
+        };
         let depth = context::push(pid_tgid, recipe.origin, own).ok_or(())?;
         ev.origin = recipe.origin;
         ev.depth = depth as u8;

@@ -37,7 +37,15 @@ pub fn probes(a: ProbesArgs) -> anyhow::Result<u8> {
         Some(p) => Catalog::from_file(p),
         None => Ok(Catalog::builtin()),
     }
-    .and_then(|c| Ok((resolve::resolve_file(&a.lib, &c)?, c)));
+    .and_then(|c| {
+        let r = resolve::resolve_file(&a.lib, &c)?;
+        // The package's other libraries, beside this one.
+        let r = match a.lib.parent() {
+            Some(dir) => resolve::with_companions(r, dir, &c),
+            None => r,
+        };
+        Ok((r, c))
+    });
     let elapsed_ms = t0.elapsed().as_secs_f64() * 1e3;
     let (r, catalog) = match resolved {
         Ok(ok) => ok,
@@ -122,7 +130,17 @@ struct Out<'a> {
     exit_code: u8,
     resolve_ms: f64,
     roles: Vec<RoleOut<'a>>,
+    /// The package's other libraries found beside it, and the roles resolved in each.
+    companions: Vec<CompanionOut<'a>>,
     features: Vec<FeatureOut>,
+}
+
+#[derive(Serialize)]
+struct CompanionOut<'a> {
+    library: &'a std::path::Path,
+    build_id: Option<&'a str>,
+    symbols: Symbols,
+    roles: Vec<RoleOut<'a>>,
 }
 
 #[derive(Serialize)]
@@ -151,6 +169,9 @@ struct AttachOut<'a> {
     address: u64,
     file_offset: Option<u64>,
     fields: Vec<FieldOut<'a>>,
+    /// The ttnn operation the attach point is for (roles listing `instances_of`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    op: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -184,8 +205,41 @@ struct FeatureOut {
 
 fn json<'a>(r: &'a Resolution, catalog: &'a str, exit_code: u8, resolve_ms: f64) -> Out<'a> {
     let missing: Vec<&'static str> = r.missing_required().iter().map(|m| m.id()).collect();
-    let roles = r
-        .roles
+    Out {
+        schema: SCHEMA,
+        library: &r.library,
+        catalog,
+        build_id: r.build_id.as_deref(),
+        symbols: Symbols {
+            dynsym: r.dynsym_symbols,
+            symtab: r.symtab_symbols,
+        },
+        has_code: r.has_code,
+        complete: missing.is_empty(),
+        usable: r.has_code && missing.is_empty(),
+        missing_required: missing,
+        exit_code,
+        resolve_ms,
+        roles: roles_out(r),
+        companions: r
+            .companions
+            .iter()
+            .map(|c| CompanionOut {
+                library: &c.library,
+                build_id: c.build_id.as_deref(),
+                symbols: Symbols {
+                    dynsym: c.dynsym_symbols,
+                    symtab: c.symtab_symbols,
+                },
+                roles: roles_out(c),
+            })
+            .collect(),
+        features: r.features().into_iter().map(feature_out).collect(),
+    }
+}
+
+fn roles_out(r: &Resolution) -> Vec<RoleOut<'_>> {
+    r.roles
         .iter()
         .map(|role| RoleOut {
             id: role.role.id(),
@@ -214,6 +268,7 @@ fn json<'a>(r: &'a Resolution, catalog: &'a str, exit_code: u8, resolve_ms: f64)
                             offset: f.offset,
                         })
                         .collect(),
+                    op: p.op.as_ref().map(|o| o.path()),
                 })
                 .collect(),
             rejected: role
@@ -229,25 +284,7 @@ fn json<'a>(r: &'a Resolution, catalog: &'a str, exit_code: u8, resolve_ms: f64)
                 .collect(),
             problem: role.problem.as_deref(),
         })
-        .collect();
-    Out {
-        schema: SCHEMA,
-        library: &r.library,
-        catalog,
-        build_id: r.build_id.as_deref(),
-        symbols: Symbols {
-            dynsym: r.dynsym_symbols,
-            symtab: r.symtab_symbols,
-        },
-        has_code: r.has_code,
-        complete: missing.is_empty(),
-        usable: r.has_code && missing.is_empty(),
-        missing_required: missing,
-        exit_code,
-        resolve_ms,
-        roles,
-        features: r.features().into_iter().map(feature_out).collect(),
-    }
+        .collect()
 }
 
 fn feature_out(f: Feature) -> FeatureOut {
@@ -282,6 +319,24 @@ fn text(r: &Resolution) -> String {
             "code:     NONE: symbols only (a separate debug file?); names and registers below, no file offsets"
         );
     }
+    roles_text(&mut s, r);
+    for c in &r.companions {
+        let _ = writeln!(
+            s,
+            "\ncompanion library: {} (build-id {})",
+            c.library.display(),
+            c.build_id.as_deref().unwrap_or("none")
+        );
+        roles_text(&mut s, c);
+    }
+    features_text(&mut s, r);
+    s
+}
+
+/// Attach points listed per role in the text output; the rest are counted (--json has all).
+const TEXT_POINTS: usize = 5;
+
+fn roles_text(s: &mut String, r: &Resolution) {
     for role in &r.roles {
         let need = if role.required {
             "required"
@@ -300,7 +355,15 @@ fn text(r: &Resolution) -> String {
             role.kind,
             role.summary
         );
-        for p in &role.attach {
+        for p in role
+            .attach
+            .iter()
+            .take(if role.attach.iter().any(|p| p.op.is_some()) {
+                TEXT_POINTS
+            } else {
+                usize::MAX
+            })
+        {
             let _ = writeln!(s, "  {}", p.demangled);
             let offset = if r.has_code {
                 format!("{:#x}", p.file_offset)
@@ -324,6 +387,18 @@ fn text(r: &Resolution) -> String {
                 let _ = writeln!(s, "    {:<8} = {} ({}){read}", f.name, f.register, f.param);
             }
         }
+        let shown = if role.attach.iter().any(|p| p.op.is_some()) {
+            TEXT_POINTS.min(role.attach.len())
+        } else {
+            role.attach.len()
+        };
+        if shown < role.attach.len() {
+            let _ = writeln!(
+                s,
+                "  … {} operations in all (--json lists every one)",
+                role.attach.len()
+            );
+        }
         if let Some(p) = &role.problem {
             let _ = writeln!(s, "  {p}");
         }
@@ -331,6 +406,9 @@ fn text(r: &Resolution) -> String {
             let _ = writeln!(s, "  not used: {}: {}", rej.demangled, rej.reason);
         }
     }
+}
+
+fn features_text(s: &mut String, r: &Resolution) {
     let _ = writeln!(s, "\nfeatures:");
     for f in r.features() {
         match f.degraded {
@@ -364,5 +442,4 @@ fn text(r: &Resolution) -> String {
         "all required roles resolved: run and attach will start".into()
     };
     let _ = writeln!(s, "\n{verdict}");
-    s
 }

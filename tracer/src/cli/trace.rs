@@ -31,7 +31,10 @@ pub fn resolve_library(
     catalog: &Catalog,
     opts: &TraceOptions,
 ) -> anyhow::Result<Resolution> {
-    let resolution = resolve::resolve_file(lib, catalog)?;
+    let mut resolution = resolve::resolve_file(lib, catalog)?;
+    if let Some(dir) = lib.parent() {
+        resolution = resolve::with_companions(resolution, dir, catalog);
+    }
     match resolution.ensure_complete() {
         Ok(()) => {}
         Err(e) if opts.allow_partial => eprintln!("tt-tracer: warning: {e}"),

@@ -49,6 +49,10 @@ pub(super) enum Call {
         device: u64,
     },
     WorkloadEnqueue,
+    /// The running operation's program came from the program cache (true) or was built.
+    OpCache {
+        hit: bool,
+    },
     FirmwareWrite {
         bytes: u64,
         chip: i64,
@@ -123,6 +127,8 @@ impl Call {
                 device: f.get(Field::Device),
             },
             Role::WorkloadEnqueue => Call::WorkloadEnqueue,
+            Role::OpCacheHit => Call::OpCache { hit: true },
+            Role::OpCacheMiss => Call::OpCache { hit: false },
             Role::FirmwareWrite => Call::FirmwareWrite {
                 bytes: f.get(Field::Bytes),
                 chip: f.chip(),
@@ -135,7 +141,8 @@ impl Call {
             | Role::MeshOpen
             | Role::DeviceAllocator
             | Role::MeshAllocator
-            | Role::ScratchAllocator => Call::Context,
+            | Role::ScratchAllocator
+            | Role::OpLaunch => Call::Context,
         }
     }
 }

@@ -32,16 +32,17 @@ impl Tally {
         self.count += 1;
         self.bytes = self.bytes.saturating_add(bytes);
     }
+    /// One of those counted before is gone (what is live: count and bytes now).
+    pub(crate) fn remove(&mut self, bytes: u64) {
+        self.count = self.count.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(bytes);
+    }
     fn merge(&mut self, o: &Tally) {
         self.count += o.count;
         self.bytes = self.bytes.saturating_add(o.bytes);
     }
     pub(super) fn add_bytes(&mut self, bytes: u64) {
         self.add(bytes);
-    }
-    fn remove(&mut self, bytes: u64) {
-        self.count = self.count.saturating_sub(1);
-        self.bytes = self.bytes.saturating_sub(bytes);
     }
 }
 
@@ -159,7 +160,10 @@ impl KernelClass {
                 | Origin::MeshAllocator
                 | Origin::ScratchAllocator,
             ) => KernelClass::Init,
-            Some(Origin::Application | Origin::Program) | None => KernelClass::Application,
+            // An operation's kernels are the user's, whatever runs them.
+            Some(Origin::Application | Origin::Program | Origin::Op) | None => {
+                KernelClass::Application
+            }
         }
     }
 }
@@ -236,6 +240,8 @@ pub struct ProcessLedger {
     /// Events that referred to something unknown (closing a device never opened, freeing an
     /// address never allocated, a CB on an unknown device).
     pub unmatched: u64,
+    /// ttnn operations: one row per operation type, and the launches running now.
+    pub operations: super::Operations,
     pub(super) attribution: Attribution,
     pub(super) live: LiveAllocations,
 }
@@ -260,6 +266,7 @@ impl ProcessLedger {
             workloads_enqueued: 0,
             phases: BTreeMap::new(),
             unmatched: 0,
+            operations: Default::default(),
             attribution: Attribution::default(),
             live: LiveAllocations::default(),
         }

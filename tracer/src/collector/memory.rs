@@ -66,6 +66,8 @@ pub struct Outstanding {
     pub allocated_ns: u64,
     /// How long it had been allocated at the moment it was reported.
     pub age_ns: u64,
+    /// The ttnn operation that allocated it (None: none was running, e.g. tensor creation).
+    pub op: Option<std::sync::Arc<str>>,
 }
 
 /// Books of one allocator owner (a chip's own allocator, or a mesh's lock-step one).
@@ -139,7 +141,7 @@ impl CircularBuffers {
 pub(crate) type OwnerId = u32;
 
 /// A live allocation. Kept small: the ledger holds one per live buffer.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Allocation {
     pub(crate) size: u64,
     pub(crate) allocated_ns: u64,
@@ -148,6 +150,8 @@ pub(crate) struct Allocation {
     /// A program's kernel binaries (placed inside `program_binaries`): booked as application
     /// kernels, not as an ordinary buffer.
     pub(crate) kernel_binaries: bool,
+    /// The operation running when it was allocated: its row in the process's table, and name.
+    pub(crate) op: Option<(usize, std::sync::Arc<str>)>,
 }
 
 /// Live allocations keyed by (bank, address): DRAM and L1 addresses overlap.
@@ -193,6 +197,7 @@ impl LiveAllocations {
                 address: *addr,
                 allocated_ns: a.allocated_ns,
                 age_ns: now.saturating_sub(a.allocated_ns),
+                op: a.op.as_ref().map(|(_, name)| name.clone()),
             })
             .collect();
         v.sort_by_key(|o| (o.allocated_ns, o.address, o.buffer_type));
@@ -239,8 +244,9 @@ mod tests {
             owner: 0,
             buffer_type: BufferType::Dram,
             kernel_binaries: false,
+            op: None,
         };
-        assert!(l.insert(1, 0x1000, a).is_none());
+        assert!(l.insert(1, 0x1000, a.clone()).is_none());
         assert!(l.insert(2, 0x1000, a).is_none());
         assert_eq!(l.len(), 2);
         assert_eq!(l.drain_bank(1).len(), 1);

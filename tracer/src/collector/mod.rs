@@ -15,6 +15,7 @@ mod calls;
 pub mod identity;
 pub mod ledger;
 pub mod memory;
+pub mod operations;
 pub mod records;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -33,6 +34,7 @@ pub use self::{
         Cleanup, CoreType, DeviceLedger, ExitStatus, KernelClass, Kernels, Leak, ProcKey,
         ProcessLedger, Tally,
     },
+    operations::{CacheOutcome, CacheProbes, OpInfo, OpLedger, Operations},
     records::Record,
 };
 use crate::roles::Role;
@@ -56,6 +58,8 @@ pub struct Collector {
     /// Context entry times keyed by (process, thread, depth): a context nested in one of the
     /// same role (an overload calling another) keeps its own start.
     context_starts: HashMap<(u32, u32, u8), u64>,
+    /// The operation each `op_launch` attach point names, by cookie (told by the session).
+    operations: HashMap<u64, OpInfo>,
     pub events: u64,
     /// Events naming a role or kind this build does not know (a newer catalog, a bad record).
     pub unknown_events: u64,
@@ -103,6 +107,7 @@ impl Collector {
             described: HashMap::new(),
             recent_exits: VecDeque::new(),
             context_starts: HashMap::new(),
+            operations: HashMap::new(),
             events: 0,
             unknown_events: 0,
         }
@@ -133,6 +138,11 @@ impl Collector {
         }
     }
 
+    /// Which operation each attach-point cookie names (as the libraries were armed).
+    pub fn name_operations(&mut self, named: impl IntoIterator<Item = (u64, OpInfo)>) {
+        self.operations.extend(named);
+    }
+
     /// Applies one event; returns what to tell the user.
     pub fn apply(&mut self, ev: &Event) -> Records {
         self.events += 1;
@@ -161,6 +171,13 @@ impl Collector {
         let (proc, started) = ledger(&mut self.live, &mut self.described, key, ev);
         proc.last_ns = proc.last_ns.max(ev.ts_ns);
         let (record, also) = match kind {
+            EventKind::ContextEnter if role == Role::OpLaunch => {
+                match self.operations.get(&ev.context_this) {
+                    Some(info) => (proc.op_began(ev, info), None),
+                    None => (proc.unmatched(role, ev), None),
+                }
+            }
+            EventKind::ContextExit if role == Role::OpLaunch => (proc.op_ended(role, ev), None),
             EventKind::ContextEnter => {
                 self.context_starts
                     .insert((ev.tgid, ev.tid, ev.depth), ev.ts_ns);
@@ -341,6 +358,48 @@ impl ProcessLedger {
         }
     }
 
+    fn op_began(&mut self, ev: &Event, info: &OpInfo) -> Record {
+        let op = self.operations.began(ev.tid, info, ev.ts_ns);
+        Record::OpBegan {
+            pid: self.pid,
+            tid: ev.tid,
+            ts_ns: ev.ts_ns,
+            op,
+        }
+    }
+
+    fn op_ended(&mut self, role: Role, ev: &Event) -> Record {
+        match self.operations.ended(ev.tid, ev.ts_ns) {
+            Some(e) => Record::OpEnded {
+                pid: self.pid,
+                tid: ev.tid,
+                ts_ns: ev.ts_ns,
+                op: e.name,
+                duration_ns: e.duration_ns,
+                cache: e.outcome,
+            },
+            None => self.unmatched(role, ev),
+        }
+    }
+
+    /// The operation running on the event's thread, if any.
+    fn current_op(&self, ev: &Event) -> Option<(usize, std::sync::Arc<str>)> {
+        self.operations.current(ev.tid)
+    }
+
+    /// Books `f` on the row of the operation running on the event's thread; returns its name.
+    fn on_current_op(
+        &mut self,
+        ev: &Event,
+        f: impl FnOnce(&mut OpLedger),
+    ) -> Option<std::sync::Arc<str>> {
+        let (i, name) = self.current_op(ev)?;
+        if let Some(row) = self.operations.row(i) {
+            f(row);
+        }
+        Some(name)
+    }
+
     fn call(&mut self, role: Role, call: Call, ev: &Event) -> Record {
         match call {
             Call::DeviceOpen { device, chip } => self.device_opened(ev, device, chip),
@@ -369,6 +428,7 @@ impl ProcessLedger {
             Call::BankFreeAll { bank } => self.bank_cleared(ev, bank),
             Call::CbAllocate { size, device } => match self.attribution.chip_of(device) {
                 Some(chip) => {
+                    let op = self.on_current_op(ev, |o| o.circular_buffers.add(size));
                     let pid = self.pid;
                     let cbs = &mut self.device(chip).circular_buffers;
                     cbs.allocate(size);
@@ -379,6 +439,7 @@ impl ProcessLedger {
                         chip,
                         size,
                         live_bytes: cbs.live_bytes,
+                        op,
                     }
                 }
                 None => self.unmatched(role, ev),
@@ -402,11 +463,29 @@ impl ProcessLedger {
             },
             Call::WorkloadEnqueue => {
                 self.workloads_enqueued += 1;
+                let op = self.on_current_op(ev, |o| o.enqueues += 1);
                 Record::WorkloadEnqueued {
                     pid: self.pid,
                     tid: ev.tid,
                     ts_ns: ev.ts_ns,
                     total: self.workloads_enqueued,
+                    op,
+                }
+            }
+            Call::OpCache { hit } => {
+                let outcome = match hit {
+                    true => CacheOutcome::Hit,
+                    false => CacheOutcome::Miss,
+                };
+                match self.operations.cache_looked_up(ev.tid, outcome) {
+                    Some(op) => Record::OpProgramCache {
+                        pid: self.pid,
+                        tid: ev.tid,
+                        ts_ns: ev.ts_ns,
+                        op,
+                        outcome,
+                    },
+                    None => self.unmatched(role, ev),
                 }
             }
             Call::FirmwareWrite {
@@ -427,7 +506,7 @@ impl ProcessLedger {
     }
 
     /// An event about something never seen: counted, and told.
-    fn unmatched(&mut self, role: Role, ev: &Event) -> Record {
+    pub(super) fn unmatched(&mut self, role: Role, ev: &Event) -> Record {
         self.unmatched += 1;
         Record::Unmatched {
             pid: self.pid,
@@ -455,6 +534,10 @@ impl ProcessLedger {
                 self.released(ev, address, a);
             } else {
                 self.books(a.owner).clear(a.buffer_type, a.size);
+                if let Some(row) = a.op.and_then(|(i, _)| self.operations.row(i)) {
+                    row.live.remove(a.size);
+                    row.released_at_close.add(a.size);
+                }
                 count += 1;
                 bytes = bytes.saturating_add(a.size);
             }
@@ -503,6 +586,7 @@ impl ProcessLedger {
         chip: i64,
         address: u64,
     ) -> Record {
+        let op = self.on_current_op(ev, |o| o.kernels.add(bytes));
         let d = self.device(chip);
         d.loaded.add_class(class, bytes);
         d.resident.add_class(class, bytes);
@@ -516,6 +600,7 @@ impl ProcessLedger {
             class,
             bytes,
             address,
+            op,
         }
     }
 
@@ -605,12 +690,25 @@ impl ProcessLedger {
     fn allocated(&mut self, ev: &Event, bank: u64, size: u64, address: u64) -> Record {
         let (buffer_type, owner) = self.attribution.bank(bank);
         let kernel_binaries = Origin::from_repr(ev.origin) == Some(Origin::Program);
+        let op = self.current_op(ev);
+        if let Some(row) = op.as_ref().and_then(|(i, _)| self.operations.row(*i)) {
+            match kernel_binaries {
+                true => row.kernels.add(size),
+                false => {
+                    row.buffers.entry(buffer_type).or_default().add(size);
+                    row.live.add(size);
+                }
+            }
+        }
+        let op_name = op.as_ref().map(|(_, name)| name.clone());
         let a = Allocation {
             size,
             allocated_ns: ev.ts_ns,
             owner,
             buffer_type,
             kernel_binaries,
+            // Kernel binaries are not the operation's buffers: nothing to give back on free.
+            op: op.filter(|_| !kernel_binaries),
         };
         if let Some(old) = self.live.insert(bank, address, a) {
             // The same address again without a free we saw: book the old one freed.
@@ -630,6 +728,7 @@ impl ProcessLedger {
                 size,
                 address,
                 live_bytes: self.live_bytes(owner, buffer_type),
+                op: op_name,
             };
         }
         // A program's binaries, placed for the dispatch firmware to copy to the cores: they are
@@ -653,6 +752,7 @@ impl ProcessLedger {
             bytes: size,
             address,
             buffer_type,
+            op: op_name,
         }
     }
 
@@ -674,6 +774,9 @@ impl ProcessLedger {
             };
         }
         self.books(a.owner).free(a.buffer_type, a.size);
+        if let Some(row) = a.op.and_then(|(i, _)| self.operations.row(i)) {
+            row.live.remove(a.size);
+        }
         let (chip, mesh) = self.placement(a.owner);
         Record::BufferFreed {
             pid: self.pid,
@@ -713,6 +816,7 @@ impl ProcessLedger {
         }
         leaks.sort_by_key(|l| (l.buffer.allocated_ns, l.buffer.address));
         self.live.clear();
+        self.operations.forget_threads();
         // Its objects' addresses mean nothing any more: an ended ledger keeps only its books.
         self.attribution = Default::default();
         let cleanup = Cleanup {

@@ -1,11 +1,14 @@
 //! What the collector tells as it happens: one [`Record`] per event worth a line.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::{
     identity::Cgroup,
     ledger::{Cleanup, CoreType, KernelClass, Kernels},
     memory::BufferType,
+    operations::CacheOutcome,
 };
 use crate::roles::Role;
 
@@ -51,6 +54,9 @@ pub enum Record {
         class: KernelClass,
         bytes: u64,
         address: u64,
+        /// The ttnn operation running on the thread, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        op: Option<Arc<str>>,
     },
     /// A firmware binary written to a core type's RISC processors.
     FirmwareLoaded {
@@ -71,6 +77,9 @@ pub enum Record {
         bytes: u64,
         address: u64,
         buffer_type: BufferType,
+        /// The ttnn operation running on the thread, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        op: Option<Arc<str>>,
     },
     DeviceClosed {
         pid: u32,
@@ -113,6 +122,9 @@ pub enum Record {
         size: u64,
         address: u64,
         live_bytes: u64,
+        /// The ttnn operation running on the thread, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        op: Option<Arc<str>>,
     },
     /// A device buffer was freed one by one (fields as for `BufferAllocated`).
     BufferFreed {
@@ -155,6 +167,9 @@ pub enum Record {
         size: u64,
         /// The chip's live circular-buffer bytes after it.
         live_bytes: u64,
+        /// The ttnn operation running on the thread, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        op: Option<Arc<str>>,
     },
     /// All of a chip's circular buffers released (`track_deallocate_cb`).
     CircularBuffersReleased {
@@ -171,6 +186,9 @@ pub enum Record {
         ts_ns: u64,
         /// Workloads the process has enqueued so far, this one included.
         total: u64,
+        /// The ttnn operation running on the thread, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        op: Option<Arc<str>>,
     },
     /// An event about something never seen (a device never opened, an address never
     /// allocated, a CB on an unknown device): counted in the process's `unmatched`.
@@ -179,6 +197,30 @@ pub enum Record {
         tid: u32,
         ts_ns: u64,
         role: Role,
+    },
+    /// A ttnn device operation began on a thread (`launch<Op>`).
+    OpBegan {
+        pid: u32,
+        tid: u32,
+        ts_ns: u64,
+        op: Arc<str>,
+    },
+    /// The operation's program-cache look-up: its program was cached (hit) or built (miss).
+    OpProgramCache {
+        pid: u32,
+        tid: u32,
+        ts_ns: u64,
+        op: Arc<str>,
+        outcome: CacheOutcome,
+    },
+    /// The operation ended; `cache` is its look-up's outcome (None: no probe could tell).
+    OpEnded {
+        pid: u32,
+        tid: u32,
+        ts_ns: u64,
+        op: Arc<str>,
+        duration_ns: u64,
+        cache: Option<CacheOutcome>,
     },
     ProcessExited(Cleanup),
     /// A library file armed: its attach points fire for every process that maps it (or for

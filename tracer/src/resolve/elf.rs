@@ -7,7 +7,7 @@ use std::{collections::HashSet, path::Path};
 use object::{Object, ObjectSegment, ObjectSymbol, SegmentFlags, SymbolKind};
 
 use crate::{
-    catalog::Catalog,
+    catalog::RoleSpec,
     errors::{Error, Result},
 };
 
@@ -55,9 +55,9 @@ pub(super) fn build_id(file: &object::File) -> Option<String> {
 /// one is demangled. Sorted by address, then name, whatever the tables' order.
 pub(super) fn function_candidates<'data>(
     file: &object::File<'data>,
-    catalog: &Catalog,
+    roles: &[&RoleSpec],
 ) -> Symbols<'data> {
-    let prefilter = Prefilter::new(catalog);
+    let prefilter = Prefilter::new(roles);
     let mut seen: HashSet<&str> = HashSet::new();
     let mut candidates: Vec<Candidate> = Vec::new();
     let (mut dynsym, mut symtab) = (0, 0);
@@ -89,7 +89,11 @@ pub(super) fn function_candidates<'data>(
     }
     candidates.sort_by(|a, b| (a.address, a.name).cmp(&(b.address, b.name)));
     for c in &mut candidates {
-        c.demangled = super::demangle(c.name);
+        // Template instances are read from their mangled form (`resolve::ops`); their C++20
+        // constraints do not demangle anyway.
+        if !prefilter.is_instance(c.name.as_bytes()) {
+            c.demangled = super::demangle(c.name);
+        }
     }
     Symbols {
         candidates,
@@ -203,16 +207,23 @@ pub(super) struct Prefilter {
     lengths: [bool; 256],
     /// Some catalog name cannot be prefiltered: every `_Z` name is a candidate.
     all: bool,
+    /// Mangled prefixes of the templates whose instantiations are candidates.
+    instances: Vec<String>,
 }
 
 impl Prefilter {
-    fn new(catalog: &Catalog) -> Prefilter {
+    fn new(roles: &[&RoleSpec]) -> Prefilter {
         let mut p = Prefilter {
             hints: Vec::new(),
             lengths: [false; 256],
             all: false,
+            instances: roles
+                .iter()
+                .flat_map(|r| r.instances_of.iter())
+                .filter_map(|t| template_prefix(t))
+                .collect(),
         };
-        for name in catalog.roles.iter().flat_map(|r| r.names.iter()) {
+        for name in roles.iter().flat_map(|r| r.names.iter()) {
             match mangled_hint(name) {
                 Some(h) => {
                     let len: usize = h
@@ -234,8 +245,14 @@ impl Prefilter {
 
     /// One pass over the name: at each decimal number (a source-name length), compare the
     /// hints of that length. Much cheaper than one substring search per hint.
+    fn is_instance(&self, name: &[u8]) -> bool {
+        self.instances
+            .iter()
+            .any(|p| name.starts_with(p.as_bytes()))
+    }
+
     fn may_match(&self, name: &[u8]) -> bool {
-        if self.all {
+        if self.all || self.is_instance(name) {
             return true;
         }
         for i in 0..name.len() {
@@ -266,6 +283,24 @@ impl Prefilter {
 /// `tt::Device::Device` → `6DeviceC`): a cheap filter that spares demangling the ~90k
 /// symbols that cannot match. None when the last component is not a plain identifier
 /// (an operator, a destructor): such a name is matched against every symbol.
+/// How every instantiation of the function template `qualified` starts when mangled:
+/// `a::b::f` → `_ZN1a1b1fI` (a namespace-scope template; None for a name that is not plain
+/// identifiers).
+pub(super) fn template_prefix(qualified: &str) -> Option<String> {
+    let mut out = String::from("_ZN");
+    for part in qualified.split("::") {
+        if part.is_empty()
+            || part.starts_with(|c: char| c.is_ascii_digit())
+            || !part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return None;
+        }
+        out.push_str(&format!("{}{part}", part.len()));
+    }
+    out.push('I');
+    Some(out)
+}
+
 pub(super) fn mangled_hint(qualified: &str) -> Option<String> {
     let mut parts = qualified.rsplit("::");
     let last = parts.next()?;

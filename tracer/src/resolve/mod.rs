@@ -27,6 +27,12 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct Resolution {
     pub library: PathBuf,
+    /// Which library of the catalog's package the file is: None for the main one
+    /// (`libtt_metal.so`), else the companion's file name (`_ttnncpp.so`).
+    pub part: Option<String>,
+    /// The package's other libraries found beside the main one, each resolved on its own
+    /// (empty for a companion, and until [`with_companions`] looked).
+    pub companions: Vec<Resolution>,
     pub build_id: Option<String>,
     /// Symbols read, both tables together.
     pub symbols_scanned: usize,
@@ -67,6 +73,8 @@ pub struct AttachPoint {
     /// meaningful when `Resolution::has_code` (0 otherwise).
     pub file_offset: u64,
     pub fields: Vec<ResolvedField>,
+    /// For a role listing `instances_of`: the operation the instantiation is for.
+    pub op: Option<ops::Op>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,7 +113,7 @@ pub struct Feature {
 }
 
 /// (id, what it gives, roles it needs, what happens without them).
-const FEATURES: [(&str, &str, &[Role], &str); 14] = [
+const FEATURES: [(&str, &str, &[Role], &str); 16] = [
     (
         "kernel_binaries",
         "every kernel binary written to a device: bytes, chip, L1 address",
@@ -190,16 +198,40 @@ const FEATURES: [(&str, &str, &[Role], &str); 14] = [
         &[Role::WorkloadEnqueue],
         "no enqueue count",
     ),
+    (
+        "operations",
+        "ttnn device operations: launches and time per operation, and the buffers, circular buffers, kernels and enqueues each one made",
+        &[Role::OpLaunch],
+        "no per-operation table (no ttnn library beside this one, or one without launch templates)",
+    ),
+    (
+        "program_cache",
+        "program-cache hits and misses per operation",
+        &[Role::OpLaunch, Role::OpCacheMiss],
+        "hits and misses known only for operations with an out-of-line cache-hit handler",
+    ),
 ];
 
 impl Resolution {
+    /// A role of this file (not of its companions).
     pub fn role(&self, role: Role) -> Option<&RoleResolution> {
         self.roles.iter().find(|r| r.role == role)
     }
 
-    /// Whether a role has at least one attach point.
+    /// Whether a role has at least one attach point, here or in a companion.
     pub fn resolved(&self, role: Role) -> bool {
         self.role(role).is_some_and(|r| !r.attach.is_empty())
+            || self.companions.iter().any(|c| c.resolved(role))
+    }
+
+    /// Attach points of this file and its companions together.
+    pub fn attach_points(&self) -> usize {
+        self.roles.iter().map(|r| r.attach.len()).sum::<usize>()
+            + self
+                .companions
+                .iter()
+                .map(Resolution::attach_points)
+                .sum::<usize>()
     }
 
     /// Required roles with nothing to attach to.
@@ -267,27 +299,61 @@ pub fn resolve_file(path: &Path, catalog: &Catalog) -> Result<Resolution> {
     resolve_bytes(path, &data, catalog)
 }
 
-/// Resolves every catalog role in `data`, the bytes of the file at `path`.
+/// Resolves every catalog role of the main library in `data`, the bytes of the file at `path`
+/// (companions are looked for separately: [`with_companions`]).
 pub fn resolve_bytes(path: &Path, data: &[u8], catalog: &Catalog) -> Result<Resolution> {
+    resolve_part(path, data, catalog, None)
+}
+
+/// Resolves the package's other libraries found in `dir` (the main library's directory, as
+/// the tracer can open it) and keeps them with `main`. A companion that is missing is not an
+/// error (the package may not have it); one that cannot be read or parsed is logged and left
+/// out: the main library is traced all the same.
+pub fn with_companions(mut main: Resolution, dir: &Path, catalog: &Catalog) -> Resolution {
+    for name in catalog.companions() {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let resolved = crate::files::read_regular(&path, MAX_LIBRARY_BYTES, "library")
+            .and_then(|data| resolve_part(&path, &data, catalog, Some(name)));
+        match resolved {
+            Ok(r) => main.companions.push(r),
+            Err(e) => log::warn!("{name} beside {}: {e}", main.library.display()),
+        }
+    }
+    main
+}
+
+/// Resolves the roles of one library of the package (`part`: None for the main one).
+fn resolve_part(
+    path: &Path,
+    data: &[u8],
+    catalog: &Catalog,
+    part: Option<&str>,
+) -> Result<Resolution> {
     let file = elf::parse(path, data)?;
-    let symbols = elf::function_candidates(&file, catalog);
+    let specs: Vec<&RoleSpec> = catalog.roles_in(part).collect();
+    let symbols = elf::function_candidates(&file, &specs);
     if symbols.dynsym + symbols.symtab == 0 {
         return Err(Error::NoSymbols { path: path.into() });
     }
     let segments = Segments::of(&file);
-    let roles: Vec<RoleResolution> = catalog
-        .roles
+    let roles: Vec<RoleResolution> = specs
         .iter()
         .map(|spec| resolve_role(spec, &catalog.abi, &symbols.candidates, &segments, data))
         .collect();
-    if roles
-        .iter()
-        .all(|r| r.attach.is_empty() && r.rejected.is_empty())
+    if part.is_none()
+        && roles
+            .iter()
+            .all(|r| r.attach.is_empty() && r.rejected.is_empty())
     {
         return Err(Error::NotTtMetal { path: path.into() });
     }
     Ok(Resolution {
         library: path.into(),
+        part: part.map(str::to_string),
+        companions: Vec::new(),
         build_id: elf::build_id(&file),
         symbols_scanned: symbols.dynsym + symbols.symtab,
         dynsym_symbols: symbols.dynsym,
@@ -306,6 +372,51 @@ fn resolve_role(
 ) -> RoleResolution {
     let mut attach: Vec<AttachPoint> = Vec::new();
     let mut rejected: Vec<Rejected> = Vec::new();
+    for template in &spec.instances_of {
+        let Some(prefix) = elf::template_prefix(template) else {
+            continue;
+        };
+        for c in candidates.iter().filter(|c| c.name.starts_with(&prefix)) {
+            if let Some(a) = attach.iter_mut().find(|a| a.address == c.address) {
+                a.aliases.push(c.name.to_string());
+                continue;
+            }
+            let placed = match ops::op_of(c.name) {
+                None => Err("its template arguments name no operation".to_string()),
+                Some(s) if s.op.name().is_none() => Err(format!(
+                    "{} serves many operations: its symbol names none",
+                    s.op.path()
+                )),
+                Some(s) => segments
+                    .file_offset(c.address)
+                    .and_then(|offset| match segments.has_code {
+                        true => uprobe_refused(data.get(offset as usize..).unwrap_or_default())
+                            .map_or(Ok(offset), Err),
+                        false => Ok(offset),
+                    })
+                    .map(|offset| (s, offset)),
+            };
+            let demangled = c.demangled.clone().unwrap_or_else(|| c.name.to_string());
+            match placed {
+                Ok((s, file_offset)) => attach.push(AttachPoint {
+                    demangled: format!("{template}<{}>", s.op.path()),
+                    mangled: c.name.to_string(),
+                    aliases: Vec::new(),
+                    address: c.address,
+                    file_offset,
+                    fields: Vec::new(),
+                    op: Some(s.op),
+                }),
+                Err(reason) => rejected.push(Rejected {
+                    demangled,
+                    mangled: c.name.to_string(),
+                    aliases: Vec::new(),
+                    address: c.address,
+                    reason,
+                }),
+            }
+        }
+    }
     for qualified in &spec.names {
         let hint = elf::mangled_hint(qualified);
         for c in candidates {
@@ -341,6 +452,7 @@ fn resolve_role(
                     address: c.address,
                     file_offset,
                     fields,
+                    op: None,
                 }),
                 Err(reason) => rejected.push(Rejected {
                     demangled: demangled.clone(),
@@ -353,13 +465,17 @@ fn resolve_role(
         }
     }
     let problem = attach.is_empty().then(|| {
+        let names = spec
+            .names
+            .iter()
+            .cloned()
+            .chain(spec.instances_of.iter().map(|t| format!("{t}<…>")))
+            .collect::<Vec<_>>()
+            .join(" or ");
         if rejected.is_empty() {
-            format!("no function named {}", spec.names.join(" or "))
+            format!("no function named {names}")
         } else {
-            format!(
-                "{} found, but no overload fits the argument rules",
-                spec.names.join(" or ")
-            )
+            format!("{names} found, but no overload fits the argument rules")
         }
     });
     RoleResolution {

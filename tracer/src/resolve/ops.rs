@@ -59,6 +59,11 @@ pub enum Entry {
     LookUpProgramCache,
     /// 0.81+: hit or miss handler dispatch.
     UseMeshWorkload,
+    /// `launch<Op>` (0.67+): the outermost per-launch template, taking the operation itself;
+    /// output tensors are allocated inside it.
+    Launch,
+    /// `invoke<Op>` (0.62): the outermost per-launch template of that release.
+    Invoke,
     /// Another `detail::` function template with the adapter among its arguments; its name is in
     /// [`OpSymbol::function`].
     Other,
@@ -76,6 +81,8 @@ impl Entry {
             "enqueue_mesh_workload" => Entry::EnqueueMeshWorkload,
             "look_up_program_cache" => Entry::LookUpProgramCache,
             "use_mesh_workload" => Entry::UseMeshWorkload,
+            "launch" => Entry::Launch,
+            "invoke" => Entry::Invoke,
             _ => Entry::Other,
         }
     }
@@ -277,26 +284,39 @@ fn constraint_end(s: &[u8], j: usize) -> Option<usize> {
 }
 
 /// The operation and entry of a `ttnn::device_operation::detail::<function><…>` instantiation
-/// whose template arguments include `MeshDeviceOperationAdapter<Op>`; None for any other symbol
-/// or one that does not demangle.
+/// whose template arguments include `MeshDeviceOperationAdapter<Op>`, or of `launch<Op>` /
+/// `invoke<Op>`, whose first template argument is the operation itself; None for any other
+/// symbol or one that does not demangle.
 pub fn op_of(mangled: &str) -> Option<OpSymbol> {
     let rest = mangled.strip_prefix(DETAIL)?.as_bytes();
     let name_end = source_name_end(rest, 0)?;
-    if rest.get(name_end) != Some(&b'I') || !mangled.contains(ADAPTER_MANGLED) {
+    if rest.get(name_end) != Some(&b'I') {
         return None;
     }
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     let function = std::str::from_utf8(&rest[digits..name_end]).ok()?;
+    let entry = Entry::of(function);
+    let adapted = mangled.contains(ADAPTER_MANGLED);
+    if !adapted && !matches!(entry, Entry::Launch | Entry::Invoke) {
+        return None;
+    }
     let text = demangle(&strip_constraints(mangled))?;
     let head = format!("ttnn::device_operation::detail::{function}<");
     let args = template_args(&text[text.find(&head)? + head.len()..])?;
-    // First for the launch path; after the factory in `create_mesh_workload_from_workload_factory`.
-    let adapter = args.into_iter().find_map(|a| a.strip_prefix(ADAPTER))?;
-    let inner = adapter.strip_suffix('>')?.trim_end();
-    let path = template_args(&format!("{inner}>"))?
-        .into_iter()
-        .next()?
-        .to_string();
+    let path = if adapted {
+        // First for the launch path; after the factory in `create_mesh_workload_from_workload_factory`.
+        let adapter = args.into_iter().find_map(|a| a.strip_prefix(ADAPTER))?;
+        let inner = adapter.strip_suffix('>')?.trim_end();
+        template_args(&format!("{inner}>"))?
+            .into_iter()
+            .next()?
+            .to_string()
+    } else {
+        args.into_iter().next()?.to_string()
+    };
+    if path.is_empty() {
+        return None;
+    }
     let op = if path.starts_with(OLD_INFRA) {
         Op::OldInfra { path }
     } else {
@@ -304,7 +324,7 @@ pub fn op_of(mangled: &str) -> Option<OpSymbol> {
         Op::Named { path, name }
     };
     Some(OpSymbol {
-        entry: Entry::of(function),
+        entry,
         function: function.to_string(),
         op,
     })
@@ -526,12 +546,29 @@ mod tests {
             "",
             "_Z1fv",
             "_ZN4ttnn16device_operation6detail",
-            // launch<Op> takes the operation itself, not the adapter.
-            "_ZN4ttnn16device_operation6detail6launchITkNS0_22DeviceOperationConceptENS_4prim13SDPAOperationEEENT_21tensor_return_value_tERKNS5_22operation_attributes_tERKNS5_13tensor_args_tE",
+            // Neither the adapter nor launch / invoke: the argument is no operation.
+            "_ZN4ttnn16device_operation6detail7computeITkNS0_22DeviceOperationConceptENS_4prim13SDPAOperationEEENT_21tensor_return_value_tERKNS5_22operation_attributes_tERKNS5_13tensor_args_tE",
             "_ZN4ttnn16device_operation6detail99launch",
         ] {
             assert_eq!(op_of(name), None, "{name}");
         }
+    }
+
+    #[test]
+    fn launch_takes_the_operation_itself() {
+        // 0.81.1's `launch<BinaryNgDeviceOperation>`, as `nm -D` lists it.
+        let name = "_ZN4ttnn16device_operation6detail6launchITkNS0_22DeviceOperationConceptENS_10operations9binary_ng23BinaryNgDeviceOperationEEENT_21tensor_return_value_tERKNS6_22operation_attributes_tERKNS6_13tensor_args_tE";
+        assert_eq!(
+            op_of(name),
+            Some(OpSymbol {
+                entry: Entry::Launch,
+                function: "launch".into(),
+                op: Op::Named {
+                    path: "ttnn::operations::binary_ng::BinaryNgDeviceOperation".into(),
+                    name: "BinaryNgDeviceOperation".into()
+                }
+            })
+        );
     }
 
     /// Library symbol tables are input: no prefix or corruption of a real name may panic.

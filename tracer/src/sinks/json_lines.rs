@@ -164,6 +164,7 @@ mod tests {
             tid: 1,
             ts_ns: 0,
             total,
+            op: None,
         }
     }
 

@@ -119,8 +119,7 @@ pub struct ProcessLive {
     pub chips: BTreeMap<Option<i64>, ChipLive>,
     /// Contexts entered and not left, oldest first.
     pub contexts: Vec<ActiveContext>,
-    /// The ttnn operation running now. Operations are not in the record stream yet: always
-    /// None until they are.
+    /// The ttnn operation running now (the last one begun, on any of its threads).
     pub operation: Option<String>,
     /// Workloads enqueued so far.
     pub enqueued: u64,
@@ -431,12 +430,15 @@ impl LiveState {
                     .set(0, 0);
             }
             Record::WorkloadEnqueued { total, .. } => p.enqueued = p.enqueued.max(*total),
+            Record::OpBegan { op, .. } => p.operation = Some(op.to_string()),
+            Record::OpEnded { .. } => p.operation = None,
             // Firmware, bank construction, program-binary frees, mesh close and unmatched
             // events only make the process known.
             Record::FirmwareLoaded { .. }
             | Record::BankBuilt { .. }
             | Record::ProgramBinariesFreed { .. }
             | Record::MeshClosed { .. }
+            | Record::OpProgramCache { .. }
             | Record::Unmatched { .. } => {}
             Record::LibraryTraced { .. }
             | Record::LibraryRefused { .. }
@@ -467,6 +469,9 @@ pub fn pid_of(r: &Record) -> Option<u32> {
         | Record::CircularBufferAllocated { pid, .. }
         | Record::CircularBuffersReleased { pid, .. }
         | Record::WorkloadEnqueued { pid, .. }
+        | Record::OpBegan { pid, .. }
+        | Record::OpProgramCache { pid, .. }
+        | Record::OpEnded { pid, .. }
         | Record::Unmatched { pid, .. } => *pid,
         Record::ProcessExited(c) => c.pid,
         Record::LibraryTraced { .. } | Record::LibraryRefused { .. } => return None,

@@ -112,6 +112,7 @@ mod tests {
         sinks.push(Counting(seen.clone()));
         sinks.push(Counting(seen.clone()));
         let r = Record::WorkloadEnqueued {
+            op: None,
             pid: 1,
             tid: 1,
             ts_ns: 0,

@@ -7,6 +7,7 @@ use crate::collector::{
 
 pub(super) fn kernel(pid: u32, chip: i64, class: KernelClass, bytes: u64) -> Record {
     Record::KernelLoaded {
+        op: None,
         pid,
         tid: pid,
         ts_ns: 1,
@@ -37,6 +38,7 @@ pub(super) fn exited(pid: u32, status: ExitStatus, leaks: &[(BufferType, u64)]) 
             .map(|&(buffer_type, size)| Leak {
                 owner: "mesh 1".into(),
                 buffer: Outstanding {
+                    op: None,
                     buffer_type,
                     size,
                     address: 0x100,
@@ -69,6 +71,7 @@ pub(super) fn alloc(
     live: u64,
 ) -> Record {
     Record::BufferAllocated {
+        op: None,
         pid,
         tid: pid,
         ts_ns: 1,
@@ -103,6 +106,7 @@ pub(super) fn free(
 
 pub(super) fn cb(pid: u32, chip: i64, live: u64) -> Record {
     Record::CircularBufferAllocated {
+        op: None,
         pid,
         tid: pid,
         ts_ns: 1,

@@ -497,14 +497,18 @@ impl MetricsState {
                     })
                     .inc();
             }
-            // Phases, firmware, bank construction, program-binary frees and unmatched events
-            // have no series of their own: they only make the process known.
+            // Phases, firmware, bank construction, program-binary frees, operations (a series
+            // per operation type and process would be hundreds) and unmatched events have no
+            // series of their own: they only make the process known.
             Record::ContextEntered { pid, .. }
             | Record::ContextExited { pid, .. }
             | Record::FirmwareLoaded { pid, .. }
             | Record::MeshClosed { pid, .. }
             | Record::BankBuilt { pid, .. }
             | Record::ProgramBinariesFreed { pid, .. }
+            | Record::OpBegan { pid, .. }
+            | Record::OpProgramCache { pid, .. }
+            | Record::OpEnded { pid, .. }
             | Record::Unmatched { pid, .. } => {
                 self.process(*pid);
             }

@@ -34,6 +34,7 @@ fn busy_state(t0: Instant) -> MetricsState {
     s.record(&kernel(42, 1, KernelClass::Dispatch, 47104), t0);
     s.record(
         &Record::ProgramBinariesPlaced {
+            op: None,
             pid: 42,
             tid: 42,
             ts_ns: 2,
@@ -53,6 +54,7 @@ fn busy_state(t0: Instant) -> MetricsState {
     s.record(&cb(42, 0, 8192), t0);
     s.record(
         &Record::WorkloadEnqueued {
+            op: None,
             pid: 42,
             tid: 42,
             ts_ns: 3,

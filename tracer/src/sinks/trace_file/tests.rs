@@ -67,6 +67,7 @@ fn buffer(
     live: u64,
 ) -> Record {
     Record::BufferAllocated {
+        op: None,
         pid: PID,
         tid: PID,
         ts_ns,
@@ -91,6 +92,7 @@ fn process_exit(ts_ns: u64) -> Record {
         leaks: vec![Leak {
             owner: "mesh 1".into(),
             buffer: Outstanding {
+                op: None,
                 buffer_type: BufferType::Dram,
                 size: 4096,
                 address: 0x10000,
@@ -134,6 +136,7 @@ fn session() -> Vec<Record> {
         },
         entered(WORKER, 1_200, FabricContext, Some(0)),
         Record::KernelLoaded {
+            op: None,
             pid: PID,
             tid: WORKER,
             ts_ns: 1_300,
@@ -175,6 +178,7 @@ fn session() -> Vec<Record> {
             live_bytes: 0,
         },
         Record::CircularBufferAllocated {
+            op: None,
             pid: PID,
             tid: PID,
             ts_ns: 2_400,
@@ -191,6 +195,7 @@ fn session() -> Vec<Record> {
             bytes: 2048,
         },
         Record::CircularBufferAllocated {
+            op: None,
             pid: PID,
             tid: PID,
             ts_ns: 2_550,
@@ -200,6 +205,7 @@ fn session() -> Vec<Record> {
         },
         entered(PID, 2_600, ProgramBinaries, None),
         Record::ProgramBinariesPlaced {
+            op: None,
             pid: PID,
             tid: PID,
             ts_ns: 2_650,
@@ -209,11 +215,33 @@ fn session() -> Vec<Record> {
             buffer_type: BufferType::Dram,
         },
         exited_ctx(PID, 2_700, ProgramBinaries, None, Some(2_600)),
+        Record::OpBegan {
+            pid: PID,
+            tid: PID,
+            ts_ns: 2_750,
+            op: "BinaryNgDeviceOperation".into(),
+        },
+        Record::OpProgramCache {
+            pid: PID,
+            tid: PID,
+            ts_ns: 2_760,
+            op: "BinaryNgDeviceOperation".into(),
+            outcome: crate::collector::CacheOutcome::Miss,
+        },
         Record::WorkloadEnqueued {
+            op: Some("BinaryNgDeviceOperation".into()),
             pid: PID,
             tid: PID,
             ts_ns: 2_800,
             total: 1,
+        },
+        Record::OpEnded {
+            pid: PID,
+            tid: PID,
+            ts_ns: 2_850,
+            op: "BinaryNgDeviceOperation".into(),
+            duration_ns: 100,
+            cache: Some(crate::collector::CacheOutcome::Miss),
         },
         Record::ProgramBinariesFreed {
             pid: PID,
@@ -364,6 +392,9 @@ fn a_session_is_one_valid_object_with_tracks_spans_instants_and_counters() {
         let (ph, name) = match r {
             Record::ContextEntered { role, .. } => ("B", json!(role)),
             Record::ContextExited { role, .. } => ("E", json!(role)),
+            // An operation's span is named after it.
+            Record::OpBegan { .. } => ("B", fields.remove("op").unwrap()),
+            Record::OpEnded { .. } => ("E", fields.remove("op").unwrap()),
             _ => ("i", kind.clone()),
         };
         assert_eq!((e["ph"].as_str().unwrap(), &e["name"]), (ph, &name), "{e}");
@@ -584,6 +615,9 @@ fn shift(r: &mut Record, by: u64) {
         | Record::CircularBufferAllocated { ts_ns, .. }
         | Record::CircularBuffersReleased { ts_ns, .. }
         | Record::WorkloadEnqueued { ts_ns, .. }
+        | Record::OpBegan { ts_ns, .. }
+        | Record::OpProgramCache { ts_ns, .. }
+        | Record::OpEnded { ts_ns, .. }
         | Record::Unmatched { ts_ns, .. } => *ts_ns += by,
         Record::LibraryTraced { .. } | Record::LibraryRefused { .. } => {}
     }
@@ -730,7 +764,7 @@ fn every_event_name_is_documented_in_docs_trace_md() {
                 .into()
         })
         .collect();
-    assert_eq!(kinds.len(), 22, "one record of each kind: {kinds:?}");
+    assert_eq!(kinds.len(), 25, "one record of each kind: {kinds:?}");
     for e in &out {
         match e["ph"].as_str().unwrap() {
             "C" => {
@@ -742,6 +776,8 @@ fn every_event_name_is_documented_in_docs_trace_md() {
                 names.insert(track);
                 names.extend(e["args"].as_object().unwrap().keys().cloned());
             }
+            // Operation spans are named after the operation.
+            "B" | "E" if e["cat"] == "op" => {}
             _ => {
                 names.insert(e["name"].as_str().unwrap().into());
             }
@@ -751,7 +787,7 @@ fn every_event_name_is_documented_in_docs_trace_md() {
     names.remove("");
     // Every bring-up context a catalog can name is a span.
     for spec in crate::catalog::Catalog::builtin().roles {
-        if spec.kind == tracer_common::RecipeKind::Context {
+        if spec.kind == tracer_common::RecipeKind::Context && !spec.named_by_attach_point() {
             names.insert(spec.role.to_string());
         }
     }

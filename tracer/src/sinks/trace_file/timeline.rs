@@ -1,7 +1,10 @@
 //! Records → Chrome trace events, without I/O: which track each record goes on, the spans
 //! still open per thread, and the live bytes behind each chip's counter track.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use serde_json::{json, Map, Value};
 
@@ -42,7 +45,9 @@ struct Proc {
 
 #[derive(Debug)]
 struct Open {
-    name: &'static str,
+    /// The span's name: a bring-up role, or a ttnn operation.
+    name: Arc<str>,
+    cat: &'static str,
     role: Role,
     args: Map<String, Value>,
 }
@@ -158,6 +163,7 @@ fn category(r: &Record) -> &'static str {
         | Record::CircularBufferAllocated { .. }
         | Record::CircularBuffersReleased { .. } => "memory",
         Record::WorkloadEnqueued { .. } => "workload",
+        Record::OpBegan { .. } | Record::OpProgramCache { .. } | Record::OpEnded { .. } => "op",
         Record::LibraryTraced { .. } | Record::LibraryRefused { .. } => "library",
         Record::Unmatched { .. } => "unmatched",
         Record::ProcessStarted { .. }
@@ -282,23 +288,33 @@ impl Timeline {
         };
 
         match r {
-            // Bring-up phases are spans on the thread that ran them. ttnn operations, once the
-            // record stream carries them, are spans here too (category "op", named after the
-            // operation), on the thread that launched them.
-            Record::ContextEntered { role, .. } => {
-                let span: &'static str = role.into();
-                out.push(json!({"name": span, "cat": cat, "ph": "B", "ts": at,
+            // Bring-up phases are spans on the thread that ran them; ttnn operations too
+            // (category "op", named after the operation), on the thread that launched them.
+            Record::ContextEntered { .. } | Record::OpBegan { .. } => {
+                let (span, role): (Arc<str>, Role) = match r {
+                    Record::ContextEntered { role, .. } => (<&str>::from(role).into(), *role),
+                    Record::OpBegan { op, .. } => (op.clone(), Role::OpLaunch),
+                    _ => unreachable!("matched above"),
+                };
+                args.remove("op");
+                out.push(json!({"name": &*span, "cat": cat, "ph": "B", "ts": at,
                                 "pid": pid, "tid": tid, "args": args.clone()}));
                 let stack = proc.threads.entry(tid).or_default();
                 stack.push(Open {
                     name: span,
-                    role: *role,
+                    cat,
+                    role,
                     args,
                 });
             }
-            Record::ContextExited { role, .. } => {
+            Record::ContextExited { .. } | Record::OpEnded { .. } => {
+                let role = match r {
+                    Record::ContextExited { role, .. } => *role,
+                    _ => Role::OpLaunch,
+                };
+                args.remove("op");
                 let stack = proc.threads.entry(tid).or_default();
-                match stack.iter().rposition(|o| o.role == *role) {
+                match stack.iter().rposition(|o| o.role == role) {
                     Some(i) => {
                         // Spans opened inside it whose exits never came end with it.
                         while stack.len() > i + 1 {
@@ -306,7 +322,7 @@ impl Timeline {
                             out.push(end(&inner, pid, tid, at.clone(), ENDED_BY_OUTER_EXIT));
                         }
                         let open = stack.pop().expect("found at i");
-                        out.push(json!({"name": open.name, "cat": cat, "ph": "E", "ts": at,
+                        out.push(json!({"name": &*open.name, "cat": cat, "ph": "E", "ts": at,
                                         "pid": pid, "tid": tid, "args": args}));
                     }
                     // Left without its entry seen (tracing began inside it): no span to end.
@@ -405,7 +421,7 @@ impl Timeline {
                 for open in stack {
                     let mut args = open.args.clone();
                     args.insert("continued".into(), true.into());
-                    out.push(json!({"name": open.name, "cat": "bring_up", "ph": "B",
+                    out.push(json!({"name": &*open.name, "cat": open.cat, "ph": "B",
                                     "ts": at.clone(), "pid": pid, "tid": tid, "args": args}));
                 }
             }
@@ -427,7 +443,7 @@ fn thread_name(pid: u32, tid: u32) -> String {
 
 /// The end of a span tt-tracer closes itself, saying why.
 fn end(open: &Open, pid: u32, tid: u32, at: Value, why: &str) -> Value {
-    json!({"name": open.name, "cat": "bring_up", "ph": "E", "ts": at, "pid": pid, "tid": tid,
+    json!({"name": &*open.name, "cat": open.cat, "ph": "E", "ts": at, "pid": pid, "tid": tid,
            "args": {"ended_by": why}})
 }
 

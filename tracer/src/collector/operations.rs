@@ -1,0 +1,173 @@
+//! ttnn device operations: which one is running on each thread, and what each operation type
+//! did (launches, program-cache hits and misses, time, the buffers, circular buffers, kernels
+//! and enqueues made while it ran, and what it left allocated).
+//!
+//! An operation's context is pushed by its `launch<Op>` attach point, whose cookie is the
+//! context's `this`; the session tells the collector which operation each cookie is
+//! ([`super::Collector::name_operations`]). Operations nest (one may launch another): the
+//! innermost one on the thread owns what happens.
+
+use std::{collections::HashMap, sync::Arc};
+
+use serde::Serialize;
+
+use super::{ledger::Tally, memory::BufferType};
+
+/// An armed `op_launch` attach point's operation, as the session resolved it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpInfo {
+    /// Short name (`BinaryNgDeviceOperation`): what ttnn's own graph capture calls it.
+    pub name: String,
+    /// Full type (`ttnn::operations::binary_ng::BinaryNgDeviceOperation`): short names repeat
+    /// across namespaces.
+    pub path: String,
+    pub cache: CacheProbes,
+}
+
+/// Which program-cache paths of the operation are probed in its library.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheProbes {
+    pub hit: bool,
+    pub miss: bool,
+}
+
+/// What a program-cache look-up of one launch came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheOutcome {
+    Hit,
+    Miss,
+}
+
+/// One operation type's row in a process's table.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OpLedger {
+    pub name: Arc<str>,
+    pub path: String,
+    pub launches: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    /// Launches whose look-up no probe saw (neither path out of line for this operation).
+    pub cache_unknown: u64,
+    /// Time inside its launches, summed (ns).
+    pub time_ns: u64,
+    /// Buffers allocated while it ran, by type.
+    pub buffers: std::collections::BTreeMap<BufferType, Tally>,
+    pub circular_buffers: Tally,
+    /// Kernel binaries written (slow dispatch) or placed (fast dispatch) while it ran.
+    pub kernels: Tally,
+    pub enqueues: u64,
+    /// Its buffers allocated now (at the end: still allocated when the process ended).
+    pub live: Tally,
+    /// Its buffers released by a device or mesh close rather than freed.
+    pub released_at_close: Tally,
+    #[serde(skip)]
+    cache: CacheProbes,
+}
+
+/// A launch in progress on one thread.
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    /// Index in [`Operations::table`].
+    op: usize,
+    start_ns: u64,
+    outcome: Option<CacheOutcome>,
+}
+
+/// Every operation type a process ran, and the launches in progress on its threads.
+#[derive(Debug, Default)]
+pub struct Operations {
+    pub table: Vec<OpLedger>,
+    by_path: HashMap<String, usize>,
+    running: HashMap<u32, Vec<Frame>>,
+}
+
+/// A launch that ended.
+pub(super) struct Ended {
+    pub name: Arc<str>,
+    pub duration_ns: u64,
+    pub outcome: Option<CacheOutcome>,
+}
+
+impl Operations {
+    /// `info`'s launch began on thread `tid`; returns its name.
+    pub(super) fn began(&mut self, tid: u32, info: &OpInfo, ts_ns: u64) -> Arc<str> {
+        let op = match self.by_path.get(&info.path) {
+            Some(&i) => i,
+            None => {
+                self.table.push(OpLedger {
+                    name: info.name.as_str().into(),
+                    path: info.path.clone(),
+                    cache: info.cache,
+                    ..Default::default()
+                });
+                self.by_path.insert(info.path.clone(), self.table.len() - 1);
+                self.table.len() - 1
+            }
+        };
+        self.running.entry(tid).or_default().push(Frame {
+            op,
+            start_ns: ts_ns,
+            outcome: None,
+        });
+        self.table[op].name.clone()
+    }
+
+    /// The innermost launch on `tid` ended (None if none was seen beginning).
+    pub(super) fn ended(&mut self, tid: u32, ts_ns: u64) -> Option<Ended> {
+        let stack = self.running.get_mut(&tid)?;
+        let frame = stack.pop()?;
+        if stack.is_empty() {
+            self.running.remove(&tid);
+        }
+        let row = &mut self.table[frame.op];
+        let duration_ns = ts_ns.saturating_sub(frame.start_ns);
+        row.launches += 1;
+        row.time_ns = row.time_ns.saturating_add(duration_ns);
+        // A path not seen is the other one, when only one of them can be missed.
+        let outcome = frame.outcome.or(match (row.cache.hit, row.cache.miss) {
+            (_, true) => Some(CacheOutcome::Hit),
+            (true, false) => Some(CacheOutcome::Miss),
+            (false, false) => None,
+        });
+        match outcome {
+            Some(CacheOutcome::Hit) => row.cache_hits += 1,
+            Some(CacheOutcome::Miss) => row.cache_misses += 1,
+            None => row.cache_unknown += 1,
+        }
+        Some(Ended {
+            name: row.name.clone(),
+            duration_ns,
+            outcome,
+        })
+    }
+
+    /// The innermost launch on `tid` looked its program up; returns its name.
+    pub(super) fn cache_looked_up(&mut self, tid: u32, outcome: CacheOutcome) -> Option<Arc<str>> {
+        let frame = self.running.get_mut(&tid)?.last_mut()?;
+        // A miss handler may look up again inside (a cached program built from another):
+        // the first outcome is the launch's.
+        frame.outcome.get_or_insert(outcome);
+        Some(self.table[frame.op].name.clone())
+    }
+
+    /// The operation running on `tid`: its index and name.
+    pub(super) fn current(&self, tid: u32) -> Option<(usize, Arc<str>)> {
+        let f = self.running.get(&tid)?.last()?;
+        Some((f.op, self.table[f.op].name.clone()))
+    }
+
+    pub(super) fn row(&mut self, op: usize) -> Option<&mut OpLedger> {
+        self.table.get_mut(op)
+    }
+
+    /// The thread is gone (its process exited): its launches never end.
+    pub(super) fn forget_threads(&mut self) {
+        self.running.clear();
+    }
+
+    /// Launches in progress, all threads together.
+    pub fn running(&self) -> usize {
+        self.running.values().map(Vec::len).sum()
+    }
+}
