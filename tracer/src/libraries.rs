@@ -339,7 +339,7 @@ fn operations(
             path: op.path().to_string(),
             cache: CacheProbes {
                 hit: probed(Role::OpCacheHit, op.path()),
-                miss: probed(Role::OpCacheMiss, op.path()),
+                enqueue: probed(Role::OpEnqueue, op.path()),
             },
         };
         (cookie, info)

@@ -52,8 +52,9 @@ pub enum Role {
     OpLaunch = 21,
     /// The running operation found its program in the program cache.
     OpCacheHit = 22,
-    /// The running operation built its program (not in the program cache).
-    OpCacheMiss = 23,
+    /// The running operation enqueues its workload, saying whether its program came from the
+    /// program cache.
+    OpEnqueue = 23,
 }
 
 /// A value a probe reads for the collector. The catalog names each in a role's `fields`; its
@@ -82,6 +83,8 @@ pub enum Field {
     Queue,
     /// A programmable core type index (tt-metal's `HalProgrammableCoreType`).
     CoreType,
+    /// A `bool`: the program was found in the program cache.
+    CacheHit,
 }
 
 impl Role {
@@ -120,8 +123,8 @@ impl Role {
             | Role::DeviceAllocator
             | Role::ScratchAllocator
             | Role::OpLaunch
-            | Role::OpCacheHit
-            | Role::OpCacheMiss => &[],
+            | Role::OpCacheHit => &[],
+            Role::OpEnqueue => &[CacheHit],
         }
     }
 

@@ -128,7 +128,10 @@ impl Call {
             },
             Role::WorkloadEnqueue => Call::WorkloadEnqueue,
             Role::OpCacheHit => Call::OpCache { hit: true },
-            Role::OpCacheMiss => Call::OpCache { hit: false },
+            // A C++ bool: only its low byte is defined in the register.
+            Role::OpEnqueue => Call::OpCache {
+                hit: f.get(Field::CacheHit) & 0xff != 0,
+            },
             Role::FirmwareWrite => Call::FirmwareWrite {
                 bytes: f.get(Field::Bytes),
                 chip: f.chip(),

@@ -187,7 +187,17 @@ impl Collector {
                 let start = self.context_starts.remove(&(ev.tgid, ev.tid, ev.depth));
                 (proc.context_exited(role, ev, start), None)
             }
-            EventKind::Call => (proc.call(role, Call::decode(role, ev), ev), None),
+            EventKind::Call => match Call::decode(role, ev) {
+                // The hit handler and the enqueue both tell a hit: one record.
+                Call::OpCache { hit } => {
+                    return Records {
+                        started,
+                        record: proc.op_cache(role, hit, ev),
+                        also: None,
+                    }
+                }
+                call => (proc.call(role, call, ev), None),
+            },
             EventKind::ProcessExit | EventKind::LibraryOpened => unreachable!("handled above"),
         };
         Records {
@@ -382,6 +392,26 @@ impl ProcessLedger {
         }
     }
 
+    /// The running operation's program-cache outcome: a record the first time it is told
+    /// (None when told again).
+    fn op_cache(&mut self, role: Role, hit: bool, ev: &Event) -> Option<Record> {
+        let outcome = match hit {
+            true => CacheOutcome::Hit,
+            false => CacheOutcome::Miss,
+        };
+        match self.operations.cache_looked_up(ev.tid, outcome) {
+            Some((op, true)) => Some(Record::OpProgramCache {
+                pid: self.pid,
+                tid: ev.tid,
+                ts_ns: ev.ts_ns,
+                op,
+                outcome,
+            }),
+            Some((_, false)) => None,
+            None => Some(self.unmatched(role, ev)),
+        }
+    }
+
     /// The operation running on the event's thread, if any.
     fn current_op(&self, ev: &Event) -> Option<(usize, std::sync::Arc<str>)> {
         self.operations.current(ev.tid)
@@ -472,22 +502,9 @@ impl ProcessLedger {
                     op,
                 }
             }
-            Call::OpCache { hit } => {
-                let outcome = match hit {
-                    true => CacheOutcome::Hit,
-                    false => CacheOutcome::Miss,
-                };
-                match self.operations.cache_looked_up(ev.tid, outcome) {
-                    Some(op) => Record::OpProgramCache {
-                        pid: self.pid,
-                        tid: ev.tid,
-                        ts_ns: ev.ts_ns,
-                        op,
-                        outcome,
-                    },
-                    None => self.unmatched(role, ev),
-                }
-            }
+            Call::OpCache { hit } => self
+                .op_cache(role, hit, ev)
+                .unwrap_or_else(|| self.unmatched(role, ev)),
             Call::FirmwareWrite {
                 bytes,
                 chip,

@@ -24,11 +24,13 @@ pub struct OpInfo {
     pub cache: CacheProbes,
 }
 
-/// Which program-cache paths of the operation are probed in its library.
+/// Which program-cache signals of the operation are probed in its library.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheProbes {
+    /// Its cache-hit handler (out of line).
     pub hit: bool,
-    pub miss: bool,
+    /// Its workload enqueue, which is told whether the program was cached (0.67+).
+    pub enqueue: bool,
 }
 
 /// What a program-cache look-up of one launch came to.
@@ -47,7 +49,8 @@ pub struct OpLedger {
     pub launches: u64,
     pub cache_hits: u64,
     pub cache_misses: u64,
-    /// Launches whose look-up no probe saw (neither path out of line for this operation).
+    /// Launches whose look-up no probe saw (no workload enqueued: an operation that skipped
+    /// its launch, or failed; or a release where neither signal is out of line for it).
     pub cache_unknown: u64,
     /// Time inside its launches, summed (ns).
     pub time_ns: u64,
@@ -124,12 +127,10 @@ impl Operations {
         let duration_ns = ts_ns.saturating_sub(frame.start_ns);
         row.launches += 1;
         row.time_ns = row.time_ns.saturating_add(duration_ns);
-        // A path not seen is the other one, when only one of them can be missed.
-        let outcome = frame.outcome.or(match (row.cache.hit, row.cache.miss) {
-            (_, true) => Some(CacheOutcome::Hit),
-            (true, false) => Some(CacheOutcome::Miss),
-            (false, false) => None,
-        });
+        // Where the hit handler is the only signal (0.62), a launch without it missed.
+        let outcome = frame
+            .outcome
+            .or((row.cache.hit && !row.cache.enqueue).then_some(CacheOutcome::Miss));
         match outcome {
             Some(CacheOutcome::Hit) => row.cache_hits += 1,
             Some(CacheOutcome::Miss) => row.cache_misses += 1,
@@ -142,13 +143,18 @@ impl Operations {
         })
     }
 
-    /// The innermost launch on `tid` looked its program up; returns its name.
-    pub(super) fn cache_looked_up(&mut self, tid: u32, outcome: CacheOutcome) -> Option<Arc<str>> {
+    /// The innermost launch on `tid` looked its program up: its name, and whether this is the
+    /// first word on it (None if no launch runs on `tid`).
+    pub(super) fn cache_looked_up(
+        &mut self,
+        tid: u32,
+        outcome: CacheOutcome,
+    ) -> Option<(Arc<str>, bool)> {
         let frame = self.running.get_mut(&tid)?.last_mut()?;
-        // A miss handler may look up again inside (a cached program built from another):
-        // the first outcome is the launch's.
+        // The hit handler and then the enqueue both tell (0.67+): the first one stands.
+        let first = frame.outcome.is_none();
         frame.outcome.get_or_insert(outcome);
-        Some(self.table[frame.op].name.clone())
+        Some((self.table[frame.op].name.clone(), first))
     }
 
     /// The operation running on `tid`: its index and name.

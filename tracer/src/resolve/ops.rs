@@ -330,6 +330,68 @@ pub fn op_of(mangled: &str) -> Option<OpSymbol> {
     })
 }
 
+/// The parameter list of a `ttnn::device_operation::detail::<function><…>(…)` instantiation, as
+/// demangled once its constraints are stripped: `["… const&", "…", "bool"]`. Only their count
+/// and order are to be trusted (see the module's note on `const`), which is what placing a
+/// field by its type's position needs for plain types (`bool`, pointers).
+pub fn parameters(mangled: &str) -> Option<Vec<String>> {
+    let rest = mangled.strip_prefix(DETAIL)?.as_bytes();
+    let name_end = source_name_end(rest, 0)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let function = std::str::from_utf8(&rest[digits..name_end]).ok()?;
+    let text = demangle(&strip_constraints(mangled))?;
+    let head = format!("ttnn::device_operation::detail::{function}<");
+    let after_args = text.find(&head)? + head.len();
+    let args_len = template_args_len(&text[after_args..])?;
+    let qualified = &head[..head.len() - 1];
+    let params = super::abi::parameter_list(
+        &format!("{qualified}{}", &text[after_args + args_len..]),
+        qualified,
+    )?;
+    Some(params.iter().map(|p| requalified(p)).collect())
+}
+
+/// cpp_demangle 0.4 prints the cv and reference qualifiers of a nested name whose prefix is a
+/// template parameter right after that prefix (`Adapter<Op> const::tensor_args_t&`,
+/// `Adapter<Op>&::tensor_return_value_t`); they belong to the whole type, so they move to
+/// its end (`Adapter<Op>::tensor_args_t const&`). What is a reference stays one, which is all
+/// placing a field after it needs.
+fn requalified(param: &str) -> String {
+    if !param.contains(" const::") && !param.contains("&::") {
+        return param.to_string();
+    }
+    let is_const = param.contains(" const::");
+    let mut bare = param.replace(" const::", "::").replace("&::", "::");
+    let is_ref = bare.ends_with('&') || param.contains("&::");
+    while bare.ends_with('&') {
+        bare.pop();
+    }
+    let bare = bare.trim_end().trim_end_matches(" const").to_string();
+    format!(
+        "{bare}{}{}",
+        if is_const { " const" } else { "" },
+        if is_ref { "&" } else { "" }
+    )
+}
+
+/// Length of `s` (which starts just after an opening `<`) up to and including its closing `>`.
+fn template_args_len(s: &str) -> Option<usize> {
+    let mut depth = 1usize;
+    for (i, c) in s.bytes().enumerate() {
+        match c {
+            b'<' => depth += 1,
+            b'>' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The top-level, comma-separated template arguments of `s`, which starts just after an opening
 /// `<`; None if it never closes or the brackets do not balance.
 fn template_args(s: &str) -> Option<Vec<&str>> {
@@ -552,6 +614,26 @@ mod tests {
         ] {
             assert_eq!(op_of(name), None, "{name}");
         }
+    }
+
+    #[test]
+    fn enqueue_parameters_end_with_the_cache_hit_flag() {
+        // 0.81.1's `enqueue_mesh_workload<MeshDeviceOperationAdapter<BinaryNgDeviceOperation>>`.
+        let name = "_ZN4ttnn16device_operation6detail21enqueue_mesh_workloadITkNS0_36DeviceOperationWithMeshDeviceAdapterENS0_26MeshDeviceOperationAdapterINS_10operations9binary_ng23BinaryNgDeviceOperationEEEEEvRKNT_22operation_attributes_tERKNS7_13tensor_args_tERNS7_21tensor_return_value_tEPN2tt8tt_metal11distributed10MeshDeviceERNSG_12MeshWorkloadEb";
+        let params = parameters(name).expect("demangles");
+        assert_eq!(params.len(), 6, "{params:?}");
+        assert_eq!(
+            params[1],
+            "ttnn::device_operation::MeshDeviceOperationAdapter<ttnn::operations::binary_ng::BinaryNgDeviceOperation>::tensor_args_t const&"
+        );
+        assert_eq!(
+            params[2],
+            "ttnn::device_operation::MeshDeviceOperationAdapter<ttnn::operations::binary_ng::BinaryNgDeviceOperation>::tensor_return_value_t&"
+        );
+        assert_eq!(params[3], "tt::tt_metal::distributed::MeshDevice*");
+        assert!(params[4].ends_with('&'), "{}", params[4]);
+        assert_eq!(params[5], "bool");
+        assert_eq!(parameters("_Z1fv"), None);
     }
 
     #[test]
