@@ -93,7 +93,10 @@ fn kind_of(e: &Value) -> Option<String> {
     if !e["args"]["ended_by"].is_null() {
         return None;
     }
+    let op = e["cat"] == "op";
     match e["ph"].as_str()? {
+        "B" if op => Some("op_began".into()),
+        "E" if op => Some("op_ended".into()),
         "B" => Some("context_entered".into()),
         "E" => Some("context_exited".into()),
         "i" => Some(e["name"].as_str()?.into()),
@@ -127,6 +130,9 @@ pub fn assert_same_records(events: &[Value], records: &[Value]) {
         assert_eq!(kind, r["record"].as_str().unwrap(), "in order: {e} for {r}");
         let mut fields = r.as_object().unwrap().clone();
         fields.remove("record");
+        // An operation's span is named after it, not carried as an arg.
+        let op_span = matches!(e["ph"].as_str(), Some("B" | "E")) && e["cat"] == "op";
+        let op = if op_span { fields.remove("op") } else { None };
         let library = kind.starts_with("library_");
         if !library {
             let ts = fields
@@ -151,6 +157,9 @@ pub fn assert_same_records(events: &[Value], records: &[Value]) {
             "args of {e} for the record {r}"
         );
         match e["ph"].as_str() {
+            Some("B") | Some("E") if op_span => {
+                assert_eq!(Some(&e["name"]), op.as_ref(), "span name: {e}")
+            }
             Some("B") | Some("E") => assert_eq!(e["name"], r["role"], "span name: {e}"),
             // Only a context left without its entry seen is an instant.
             _ if kind == "context_exited" => assert!(r["duration_ns"].is_null(), "{r}"),

@@ -1324,3 +1324,125 @@ fn top_shows_the_live_dram_bytes_of_a_ttnn_process_and_its_exit_row_after_sigkil
     });
     println!("{screen}");
 }
+
+/// ttnn operations, from outside: each operation type's launches, program-cache hits and
+/// misses, and the buffers and circular buffers made inside it are exactly what ttnn's own
+/// graph capture and program cache say; buffers still allocated at close name the operation
+/// that made them (or none); the trace file holds one `op` span per launch.
+#[test]
+fn operations_match_ttnn_graph_capture() {
+    let trace_path = integration_tests::timeline::scratch_trace("ttnn-ops");
+    let path = trace_path.display().to_string();
+    // Discovery (no --lib): the ttnn library beside libtt_metal.so is found as the process
+    // loads it.
+    let s = scenario_run_with("ops", &[], false, &["--trace-file", &path]);
+    assert!(s.traced.status.success(), "{}", s.traced.stderr);
+    assert_scenario(&s);
+    let p = proc_of(&s);
+    let rows: BTreeMap<String, &Value> = p["operations"]
+        .as_array()
+        .expect("report operations")
+        .iter()
+        .map(|o| (o["name"].as_str().unwrap().to_string(), o))
+        .collect();
+    let oracle = s.oracle["operations"]
+        .as_object()
+        .expect("oracle operations");
+    assert!(oracle.len() >= 7, "the scenario's operations: {oracle:?}");
+    assert_eq!(
+        rows.keys().collect::<Vec<_>>(),
+        oracle.keys().collect::<Vec<_>>(),
+        "operation types: report (left), graph capture (right)"
+    );
+
+    // Hits and misses: the program cache's entry count around each call, joined in order with
+    // the operations graph capture saw launched.
+    let launches = s.oracle["extra"]["launches"].as_array().unwrap();
+    let sequence = s.oracle["op_sequence"].as_array().unwrap();
+    assert_eq!(launches.len(), sequence.len(), "one operation per call");
+    let mut cache: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (l, op) in launches.iter().zip(sequence) {
+        let e = cache.entry(op.as_str().unwrap()).or_default();
+        match l["miss"].as_bool().unwrap() {
+            true => e.1 += 1,
+            false => e.0 += 1,
+        }
+    }
+    for (name, want) in oracle {
+        let row = rows[name];
+        assert_eq!(
+            u(&row["launches"]),
+            u(&want["launches"]),
+            "{name}: launches"
+        );
+        let (hits, misses) = cache[name.as_str()];
+        assert_eq!(
+            (
+                u(&row["cache_hits"]),
+                u(&row["cache_misses"]),
+                u(&row["cache_unknown"])
+            ),
+            (hits, misses, 0),
+            "{name}: program-cache hits, misses, unknown"
+        );
+        for ty in TYPES {
+            let got = &row["buffers"][ty];
+            let want = &want["buffers"][ty];
+            let pair = |v: &Value| match v.is_null() {
+                true => (0, 0),
+                false => (u(&v["count"]), u(&v["bytes"])),
+            };
+            assert_eq!(pair(got), pair(want), "{name}: {ty} buffers (count, bytes)");
+        }
+        assert_eq!(
+            (
+                u(&row["circular_buffers"]["count"]),
+                u(&row["circular_buffers"]["bytes"])
+            ),
+            (u(&want["cbs"]["count"]), u(&want["cbs"]["bytes"])),
+            "{name}: circular buffers"
+        );
+        assert!(u(&row["time_ns"]) > 0, "{name}: time inside");
+    }
+
+    // What was still allocated at close names the operation that allocated it.
+    let omesh = s.oracle["meshes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    let want: BTreeMap<u64, Value> = omesh["outstanding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (u(&b["address"]), b["op"].clone()))
+        .collect();
+    assert!(
+        want.values().any(Value::is_null) && want.values().any(|o| !o.is_null()),
+        "buffers made inside and outside operations are held: {want:?}"
+    );
+    let mesh = p["meshes"].as_object().unwrap().values().next().unwrap();
+    let got: BTreeMap<u64, Value> = mesh["outstanding_at_close"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (u(&b["address"]), b["op"].clone()))
+        .collect();
+    assert_eq!(got, want, "outstanding at close: address → operation");
+
+    // The timeline: one op span per launch, named after the operation, every record matched.
+    use integration_tests::timeline;
+    let v = timeline::read(&trace_path);
+    let _ = std::fs::remove_file(&trace_path);
+    let ev = timeline::events(&v);
+    assert_eq!(timeline::assert_spans_nest(ev), 0, "spans left open");
+    timeline::assert_same_records(ev, &s.traced.events);
+    for (name, want) in oracle {
+        let spans = ev
+            .iter()
+            .filter(|e| e["ph"] == "B" && e["cat"] == "op" && e["name"] == name.as_str())
+            .count() as u64;
+        assert_eq!(spans, u(&want["launches"]), "{name}: op spans");
+    }
+}

@@ -75,6 +75,7 @@ SCENARIOS = {
     "kill": ("N150", None, False, None),
     "kill_n300": ("N300", (1, 2), False, None),
     "many_buffers": ("N150", None, False, None),
+    "ops": ("N150", None, False, None),
 }
 
 # The scenarios that end in their own SIGKILL, holding their buffers.
@@ -155,6 +156,20 @@ class Ledger:
         self.functions = {}     # ttnn/tt-metal function name -> calls (graph function_start)
         self.program_executions = {}   # physical chip id -> programs enqueued
         self.unmatched_frees = 0
+        # Device operations: graph capture names each one's span after the operation type
+        # (function_start "BinaryNgDeviceOperation"); the ttnn / tt-metal functions it also
+        # records are qualified ("ttnn::add", "Tensor::deallocate"). Buffers and circular
+        # buffers made inside a span are that operation's (the innermost one's).
+        self.op_stack = []
+        self.ops = {}           # operation -> {"launches", "buffers": {type: {count, bytes}}, "cbs"}
+        self.op_sequence = []   # operations launched from outside any other, in order
+
+    def op_books(self, name):
+        return self.ops.setdefault(name, {"launches": 0, "buffers": {}, "cbs": {"count": 0, "bytes": 0}})
+
+    @staticmethod
+    def is_operation(name):
+        return "::" not in name
 
     def stats(self, mesh, btype):
         books = self.meshes.setdefault(mesh, {})
@@ -169,7 +184,14 @@ class Ledger:
                 s["allocs"] += 1
                 s["alloc_bytes"] += size
                 s["alloc_sizes"][str(size)] = s["alloc_sizes"].get(str(size), 0) + 1
+                p = dict(p)
+                p["_op"] = self.op_stack[-1] if self.op_stack else None
                 self.live[(mesh, btype, int(p["address"]))] = p
+                if self.op_stack:
+                    by = self.op_books(self.op_stack[-1])["buffers"]
+                    t = by.setdefault(BUFFER_TYPES.get(btype, str(btype)), {"count": 0, "bytes": 0})
+                    t["count"] += 1
+                    t["bytes"] += size
             elif kind == "buffer_deallocate":
                 mesh, btype, size = int(p["device_id"]), int(p["buffer_type"]), int(p["size"])
                 s = self.stats(mesh, btype)
@@ -181,12 +203,25 @@ class Ledger:
                 cb = self.cbs.setdefault(int(p["device_id"]), {"allocs": 0, "bytes": 0})
                 cb["allocs"] += 1
                 cb["bytes"] += int(p["size"])
+                if self.op_stack:
+                    c = self.op_books(self.op_stack[-1])["cbs"]
+                    c["count"] += 1
+                    c["bytes"] += int(p["size"])
             elif kind == "circular_buffer_deallocate_all":
                 mesh = int(p["device_id"])
                 self.cb_clears[mesh] = self.cb_clears.get(mesh, 0) + 1
             elif kind == "function_start":
                 name = p.get("name", "?")
                 self.functions[name] = self.functions.get(name, 0) + 1
+                if self.is_operation(name):
+                    self.op_books(name)["launches"] += 1
+                    if not self.op_stack:
+                        self.op_sequence.append(name)
+                    self.op_stack.append(name)
+            elif kind == "function_end":
+                name = p.get("name", "?")
+                if self.is_operation(name) and self.op_stack and self.op_stack[-1] == name:
+                    self.op_stack.pop()
             elif kind == "program_execution":
                 chip = int(p.get("physical_device_id", p.get("device_id", -1)))
                 self.program_executions[chip] = self.program_executions.get(chip, 0) + 1
@@ -204,7 +239,8 @@ class Ledger:
             s["outstanding_bytes_per_bank"] += int(p["max_size_per_bank"])
             out.append({"mesh_id": mesh, "type": BUFFER_TYPES.get(btype, str(btype)), "address": addr,
                         "size": int(p["size"]), "page_size": int(p["page_size"]),
-                        "size_per_bank": int(p["max_size_per_bank"]), "layout": p.get("layout")})
+                        "size_per_bank": int(p["max_size_per_bank"]), "layout": p.get("layout"),
+                        "op": p.get("_op")})
         return out
 
 
@@ -376,7 +412,45 @@ def run_work(name, ttnn, dev, n, capture, keep, full_capture=False):
         return {}
     if name == "many_buffers":
         return many_buffers(ttnn, dev, n, capture, full_capture)
+    if name == "ops":
+        return operations(ttnn, dev, keep)
     raise AssertionError(name)
+
+
+# Operations that run on mock devices, each launched twice with the same shapes: the first
+# launch builds its program (program-cache miss), the second finds it (hit).
+OPERATIONS = [
+    ("add", lambda ttnn, a, b: ttnn.add(a, a)),
+    ("matmul", lambda ttnn, a, b: ttnn.matmul(b, b)),
+    ("softmax", lambda ttnn, a, b: ttnn.softmax(b, dim=-1)),
+    ("typecast", lambda ttnn, a, b: ttnn.typecast(a, ttnn.float32)),
+    ("transpose", lambda ttnn, a, b: ttnn.transpose(b, -2, -1)),
+    ("reshape", lambda ttnn, a, b: ttnn.reshape(b, (1, 1, 32, 128))),
+    ("relu", lambda ttnn, a, b: ttnn.relu(a)),
+    ("multiply", lambda ttnn, a, b: ttnn.multiply(a, a)),
+]
+
+
+def operations(ttnn, dev, keep):
+    """Each operation twice; program-cache hits and misses from the cache's own entry count
+    (a launch that adds an entry built its program). The last add's output and a tensor made
+    by no operation stay allocated until close."""
+    a = tile(ttnn, dev, 32, 32, value=1)
+    b = tile(ttnn, dev, 64, 64, value=1)
+    keep.append(a)
+    launches = []
+    for what, op in OPERATIONS:
+        for _ in range(2):
+            before = dev.num_program_cache_entries()
+            out = op(ttnn, a, b)
+            ttnn.synchronize_device(dev)
+            launches.append({"call": what, "miss": dev.num_program_cache_entries() > before})
+            ttnn.deallocate(out)
+    keep.append(ttnn.add(a, a))
+    ttnn.synchronize_device(dev)
+    launches.append({"call": "add", "miss": False})
+    ttnn.deallocate(b)
+    return {"launches": launches}
 
 
 # --------------------------------------------------------------------------- main
@@ -447,6 +521,9 @@ def build_oracle(name, args, ttnn, mesh_info, ledger, live, reported, view, chec
         "bank_manager_calls_expected": bank_calls,
         "graph_unmatched_frees": ledger.unmatched_frees,
         "functions": ledger.functions,
+        # Per device operation: launches, and the buffers and circular buffers made inside.
+        "operations": ledger.ops,
+        "op_sequence": ledger.op_sequence,
         "checks": checks,
         "timing": timing,
         "max_rss_kib": max_rss_kib(),

@@ -8,8 +8,8 @@ use crate::{
     collector::{
         ledger::MeshLedger,
         memory::{BufferType, CircularBuffers, MemoryBooks, Outstanding},
-        CacheOutcome, Cgroup, Cleanup, Collector, CoreType, DeviceLedger, Kernels, ProcessLedger,
-        Record, Tally,
+        CacheOutcome, Cgroup, Cleanup, Collector, CoreType, DeviceLedger, Kernels, OpLedger,
+        ProcessLedger, Record, Tally,
     },
     roles::Role,
 };
@@ -69,6 +69,8 @@ pub struct ProcessReport {
     pub unplaced_program_buffers: Tally,
     pub workloads_enqueued: u64,
     pub phases: BTreeMap<Role, u64>,
+    /// ttnn device operations, one row per operation type, in the order first launched.
+    pub operations: Vec<OpLedger>,
     pub unmatched: u64,
     pub exit: Option<Cleanup>,
 }
@@ -173,6 +175,7 @@ impl ProcessReport {
             unplaced_program_buffers: p.unplaced_program_buffers,
             workloads_enqueued: p.workloads_enqueued,
             phases: p.phases.clone(),
+            operations: p.operations.table.clone(),
             unmatched: p.unmatched,
             exit: p.exit.clone(),
         }
@@ -391,6 +394,7 @@ impl Report {
             if p.workloads_enqueued > 0 {
                 let _ = writeln!(s, "  workloads enqueued: {}", p.workloads_enqueued);
             }
+            operation_lines(&mut s, &p.operations);
             if let Some(c) = &p.exit {
                 let c = Cleanup {
                     complete: c.complete && p.complete,
@@ -400,12 +404,13 @@ impl Report {
                 for l in c.leaks.iter().take(20) {
                     let _ = writeln!(
                         s,
-                        "    leaked: {} {} {} at {:#x}, allocated {} before exit",
+                        "    leaked: {} {} {} at {:#x}, allocated {} before exit by {}",
                         l.owner,
                         l.buffer.buffer_type.name(),
                         kib(l.buffer.size),
                         l.buffer.address,
-                        secs(l.buffer.age_ns)
+                        secs(l.buffer.age_ns),
+                        l.buffer.op.as_deref().unwrap_or("no op")
                     );
                 }
                 if c.leaks.len() > 20 {
@@ -470,6 +475,55 @@ fn memory_lines(s: &mut String, indent: &str, m: &MemoryBooks) {
             kib(b.live_bytes),
             kib(b.peak_bytes),
             if b.cleared > 0 { format!("  released at close {}", b.cleared) } else { String::new() }
+        );
+    }
+}
+
+/// The per-operation table: one row per operation type.
+fn operation_lines(s: &mut String, ops: &[OpLedger]) {
+    if ops.is_empty() {
+        return;
+    }
+    let width = ops.iter().map(|o| o.name.len()).max().unwrap_or(0).max(9);
+    let _ = writeln!(
+        s,
+        "  operations:\n    {:<width$}  {:>8}  {:>4}  {:>4}  {:>10}  {:>7}  {:>10}  {:>4}  {:>10}  {:>7}  {:>10}",
+        "operation",
+        "launches",
+        "hit",
+        "miss",
+        "time",
+        "buffers",
+        "bytes",
+        "CBs",
+        "CB bytes",
+        "live",
+        "live bytes"
+    );
+    for o in ops {
+        let buffers = o.buffers.values().fold(Tally::default(), |mut t, b| {
+            t.count += b.count;
+            t.bytes = t.bytes.saturating_add(b.bytes);
+            t
+        });
+        let unknown = match o.cache_unknown {
+            0 => String::new(),
+            n => format!("  ({n} not seen)"),
+        };
+        let _ = writeln!(
+            s,
+            "    {:<width$}  {:>8}  {:>4}  {:>4}  {:>10}  {:>7}  {:>10}  {:>4}  {:>10}  {:>7}  {:>10}{unknown}",
+            o.name,
+            o.launches,
+            o.cache_hits,
+            o.cache_misses,
+            format!("{:.3} ms", o.time_ns as f64 / 1e6),
+            buffers.count,
+            kib(buffers.bytes),
+            o.circular_buffers.count,
+            kib(o.circular_buffers.bytes),
+            o.live.count,
+            kib(o.live.bytes)
         );
     }
 }
