@@ -379,7 +379,7 @@ fn probes_json_on_a_debug_file_shows_registers_but_no_offsets() {
         assert_eq!(build_id.len(), 40, "{version}: {build_id}");
         let r = resolve_fixture(version);
         let roles = j["roles"].as_array().unwrap();
-        assert_eq!(roles.len(), Catalog::builtin().roles.len());
+        assert_eq!(roles.len(), Catalog::builtin().roles_in(None).count());
         for (role, want) in roles.iter().zip(&r.roles) {
             assert_eq!(role["id"], want.role.id());
             assert_eq!(role["resolved"], !want.attach.is_empty());
@@ -639,7 +639,8 @@ fn every_catalog_role_places_its_fields_as_the_abi_says() {
     for version in VERSIONS {
         let r = resolve_fixture(version);
         let symbols = nm(&fixture(version), false);
-        for spec in roles {
+        // Roles of the package's other libraries (ttnn's) are not in libtt_metal.so.
+        for spec in roles.iter().filter(|s| s.get("library").is_none()) {
             let id = spec["id"].as_str().unwrap();
             let flag = |k: &str| spec.get(k).and_then(toml::Value::as_bool).unwrap_or(false);
             let before = flag("member") as usize + flag("returns_by_value") as usize;

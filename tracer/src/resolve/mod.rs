@@ -590,6 +590,74 @@ mod tests {
 
     const DEVICE_CLOSE: &str = "_ZN2tt8tt_metal6Device5closeEv";
 
+    /// The ttnn roles on the exported device-operation symbols of real releases (fixtures):
+    /// one attach point per operation type, the operation named, the cache-hit flag of every
+    /// enqueue in r9, and 0.62's instantiations shared by many operations refused with the
+    /// reason.
+    #[test]
+    fn ttnn_roles_resolve_one_point_per_operation_in_real_symbol_tables() {
+        let catalog = Catalog::builtin();
+        let part = catalog.companions()[0];
+        assert_eq!(part, "_ttnncpp.so");
+        let resolve = |names: &[String]| {
+            let symbols: Vec<(&str, u64)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.as_str(), 0x1000_0000 + 0x100 * i as u64))
+                .collect();
+            // Code past the file's end (no bytes: nothing to refuse a uprobe for).
+            let end = 0x1000_0000 + 0x100 * names.len() as u64;
+            let elf = tiny_elf(&symbols, (0, end, 0, end, 5));
+            resolve_part(Path::new(part), &elf, &catalog, Some(part)).expect("resolves")
+        };
+        let points = |r: &Resolution, role: Role| r.role(role).map_or(0, |x| x.attach.len());
+
+        let v81 = test_support::fixture_lines("ttnn-ops/_ttnncpp-0.81.1.symbols.xz");
+        let r = resolve(&v81);
+        assert_eq!(r.part.as_deref(), Some(part));
+        assert_eq!(points(&r, Role::OpEnqueue), 316);
+        assert_eq!(points(&r, Role::OpCacheHit), 293);
+        // launch<Op> takes no adapter: not among these names.
+        assert_eq!(points(&r, Role::OpLaunch), 0);
+        for p in &r.role(Role::OpEnqueue).unwrap().attach {
+            let f = &p.fields[0];
+            assert_eq!(
+                (f.name, f.register, f.param.as_str()),
+                (Field::CacheHit, "r9", "bool")
+            );
+            assert!(
+                p.op.as_ref().and_then(|o| o.name()).is_some(),
+                "{}",
+                p.mangled
+            );
+        }
+        let ops: std::collections::BTreeSet<&str> = r
+            .role(Role::OpEnqueue)
+            .unwrap()
+            .attach
+            .iter()
+            .map(|p| p.op.as_ref().unwrap().path())
+            .collect();
+        assert_eq!(ops.len(), 316, "one enqueue per operation type");
+
+        let v62 = test_support::fixture_lines("ttnn-ops/ttnn-0.62.2-picked.symbols");
+        let r = resolve(&v62);
+        let hit = r.role(Role::OpCacheHit).unwrap();
+        assert!(!hit.attach.is_empty());
+        assert!(
+            hit.rejected
+                .iter()
+                .all(|x| x.reason.contains("serves many operations")),
+            "{:?}",
+            hit.rejected
+        );
+        assert_eq!(
+            points(&r, Role::OpEnqueue),
+            0,
+            "0.62 has no enqueue_mesh_workload"
+        );
+    }
+
     #[test]
     fn a_tiny_elf_resolves() {
         let elf = tiny_elf(&[(DEVICE_CLOSE, 0x1010)], (0x1000, 0x100, 0x400, 0x100, 5));
