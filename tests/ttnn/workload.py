@@ -76,6 +76,7 @@ SCENARIOS = {
     "kill_n300": ("N300", (1, 2), False, None),
     "many_buffers": ("N150", None, False, None),
     "ops": ("N150", None, False, None),
+    "op_loop": ("N150", None, False, None),
 }
 
 # The scenarios that end in their own SIGKILL, holding their buffers.
@@ -414,7 +415,33 @@ def run_work(name, ttnn, dev, n, capture, keep, full_capture=False):
         return many_buffers(ttnn, dev, n, capture, full_capture)
     if name == "ops":
         return operations(ttnn, dev, keep)
+    if name == "op_loop":
+        return op_loop(ttnn, dev, n, capture)
     raise AssertionError(name)
+
+
+OP_LOOP_WARMUP = 50
+
+
+def op_loop(ttnn, dev, n, capture):
+    """N launches of one operation on a warm program cache (ttnn.add of a 1-tile tensor, its
+    output freed): the launch path's cost per operation. The loop's thread CPU time is the
+    figure (a traced launch's traps are charged to it; other load on the machine is not). Not
+    graph-captured: the capture would cost more than the launches."""
+    capture.drain(restart=False)
+    a = tile(ttnn, dev, 32, 32, value=1)
+    for _ in range(OP_LOOP_WARMUP):
+        ttnn.deallocate(ttnn.add(a, a))
+    ttnn.synchronize_device(dev)
+    t0, cpu0 = time.perf_counter(), time.thread_time()
+    for _ in range(n):
+        ttnn.deallocate(ttnn.add(a, a))
+    ttnn.synchronize_device(dev)
+    cpu_s, loop_s = time.thread_time() - cpu0, time.perf_counter() - t0
+    ttnn.deallocate(a)
+    capture.start()
+    log(f"op_loop: {n} launches in {loop_s:.3f} s, {cpu_s / max(n, 1) * 1e6:.1f} µs CPU each")
+    return {"launches": n, "warmup": OP_LOOP_WARMUP, "loop_s": loop_s, "loop_cpu_s": cpu_s}
 
 
 # Operations that run on mock devices, each launched twice with the same shapes: the first

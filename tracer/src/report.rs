@@ -497,8 +497,8 @@ fn operation_lines(s: &mut String, ops: &[OpLedger]) {
         "bytes",
         "CBs",
         "CB bytes",
-        "live",
-        "live bytes"
+        "left",
+        "left bytes"
     );
     for o in ops {
         let buffers = o.buffers.values().fold(Tally::default(), |mut t, b| {
@@ -506,6 +506,11 @@ fn operation_lines(s: &mut String, ops: &[OpLedger]) {
             t.bytes = t.bytes.saturating_add(b.bytes);
             t
         });
+        // What it left: still allocated, or released only by a close.
+        let left = Tally {
+            count: o.live.count + o.released_at_close.count,
+            bytes: o.live.bytes.saturating_add(o.released_at_close.bytes),
+        };
         let unknown = match o.cache_unknown {
             0 => String::new(),
             n => format!("  ({n} not seen)"),
@@ -522,8 +527,8 @@ fn operation_lines(s: &mut String, ops: &[OpLedger]) {
             kib(buffers.bytes),
             o.circular_buffers.count,
             kib(o.circular_buffers.bytes),
-            o.live.count,
-            kib(o.live.bytes)
+            left.count,
+            kib(left.bytes)
         );
     }
 }
@@ -538,11 +543,14 @@ fn outstanding_line(s: &mut String, indent: &str, what: &str, o: &[Outstanding])
         .take(8)
         .map(|x| {
             format!(
-                "{} {} @{:#x} (age {})",
+                "{} {} @{:#x} (age {}{})",
                 x.buffer_type.name(),
                 kib(x.size),
                 x.address,
-                secs(x.age_ns)
+                secs(x.age_ns),
+                x.op.as_deref()
+                    .map(|o| format!(", by {o}"))
+                    .unwrap_or_default()
             )
         })
         .collect();

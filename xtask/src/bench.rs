@@ -3,6 +3,7 @@
 
 mod baseline;
 mod kill;
+mod ops;
 mod watch;
 
 use std::{
@@ -61,6 +62,8 @@ enum Figure {
     Session,
     /// Overhead on the real runtime (ttnn on mock devices).
     Ttnn,
+    /// Cost per ttnn operation launch on the real runtime, against bpftrace on the same sites.
+    Ops,
     /// Resolving every role in the real 35 MB library.
     Resolve,
     /// Arming + disarming attach points on the real library, multi-uprobe links vs per point;
@@ -199,11 +202,19 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         session_cost(&tracer, &lib, &driver, &a)?;
     }
     // The real library (set up for these two only: it is a download on a fresh machine).
-    let real_lib = if want(Figure::Ttnn) || want(Figure::Resolve) || want(Figure::Attach) {
-        Some(ttnn_overhead(&tracer, &a, want(Figure::Ttnn), per_call_us)?)
-    } else {
-        None
-    };
+    let real_lib =
+        if want(Figure::Ttnn) || want(Figure::Ops) || want(Figure::Resolve) || want(Figure::Attach)
+        {
+            Some(ttnn_overhead(
+                &tracer,
+                &a,
+                want(Figure::Ttnn),
+                want(Figure::Ops),
+                per_call_us,
+            )?)
+        } else {
+            None
+        };
     // Resolution of every role in the real 35 MB library, against reading it alone.
     if let (true, Some(real_lib)) = (want(Figure::Resolve), &real_lib) {
         crate::run(
@@ -267,6 +278,7 @@ fn ttnn_overhead(
     tracer: &Path,
     a: &BenchArgs,
     measure: bool,
+    operations: bool,
     per_call_us: Option<f64>,
 ) -> Result<String> {
     let root = crate::root();
@@ -297,6 +309,9 @@ fn ttnn_overhead(
     let scratch = root.join("target/bench-scratch");
     std::fs::create_dir_all(&scratch)?;
     let workload = root.join("tests/ttnn/workload.py");
+    if operations {
+        ops::op_cost(tracer, Path::new(&lib), &python, &env, &scratch, a.runs)?;
+    }
     if !measure {
         return Ok(lib);
     }

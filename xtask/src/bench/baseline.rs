@@ -31,6 +31,8 @@ pub fn ensure_bpftrace() -> Result<()> {
 pub struct Site {
     pub mangled: String,
     pub with_return: bool,
+    /// The library it is in, when not the one the script is for (a companion: `_ttnncpp.so`).
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// The attach points of `roles` in `lib`, as `tt-tracer probes --json` resolves them.
@@ -57,8 +59,44 @@ pub fn sites(tracer: &Path, lib: &Path, roles: &[&str]) -> Result<Vec<Site>> {
                     .context("attach point without a mangled name")?
                     .to_string(),
                 with_return,
+                file: None,
             });
         }
+    }
+    Ok(sites)
+}
+
+/// The attach points of `roles` for the ttnn operation `op` (its full type) in the libraries
+/// found beside `lib`, as `tt-tracer probes --json` resolves them.
+pub fn operation_sites(tracer: &Path, lib: &Path, roles: &[&str], op: &str) -> Result<Vec<Site>> {
+    let out = Command::new(tracer)
+        .args(["probes", "--json", "--lib"])
+        .arg(lib)
+        .output()
+        .context("tt-tracer probes")?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("tt-tracer probes --json output")?;
+    let mut sites = Vec::new();
+    for c in v["companions"].as_array().into_iter().flatten() {
+        let file = std::path::PathBuf::from(c["library"].as_str().context("companion path")?);
+        for r in c["roles"].as_array().into_iter().flatten() {
+            if !roles.iter().any(|id| r["id"] == *id) {
+                continue;
+            }
+            let with_return = r["kind"] == "call_with_return" || r["kind"] == "context";
+            for p in r["attach"].as_array().into_iter().flatten() {
+                if p["op"] == op {
+                    sites.push(Site {
+                        mangled: p["mangled"].as_str().context("mangled name")?.to_string(),
+                        with_return,
+                        file: Some(file.clone()),
+                    });
+                }
+            }
+        }
+    }
+    if sites.is_empty() {
+        bail!("no attach point for {op} beside {}", lib.display());
     }
     Ok(sites)
 }
@@ -83,9 +121,9 @@ pub fn script(lib: &Path, sites: &[Site], action: Action) -> String {
         Action::Count => body,
         Action::Printf => "{ printf(\"%d %lu\\n\", tid, retval); }",
     };
-    let lib = lib.display();
     let mut s = String::new();
     for site in sites {
+        let lib = site.file.as_deref().unwrap_or(lib).display();
         s.push_str(&format!("uprobe:{lib}:{} {body}\n", site.mangled));
         if site.with_return {
             s.push_str(&format!("uretprobe:{lib}:{} {ret_body}\n", site.mangled));

@@ -181,3 +181,29 @@ fn the_screen_shows_rows_header_and_keys() {
         "{text}"
     );
 }
+
+#[test]
+fn now_shows_the_operation_running_until_it_ends() {
+    let t0 = Instant::now();
+    let mut s = two_processes(t0);
+    let began = crate::collector::Record::OpBegan {
+        pid: 9,
+        tid: 9,
+        ts_ns: 2,
+        op: "MatmulDeviceOperation".into(),
+    };
+    s.record(&began, t0);
+    let now = |s: &TopState, pid| s.rows().into_iter().find(|r| r.pid == pid).unwrap().now;
+    assert_eq!(now(&s, 9).as_deref(), Some("MatmulDeviceOperation"));
+    assert_eq!(now(&s, 7), None, "another process runs no operation");
+    let ended = crate::collector::Record::OpEnded {
+        pid: 9,
+        tid: 9,
+        ts_ns: 3,
+        op: "MatmulDeviceOperation".into(),
+        duration_ns: 1,
+        cache: None,
+    };
+    s.record(&ended, t0);
+    assert_eq!(now(&s, 9), None);
+}

@@ -1,0 +1,108 @@
+//! Cost per ttnn operation launch on the real runtime: `ttnn.add` on a warm program cache (the
+//! workload's `op_loop`), untraced, under bpftrace counting on every site tt-tracer probes in
+//! that loop (the operation's own: `launch<Op>` entry and return, its enqueue and cache-hit
+//! handler in `_ttnncpp.so`; libtt_metal's: the output's allocation and free, the workload
+//! enqueue, the CB release), and under tt-tracer. Events per launch from tt-tracer's report.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+
+use super::{baseline, compare_tracers, ProbeRun};
+
+/// Launches timed per run (past the workload's warm-up).
+const LAUNCHES: u32 = 20000;
+/// The operation `op_loop` launches (`ttnn.add`).
+const OP: &str = "ttnn::operations::binary_ng::BinaryNgDeviceOperation";
+
+pub fn op_cost(
+    tracer: &Path,
+    lib: &Path,
+    python: &str,
+    env: &[(String, String)],
+    scratch: &Path,
+    runs: usize,
+) -> Result<()> {
+    baseline::ensure_bpftrace()?;
+    let (lib, preload) = baseline::private_copy(lib)?;
+    let lib = lib.as_path();
+    let env: Vec<(String, String)> = env.iter().cloned().chain([preload]).collect();
+    let mut sites = baseline::operation_sites(
+        tracer,
+        lib,
+        &["op_launch", "op_enqueue", "op_cache_hit"],
+        OP,
+    )?;
+    sites.extend(baseline::sites(
+        tracer,
+        lib,
+        &[
+            "bank_allocate",
+            "bank_free",
+            "workload_enqueue",
+            "cb_free_all",
+        ],
+    )?);
+    let traps: usize = sites.iter().map(|s| 1 + s.with_return as usize).sum();
+    let oracle = scratch.join("op_loop.json");
+    let command: Vec<String> = vec![
+        python.to_string(),
+        crate::root()
+            .join("tests/ttnn/workload.py")
+            .display()
+            .to_string(),
+        "op_loop".into(),
+        LAUNCHES.to_string(),
+        "--oracle".into(),
+        oracle.display().to_string(),
+        "--run-dir".into(),
+        scratch.join("run").display().to_string(),
+    ];
+    let workload = |_: &str| -> Result<f64> {
+        let o: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&oracle)?)?;
+        let s = o["extra"]["loop_cpu_s"]
+            .as_f64()
+            .context("oracle extra.loop_cpu_s")?;
+        Ok(s * 1e9)
+    };
+    let p = ProbeRun {
+        tracer,
+        lib,
+        sites: &sites,
+        scratch,
+        envs: &env,
+        disturbed: Default::default(),
+    };
+    compare_tracers(
+        &format!("real runtime op launch ({LAUNCHES} × ttnn.add, program cache warm)"),
+        &p,
+        &command,
+        &workload,
+        LAUNCHES as f64,
+        traps,
+        runs,
+    )?;
+    // What tt-tracer told per launch (its last run's report).
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch.join("probe-report.json"))?)?;
+    let p = r["processes"]
+        .as_array()
+        .and_then(|ps| {
+            ps.iter()
+                .find(|p| !p["operations"].as_array().is_none_or(Vec::is_empty))
+        })
+        .context("no process with operations in tt-tracer's report")?;
+    let launches: u64 = p["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["launches"].as_u64())
+        .sum();
+    let events = r["events"].as_f64().unwrap_or(0.0);
+    println!(
+        "  {} sites, {traps} traps per launch for bpftrace; tt-tracer: {events} events for {launches} launches ({:.1} per launch, whole process)",
+        sites.len(),
+        events / launches.max(1) as f64
+    );
+    Ok(())
+}
