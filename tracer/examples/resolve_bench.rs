@@ -1,4 +1,6 @@
-//! Time to resolve every catalog role in a library, against the time to only read the file.
+//! Time to resolve every catalog role in a library, against the time to only read the file;
+//! then with the package's other libraries found beside it (ttnn's `_ttnncpp.so`), which is
+//! what a process loading the library waits for, stopped, under `watch` / `run`.
 //!
 //!     cargo run --release -p tt-tracer --example resolve_bench -- LIB [RUNS]
 //!
@@ -41,8 +43,9 @@ fn main() -> ExitCode {
         eprintln!("{e}");
         return ExitCode::from(3);
     }
-    let (mut read, mut full) = (Vec::new(), Vec::new());
+    let (mut read, mut full, mut package) = (Vec::new(), Vec::new(), Vec::new());
     let mut last = None;
+    let dir = lib.parent().map(PathBuf::from).unwrap_or_default();
     for _ in 0..runs {
         let t = Instant::now();
         let bytes = std::fs::read(&lib).expect("read");
@@ -52,6 +55,12 @@ fn main() -> ExitCode {
         let t = Instant::now();
         let r = resolve::resolve_file(&lib, &catalog).expect("resolve");
         full.push(t.elapsed().as_secs_f64() * 1e3);
+        last = Some(r);
+
+        let t = Instant::now();
+        let r = resolve::resolve_file(&lib, &catalog).expect("resolve");
+        let r = resolve::with_companions(r, &dir, &catalog);
+        package.push(t.elapsed().as_secs_f64() * 1e3);
         last = Some(r);
     }
     let r = last.expect("at least one run");
@@ -68,6 +77,18 @@ fn main() -> ExitCode {
     println!(
         "resolve:   median {:.1} ms (read + parse + match + place)",
         median_ms(full)
+    );
+    for c in &r.companions {
+        let points: usize = c.roles.iter().map(|x| x.attach.len()).sum();
+        println!(
+            "beside it: {} ({} symbols): {points} attach points",
+            c.library.display(),
+            c.dynsym_symbols + c.symtab_symbols
+        );
+    }
+    println!(
+        "with them: median {:.1} ms (the library and every companion found beside it)",
+        median_ms(package)
     );
     ExitCode::SUCCESS
 }

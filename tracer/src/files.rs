@@ -14,6 +14,64 @@ use crate::errors::{Error, Result};
 /// Reads the regular file at `path`, at most `max_bytes` of it (larger: [`Error::TooLarge`]).
 /// `what` names the file in errors ("library", "catalog").
 pub(crate) fn read_regular(path: &Path, max_bytes: u64, what: &'static str) -> Result<Vec<u8>> {
+    let (file, meta) = open_regular(path, max_bytes, what)?;
+    let io = |source| Error::Io {
+        path: path.into(),
+        source,
+    };
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    // Bounded even if the file grows while it is read.
+    file.take(max_bytes + 1)
+        .read_to_end(&mut data)
+        .map_err(io)?;
+    if data.len() as u64 > max_bytes {
+        return Err(Error::TooLarge {
+            path: path.into(),
+            what,
+            size: data.len() as u64,
+            max: max_bytes,
+        });
+    }
+    Ok(data)
+}
+
+/// The bytes of a regular file, mapped (an empty file has none to map).
+pub(crate) struct Mapped(Option<memmap2::Mmap>);
+
+impl std::ops::Deref for Mapped {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or_default()
+    }
+}
+
+/// Maps the regular file at `path` read-only, checked as [`read_regular`] checks it. A library
+/// is tens of MB of which resolution reads the symbol tables only: mapped, the rest is never
+/// touched (a 65 MB ttnn library: ≈ 60 ms of reading saved while a process waits, stopped).
+/// Library files are replaced (a new inode), not rewritten in place; one truncated while
+/// mapped would fault the reader.
+pub(crate) fn map_regular(path: &Path, max_bytes: u64, what: &'static str) -> Result<Mapped> {
+    let (file, meta) = open_regular(path, max_bytes, what)?;
+    if meta.len() == 0 {
+        return Ok(Mapped(None));
+    }
+    // SAFETY: a private read-only view of a regular file; see above for a file cut short.
+    let map =
+        unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file) }.map_err(|source| {
+            Error::Io {
+                path: path.into(),
+                source,
+            }
+        })?;
+    Ok(Mapped(Some(map)))
+}
+
+/// Opens `path` if it is a regular file of at most `max_bytes`.
+fn open_regular(
+    path: &Path,
+    max_bytes: u64,
+    what: &'static str,
+) -> Result<(std::fs::File, std::fs::Metadata)> {
     let io = |source| Error::Io {
         path: path.into(),
         source,
@@ -56,20 +114,7 @@ pub(crate) fn read_regular(path: &Path, max_bytes: u64, what: &'static str) -> R
             max: max_bytes,
         });
     }
-    let mut data = Vec::with_capacity(meta.len() as usize);
-    // Bounded even if the file grows while it is read.
-    file.take(max_bytes + 1)
-        .read_to_end(&mut data)
-        .map_err(io)?;
-    if data.len() as u64 > max_bytes {
-        return Err(Error::TooLarge {
-            path: path.into(),
-            what,
-            size: data.len() as u64,
-            max: max_bytes,
-        });
-    }
-    Ok(data)
+    Ok((file, meta))
 }
 
 #[cfg(test)]
@@ -125,5 +170,19 @@ mod tests {
             })
         ));
         assert_eq!(read_regular(&p, 100, "catalog").unwrap().len(), 100);
+        assert_eq!(
+            &map_regular(&p, 100, "library").unwrap()[..],
+            &[7u8; 100][..]
+        );
+        assert!(matches!(
+            map_regular(&p, 99, "library"),
+            Err(Error::TooLarge { .. })
+        ));
+        std::fs::write(&p, []).unwrap();
+        assert!(map_regular(&p, 100, "library").unwrap().is_empty());
+        assert!(matches!(
+            map_regular(Path::new("/dev/zero"), 100, "library"),
+            Err(Error::NotRegularFile { .. })
+        ));
     }
 }

@@ -295,7 +295,7 @@ pub const MAX_LIBRARY_BYTES: u64 = 2 << 30;
 
 /// Reads `path` and resolves every catalog role in it.
 pub fn resolve_file(path: &Path, catalog: &Catalog) -> Result<Resolution> {
-    let data = crate::files::read_regular(path, MAX_LIBRARY_BYTES, "library")?;
+    let data = crate::files::map_regular(path, MAX_LIBRARY_BYTES, "library")?;
     resolve_bytes(path, &data, catalog)
 }
 
@@ -315,7 +315,7 @@ pub fn with_companions(mut main: Resolution, dir: &Path, catalog: &Catalog) -> R
         if !path.exists() {
             continue;
         }
-        let resolved = crate::files::read_regular(&path, MAX_LIBRARY_BYTES, "library")
+        let resolved = crate::files::map_regular(&path, MAX_LIBRARY_BYTES, "library")
             .and_then(|data| resolve_part(&path, &data, catalog, Some(name)));
         match resolved {
             Ok(r) => main.companions.push(r),
@@ -381,18 +381,17 @@ fn resolve_role(
                 a.aliases.push(c.name.to_string());
                 continue;
             }
-            let placed = match ops::op_of(c.name) {
+            let placed = match ops::instance(c.name, !spec.fields.is_empty()) {
                 None => Err("its template arguments name no operation".to_string()),
-                Some(s) if s.op.name().is_none() => Err(format!(
+                Some((s, _)) if s.op.name().is_none() => Err(format!(
                     "{} serves many operations: its symbol names none",
                     s.op.path()
                 )),
                 // Parameters demangled only when a field is read from them.
-                Some(s) => match spec.fields.is_empty() {
-                    true => Ok(Vec::new()),
-                    false => ops::parameters(c.name)
-                        .ok_or_else(|| "its parameters do not demangle".to_string())
-                        .and_then(|params| place_fields(spec, abi, &params)),
+                Some((s, params)) => match (spec.fields.is_empty(), params) {
+                    (true, _) => Ok(Vec::new()),
+                    (false, None) => Err("its parameters do not demangle".to_string()),
+                    (false, Some(params)) => place_fields(spec, abi, &params),
                 }
                 .and_then(|fields| Ok((fields, segments.file_offset(c.address)?)))
                 .map(|(fields, offset)| (s, fields, offset))

@@ -288,6 +288,12 @@ fn constraint_end(s: &[u8], j: usize) -> Option<usize> {
 /// `invoke<Op>`, whose first template argument is the operation itself; None for any other
 /// symbol or one that does not demangle.
 pub fn op_of(mangled: &str) -> Option<OpSymbol> {
+    instance(mangled, false).map(|(s, _)| s)
+}
+
+/// [`op_of`], and with `parameters` the instantiation's [`parameters`] too, from one demangling
+/// (None for them if they do not split).
+pub fn instance(mangled: &str, parameters: bool) -> Option<(OpSymbol, Option<Vec<String>>)> {
     let rest = mangled.strip_prefix(DETAIL)?.as_bytes();
     let name_end = source_name_end(rest, 0)?;
     if rest.get(name_end) != Some(&b'I') {
@@ -302,6 +308,7 @@ pub fn op_of(mangled: &str) -> Option<OpSymbol> {
     }
     let text = demangle(&strip_constraints(mangled))?;
     let head = format!("ttnn::device_operation::detail::{function}<");
+    let params = parameters.then(|| parameters_in(&text, &head)).flatten();
     let args = template_args(&text[text.find(&head)? + head.len()..])?;
     let path = if adapted {
         // First for the launch path; after the factory in `create_mesh_workload_from_workload_factory`.
@@ -323,11 +330,14 @@ pub fn op_of(mangled: &str) -> Option<OpSymbol> {
         let name = last_component(&path).to_string();
         Op::Named { path, name }
     };
-    Some(OpSymbol {
-        entry,
-        function: function.to_string(),
-        op,
-    })
+    Some((
+        OpSymbol {
+            entry,
+            function: function.to_string(),
+            op,
+        },
+        params,
+    ))
 }
 
 /// The parameter list of a `ttnn::device_operation::detail::<function><…>(…)` instantiation, as
@@ -340,8 +350,15 @@ pub fn parameters(mangled: &str) -> Option<Vec<String>> {
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     let function = std::str::from_utf8(&rest[digits..name_end]).ok()?;
     let text = demangle(&strip_constraints(mangled))?;
-    let head = format!("ttnn::device_operation::detail::{function}<");
-    let after_args = text.find(&head)? + head.len();
+    parameters_in(
+        &text,
+        &format!("ttnn::device_operation::detail::{function}<"),
+    )
+}
+
+/// The parameters of the demangled `text` of a function whose name and `<` are `head`.
+fn parameters_in(text: &str, head: &str) -> Option<Vec<String>> {
+    let after_args = text.find(head)? + head.len();
     let args_len = template_args_len(&text[after_args..])?;
     let qualified = &head[..head.len() - 1];
     let params = super::abi::parameter_list(
