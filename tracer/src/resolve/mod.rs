@@ -589,6 +589,75 @@ mod tests {
 
     const DEVICE_CLOSE: &str = "_ZN2tt8tt_metal6Device5closeEv";
 
+    /// Every release from 0.62 to 0.81: each ttnn role resolves on every exported instantiation
+    /// of its template (fixtures: those names from `nm -D` of each wheel's `_ttnncpp.so`), one
+    /// attach point per operation type, each naming its operation; only 0.62's two
+    /// `OldInfraDeviceOperation` instances (shared by ~68 operations) are refused.
+    #[test]
+    fn ttnn_roles_cover_six_releases() {
+        let catalog = Catalog::builtin();
+        let part = "_ttnncpp.so";
+        // (release, operations launched through launch/invoke, enqueues, hit handlers)
+        for (release, launch, enqueue, hit) in [
+            ("0.62.2", 69, 0, 69),
+            ("0.67.4", 198, 198, 184),
+            ("0.72.0", 220, 220, 199),
+            ("0.75.0", 265, 265, 91),
+            ("0.78.0", 290, 290, 94),
+            ("0.81.1", 316, 316, 293),
+        ] {
+            let names =
+                test_support::fixture_lines(&format!("ttnn-ops/_ttnncpp-{release}.launch.xz"));
+            let symbols: Vec<(&str, u64)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.as_str(), 0x1000_0000 + 0x100 * i as u64))
+                .collect();
+            let end = 0x1000_0000 + 0x100 * names.len() as u64;
+            let elf = tiny_elf(&symbols, (0, end, 0, end, 5));
+            let r = resolve_part(Path::new(part), &elf, &catalog, Some(part)).expect("resolves");
+            for (role, want) in [
+                (Role::OpLaunch, launch),
+                (Role::OpEnqueue, enqueue),
+                (Role::OpCacheHit, hit),
+            ] {
+                let rr = r.role(role).unwrap();
+                let ops: std::collections::BTreeSet<&str> = rr
+                    .attach
+                    .iter()
+                    .map(|p| {
+                        p.op.as_ref()
+                            .and_then(|o| o.name())
+                            .map(|_| p.op.as_ref().unwrap().path())
+                            .expect("named")
+                    })
+                    .collect();
+                assert_eq!(
+                    (rr.attach.len(), ops.len()),
+                    (want, want),
+                    "{release} {role}: attach points, distinct operations"
+                );
+                let old_infra = if release == "0.62.2" { 2 } else { 0 };
+                assert_eq!(
+                    rr.rejected.len(),
+                    if want > 0 { old_infra } else { 0 },
+                    "{release} {role}: {:?}",
+                    rr.rejected.iter().map(|x| &x.reason).collect::<Vec<_>>()
+                );
+                assert!(rr
+                    .rejected
+                    .iter()
+                    .all(|x| x.reason.contains("serves many operations")));
+                if role == Role::OpEnqueue {
+                    assert!(
+                        rr.attach.iter().all(|p| p.fields[0].register == "r9"),
+                        "{release}"
+                    );
+                }
+            }
+        }
+    }
+
     /// The ttnn roles on the exported device-operation symbols of real releases (fixtures):
     /// one attach point per operation type, the operation named, the cache-hit flag of every
     /// enqueue in r9, and 0.62's instantiations shared by many operations refused with the
