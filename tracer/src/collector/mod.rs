@@ -2053,3 +2053,287 @@ mod tests {
         assert_eq!(report.processes[0].pid, 9_901, "the oldest kept");
     }
 }
+
+#[cfg(test)]
+mod operation_tests {
+    use super::{memory::BufferType, *};
+
+    const PID: u32 = 40;
+    const ADD: u64 = 11; // attach-point cookies
+    const MATMUL: u64 = 12;
+
+    fn ev(kind: EventKind, role: Role, origin: Origin, fields: &[u64]) -> Event {
+        let mut e = Event::new(kind, role as u16, 1000, 7, PID, PID);
+        e.origin = origin as u8;
+        e.fields[..fields.len()].copy_from_slice(fields);
+        e
+    }
+    fn at(mut e: Event, ts: u64) -> Event {
+        e.ts_ns = ts;
+        e
+    }
+    fn op(kind: EventKind, cookie: u64, ts: u64) -> Event {
+        let mut e = at(ev(kind, Role::OpLaunch, Origin::Op, &[]), ts);
+        e.context_this = cookie;
+        e
+    }
+    fn alloc(size: u64, addr: u64, origin: Origin) -> Event {
+        let mut e = ev(EventKind::Call, Role::BankAllocate, origin, &[0xb0, size]);
+        e.ret = addr;
+        e
+    }
+    fn info(name: &str, hit: bool, enqueue: bool) -> OpInfo {
+        OpInfo {
+            name: name.into(),
+            path: format!("ttnn::operations::{name}"),
+            cache: CacheProbes { hit, enqueue },
+        }
+    }
+
+    /// A collector whose process has chip 0's own DRAM bank 0xb0 (device 0xd0).
+    fn with_bank(ops: [(u64, OpInfo); 2]) -> Collector {
+        let mut c = Collector::new();
+        c.name_operations(ops);
+        c.apply(&ev(
+            EventKind::Call,
+            Role::DeviceOpen,
+            Origin::Application,
+            &[0xd0, 0],
+        ))
+        .last();
+        let mut enter = ev(
+            EventKind::ContextEnter,
+            Role::DeviceAllocator,
+            Origin::DeviceAllocator,
+            &[],
+        );
+        enter.context_this = 0xd0;
+        c.apply(&enter).last();
+        let mut bank = ev(
+            EventKind::Call,
+            Role::BankNew,
+            Origin::DeviceAllocator,
+            &[0xb0, 0],
+        );
+        bank.context_this = 0xd0;
+        c.apply(&bank).last();
+        let mut exit = ev(
+            EventKind::ContextExit,
+            Role::DeviceAllocator,
+            Origin::DeviceAllocator,
+            &[],
+        );
+        exit.context_this = 0xd0;
+        c.apply(&exit).last();
+        c
+    }
+
+    #[test]
+    fn what_runs_inside_an_operation_is_its_own_and_leaks_name_it() {
+        let mut c = with_bank([
+            (ADD, info("Add", true, true)),
+            (MATMUL, info("Matmul", true, true)),
+        ]);
+        // Tensor creation: no operation.
+        c.apply(&alloc(2048, 0x1000, Origin::Application)).last();
+        // add: a miss (enqueue says so), an output and three CBs; then a hit.
+        let began: Vec<Record> = c.apply(&op(EventKind::ContextEnter, ADD, 2000)).collect();
+        assert!(
+            matches!(&began[..], [Record::OpBegan { op, .. }] if &**op == "Add"),
+            "{began:?}"
+        );
+        let r = c.apply(&alloc(4096, 0x2000, Origin::Op)).last();
+        assert!(
+            matches!(&r, Some(Record::BufferAllocated { op: Some(o), .. }) if &**o == "Add"),
+            "{r:?}"
+        );
+        for _ in 0..3 {
+            c.apply(&ev(
+                EventKind::Call,
+                Role::CbAllocate,
+                Origin::Op,
+                &[0x10, 1024, 0xd0],
+            ))
+            .last();
+        }
+        let r = c
+            .apply(&ev(EventKind::Call, Role::OpEnqueue, Origin::Op, &[0x100]))
+            .last();
+        assert!(
+            matches!(
+                &r,
+                Some(Record::OpProgramCache {
+                    outcome: CacheOutcome::Miss,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        let r = c
+            .apply(&ev(
+                EventKind::Call,
+                Role::WorkloadEnqueue,
+                Origin::Op,
+                &[0x5],
+            ))
+            .last();
+        assert!(
+            matches!(&r, Some(Record::WorkloadEnqueued { op: Some(_), .. })),
+            "{r:?}"
+        );
+        let r = c.apply(&op(EventKind::ContextExit, ADD, 5000)).last();
+        assert!(
+            matches!(
+                &r,
+                Some(Record::OpEnded {
+                    duration_ns: 3000,
+                    cache: Some(CacheOutcome::Miss),
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        c.apply(&op(EventKind::ContextEnter, ADD, 6000)).last();
+        // The hit handler, then the enqueue (low byte 1, garbage above): one record.
+        let hit = c
+            .apply(&ev(EventKind::Call, Role::OpCacheHit, Origin::Op, &[]))
+            .last();
+        assert!(matches!(
+            hit,
+            Some(Record::OpProgramCache {
+                outcome: CacheOutcome::Hit,
+                ..
+            })
+        ));
+        let again: Vec<Record> = c
+            .apply(&ev(
+                EventKind::Call,
+                Role::OpEnqueue,
+                Origin::Op,
+                &[0xff00_0001],
+            ))
+            .collect();
+        assert!(again.is_empty(), "told once: {again:?}");
+        c.apply(&alloc(4096, 0x3000, Origin::Op)).last();
+        // Freed by the program: no longer the operation's live bytes.
+        c.apply(&ev(
+            EventKind::Call,
+            Role::BankFree,
+            Origin::Op,
+            &[0xb0, 0x2000],
+        ))
+        .last();
+        c.apply(&op(EventKind::ContextExit, ADD, 6500)).last();
+        // An operation that ends without any cache signal: unknown.
+        c.apply(&op(EventKind::ContextEnter, MATMUL, 7000)).last();
+        c.apply(&op(EventKind::ContextExit, MATMUL, 7100)).last();
+
+        let p = c.processes().next().unwrap();
+        let add = &p.operations.table[0];
+        assert_eq!(
+            (
+                &*add.name,
+                add.launches,
+                add.cache_hits,
+                add.cache_misses,
+                add.cache_unknown,
+                add.time_ns
+            ),
+            ("Add", 2, 1, 1, 0, 3500)
+        );
+        assert_eq!(
+            add.buffers[&BufferType::Dram],
+            Tally {
+                count: 2,
+                bytes: 8192
+            }
+        );
+        assert_eq!(
+            add.circular_buffers,
+            Tally {
+                count: 3,
+                bytes: 3072
+            }
+        );
+        assert_eq!(
+            (add.enqueues, add.live),
+            (
+                1,
+                Tally {
+                    count: 1,
+                    bytes: 4096
+                }
+            )
+        );
+        let matmul = &p.operations.table[1];
+        assert_eq!((matmul.launches, matmul.cache_unknown), (1, 1));
+
+        // The process dies: its leaks name who allocated them.
+        let r = c
+            .apply(&ev(
+                EventKind::ProcessExit,
+                Role::DeviceOpen,
+                Origin::Application,
+                &[9],
+            ))
+            .last();
+        let Some(Record::ProcessExited(cl)) = r else {
+            panic!("{r:?}")
+        };
+        let owners: Vec<(u64, Option<&str>)> = cl
+            .leaks
+            .iter()
+            .map(|l| (l.buffer.address, l.buffer.op.as_deref()))
+            .collect();
+        assert_eq!(owners, [(0x1000, None), (0x3000, Some("Add"))]);
+    }
+
+    #[test]
+    fn with_the_hit_handler_alone_a_launch_without_it_missed() {
+        // 0.62: no enqueue signal; the hit handler is out of line for every operation.
+        let mut c = with_bank([
+            (ADD, info("Add", true, false)),
+            (MATMUL, info("Matmul", false, false)),
+        ]);
+        c.apply(&op(EventKind::ContextEnter, ADD, 10)).last();
+        c.apply(&op(EventKind::ContextExit, ADD, 20)).last();
+        c.apply(&op(EventKind::ContextEnter, ADD, 30)).last();
+        c.apply(&ev(EventKind::Call, Role::OpCacheHit, Origin::Op, &[]))
+            .last();
+        c.apply(&op(EventKind::ContextExit, ADD, 40)).last();
+        // Nested: an operation launched inside another owns what happens inside it.
+        c.apply(&op(EventKind::ContextEnter, MATMUL, 50)).last();
+        c.apply(&op(EventKind::ContextEnter, ADD, 60)).last();
+        c.apply(&alloc(100, 0x4000, Origin::Op)).last();
+        c.apply(&op(EventKind::ContextExit, ADD, 70)).last();
+        c.apply(&alloc(200, 0x5000, Origin::Op)).last();
+        c.apply(&op(EventKind::ContextExit, MATMUL, 80)).last();
+        // An unnamed cookie, and an exit without its entry: counted, not guessed.
+        let r = c.apply(&op(EventKind::ContextEnter, 99, 90)).last();
+        assert!(matches!(r, Some(Record::Unmatched { .. })), "{r:?}");
+        let r = c.apply(&op(EventKind::ContextExit, 99, 95)).last();
+        assert!(matches!(r, Some(Record::Unmatched { .. })), "{r:?}");
+
+        let p = c.processes().next().unwrap();
+        let add = &p.operations.table[0];
+        assert_eq!((add.launches, add.cache_hits, add.cache_misses), (3, 1, 2));
+        assert_eq!(
+            add.live,
+            Tally {
+                count: 1,
+                bytes: 100
+            }
+        );
+        let matmul = &p.operations.table[1];
+        assert_eq!((matmul.launches, matmul.cache_unknown), (1, 1));
+        assert_eq!(
+            matmul.live,
+            Tally {
+                count: 1,
+                bytes: 200
+            }
+        );
+        assert_eq!(p.operations.running(), 0);
+        assert_eq!(p.unmatched, 2);
+    }
+}
