@@ -85,6 +85,9 @@ pub struct Libraries {
     notices: Vec<Record>,
     /// Operations named by attach points armed since the session last took them.
     operations: Vec<(u64, OpInfo)>,
+    /// Companion files armed (their probes serve every main library that has them beside it:
+    /// one file reached through two directories is armed once, or its events would double).
+    companions: std::collections::HashSet<FileId>,
 }
 
 impl Libraries {
@@ -98,6 +101,7 @@ impl Libraries {
             by_file: HashMap::new(),
             notices: Vec::new(),
             operations: Vec::new(),
+            companions: Default::default(),
         }
     }
 
@@ -289,6 +293,14 @@ impl Libraries {
         let mut armed =
             probes.attach_library(open, resolution, &self.catalog, self.scope_pid, id)?;
         for companion in &resolution.companions {
+            match file_id(&companion.library) {
+                Ok(f) if !self.companions.insert(f) => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    log::warn!("{e}");
+                    continue;
+                }
+            }
             // Its events carry the main library's id: one package, one library to the reader.
             match probes.attach_library(
                 &companion.library,
