@@ -597,6 +597,7 @@ pub fn recipe(spec: &RoleSpec, point: &AttachPoint) -> Recipe {
             offset: f.offset,
         };
     }
+    r.count_fields();
     debug_assert!(spec.kind != RecipeKind::None);
     r
 }
