@@ -1,7 +1,8 @@
 //! Ring-buffer submission with batched wake-ups and counted drops.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
-use aya_ebpf::maps::RingBuf;
 use tracer_common::{counters::Counter, Event, EventKind, Ring, MAX_FIELDS};
 
 use crate::maps::{count, global, EVENTS, LIFECYCLE, UNCHECKED_BYTES, WAKEUP_BYTES};
@@ -25,22 +26,17 @@ pub struct Header {
     pub parent_this: u64,
 }
 
-/// Writes an event straight into its ring: reserved, each of its 88 bytes stored once, then
-/// committed (no event assembled on the stack, zeroed and copied).
+/// Writes an event to its ring: its 88 bytes as 11 words (no `Event` zeroed on the stack — a
+/// `memset` call, a byte loop on this target — then filled), copied out by one
+/// `bpf_ringbuf_output` (measured cheaper than reserve + stores into the ring + submit: one
+/// helper call fewer).
 #[inline(always)]
-pub fn call(ring: u8, h: &Header, fields: &[u64; MAX_FIELDS], ret: u64) {
+pub fn event(ring: u8, h: &Header, fields: &[u64; MAX_FIELDS], ret: u64) {
     let (map, flags, full) = if ring == Ring::Lifecycle as u8 {
         (&LIFECYCLE, BPF_RB_FORCE_WAKEUP, Counter::LifecycleRingFull)
     } else {
         (&EVENTS, payload_wakeup(), Counter::PayloadRingFull)
     };
-    let Some(mut entry) = reserve(map) else {
-        count(full);
-        return;
-    };
-    let p = entry.as_mut_ptr();
-    // Whole words, volatile: the compiler must neither merge them into a `memset` (a byte loop
-    // on this target) nor drop a store to memory the kernel hands over uninitialised.
     let ids = (h.pid_tgid >> 32) | (h.pid_tgid << 32); // tgid at +16, tid at +20
     let tags = h.role as u64
         | (h.kind as u64) << 16
@@ -48,7 +44,7 @@ pub fn call(ring: u8, h: &Header, fields: &[u64; MAX_FIELDS], ret: u64) {
         | (h.depth as u64) << 32
         | (h.parent_origin as u64) << 40
         | (h.library as u64) << 48;
-    let words = [
+    let values = [
         h.ts_ns,
         h.instance,
         ids,
@@ -61,20 +57,19 @@ pub fn call(ring: u8, h: &Header, fields: &[u64; MAX_FIELDS], ret: u64) {
         fields[3],
         ret,
     ];
-    let out = p.cast::<u64>();
-    for (i, w) in words.into_iter().enumerate() {
-        // SAFETY: `i` < 11 words = the reserved 88 bytes.
-        unsafe { out.add(i).write_volatile(w) };
+    // One volatile store per word: plain ones are merged into a `memset` call wherever
+    // neighbouring words are zero (a byte loop on this target).
+    let mut words = MaybeUninit::<[u64; 11]>::uninit();
+    let w = words.as_mut_ptr().cast::<u64>();
+    for (i, v) in values.into_iter().enumerate() {
+        // SAFETY: `i` < 11, inside `words`.
+        unsafe { w.add(i).write_volatile(v) };
     }
-    entry.submit(flags as u64);
-}
-
-/// A reservation for one event on `ring` (one helper call).
-#[inline(always)]
-fn reserve(
-    ring: &'static RingBuf,
-) -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<Event>> {
-    ring.reserve::<Event>(0)
+    // SAFETY: every word written above.
+    let words = unsafe { words.assume_init_ref() };
+    if map.output::<[u64; 11]>(words, flags as u64).is_err() {
+        count(full);
+    }
 }
 
 /// Writes `event` to its ring (one helper call: copy and commit). Payload events wake the
@@ -90,7 +85,10 @@ pub fn submit(ring: u8, event: &Event) {
         }
         return;
     }
-    if EVENTS.output::<Event>(event, payload_wakeup() as u64).is_err() {
+    if EVENTS
+        .output::<Event>(event, payload_wakeup() as u64)
+        .is_err()
+    {
         count(Counter::PayloadRingFull);
     }
 }

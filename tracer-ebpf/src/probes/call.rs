@@ -148,7 +148,7 @@ fn try_entry(ctx: &ProbeContext) -> Result<(), ()> {
 
     if recipe.kind == RecipeKind::Call as u8 {
         // The hot path (kernel binaries, device calls): written once, straight into the ring.
-        emit::call(
+        emit::event(
             recipe.ring,
             &Header {
                 ts_ns: now,
@@ -177,7 +177,7 @@ fn try_entry(ctx: &ProbeContext) -> Result<(), ()> {
             arg => args.get(arg as usize).copied().unwrap_or(0),
         };
         let new_depth = context::push(pid_tgid, recipe.origin, own).ok_or(())?;
-        emit::call(
+        emit::event(
             recipe.ring,
             &Header {
                 ts_ns: now,
@@ -239,7 +239,7 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
             count(Counter::ReturnWithoutEntry);
             return Err(());
         }
-        emit::call(
+        emit::event(
             recipe.ring,
             &Header {
                 ts_ns: now,
