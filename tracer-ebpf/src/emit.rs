@@ -11,6 +11,19 @@ use crate::maps::{count, global, EVENTS, LIFECYCLE, UNCHECKED_BYTES, WAKEUP_BYTE
 /// written, not on every event: a helper call per event costs more than the check is worth.
 const CHECKS_PER_WAKEUP: u64 = 16;
 
+// The words `event` writes, checked against the ABI's layout.
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(Event, instance) == 8);
+    assert!(offset_of!(Event, tgid) == 16 && offset_of!(Event, tid) == 20);
+    assert!(offset_of!(Event, role) == 24 && offset_of!(Event, kind) == 26);
+    assert!(offset_of!(Event, origin) == 27 && offset_of!(Event, depth) == 28);
+    assert!(offset_of!(Event, parent_origin) == 29 && offset_of!(Event, library) == 30);
+    assert!(offset_of!(Event, context_this) == 32 && offset_of!(Event, parent_this) == 40);
+    assert!(offset_of!(Event, fields) == 48 && offset_of!(Event, ret) == 80);
+    assert!(Event::SIZE == 11 * 8);
+};
+
 /// Everything of a probe's event but its fields and return value.
 pub struct Header {
     pub ts_ns: u64,
