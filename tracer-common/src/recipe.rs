@@ -112,6 +112,10 @@ pub struct Recipe {
     pub context_arg: u8,
     /// Library the attach point is in (1-based id kept by user space), copied into events.
     pub library: u16,
+    /// 1 + the index of the last field with an operation (0: none): the probe reads only
+    /// these rules, so a role with one field pays for one. Set by [`Recipe::count_fields`].
+    pub used_fields: u8,
+    pub _pad: [u8; 3],
     pub fields: [FieldRule; MAX_FIELDS],
 }
 
@@ -123,8 +127,20 @@ impl Recipe {
         origin: 0,
         context_arg: 0,
         library: 0,
+        used_fields: 0,
+        _pad: [0; 3],
         fields: [FieldRule::NONE; MAX_FIELDS],
     };
+
+    /// Sets [`Recipe::used_fields`] from [`Recipe::fields`] (once per attach point, so the
+    /// probe does not look at unused rules on every call).
+    pub fn count_fields(&mut self) {
+        self.used_fields = self
+            .fields
+            .iter()
+            .rposition(|f| f.op != FieldOp::None as u8)
+            .map_or(0, |i| i as u8 + 1);
+    }
 }
 
 #[cfg(feature = "user")]

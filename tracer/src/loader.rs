@@ -597,6 +597,7 @@ pub fn recipe(spec: &RoleSpec, point: &AttachPoint) -> Recipe {
             offset: f.offset,
         };
     }
+    r.count_fields();
     debug_assert!(spec.kind != RecipeKind::None);
     r
 }
@@ -712,5 +713,29 @@ mod tests {
             64 << 10,
             "unchanged by a refused size"
         );
+    }
+
+    #[test]
+    fn a_recipe_counts_fields_up_to_its_last_used_rule() {
+        let rule = |op: tracer_common::FieldOp| FieldRule {
+            op: op as u8,
+            arg: 1,
+            _pad: [0; 2],
+            offset: 0,
+        };
+        let mut r = Recipe::EMPTY;
+        r.count_fields();
+        assert_eq!(r.used_fields, 0);
+        // A gap is kept: fields sit at their role's index, so the probe reads up to the last.
+        r.fields[2] = rule(tracer_common::FieldOp::VecBytes);
+        r.count_fields();
+        assert_eq!(r.used_fields, 3);
+        r.fields[3] = rule(tracer_common::FieldOp::Reg);
+        r.count_fields();
+        assert_eq!(r.used_fields, 4);
+        r.fields = [FieldRule::NONE; MAX_FIELDS];
+        r.fields[0] = rule(tracer_common::FieldOp::Load32);
+        r.count_fields();
+        assert_eq!(r.used_fields, 1);
     }
 }

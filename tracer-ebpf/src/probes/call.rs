@@ -16,12 +16,12 @@ use aya_ebpf::{
 };
 use tracer_common::{
     counters::Counter, Event, EventKind, FieldOp, FieldRule, Recipe, RecipeKind,
-    CONTEXT_NAMED_BY_COOKIE,
+    CONTEXT_NAMED_BY_COOKIE, MAX_FIELDS,
 };
 
 use crate::{
     context,
-    emit::submit,
+    emit::{self, submit, Header},
     maps::{count, PendingKey, PENDING, RECIPES},
     process::{registered_instance, traced_instance},
 };
@@ -57,30 +57,23 @@ fn cookie(ctx: &impl EbpfContext) -> u64 {
     unsafe { aya_ebpf::helpers::generated::bpf_get_attach_cookie(ctx.as_ptr()) }
 }
 
-/// The recipe of an attach point. A missing one is a loader bug: said once per hit through
-/// aya-log (rare by construction, so the log's cost does not matter).
+/// The recipe of an attach point (an array lookup the verifier inlines).
+#[inline(always)]
 fn recipe(ctx: &impl EbpfContext, cookie: u64) -> Option<&'static Recipe> {
     let r = RECIPES
         .get(cookie as u32)
         .filter(|r| r.kind != RecipeKind::None as u8);
     if r.is_none() {
-        aya_log_ebpf::warn!(ctx, "attach cookie {} has no recipe", cookie);
+        no_recipe(ctx, cookie);
     }
     r
 }
 
-/// A `kind` event of process (`tgid`, `instance`)'s current thread about `recipe`'s role.
-fn new_event(recipe: &Recipe, kind: EventKind, pid_tgid: u64, instance: u64, now: u64) -> Event {
-    let mut ev = Event::new(
-        kind,
-        recipe.role,
-        now,
-        instance,
-        (pid_tgid >> 32) as u32,
-        pid_tgid as u32,
-    );
-    ev.library = recipe.library;
-    ev
+/// A missing recipe is a loader bug: said once per hit through aya-log (rare by construction,
+/// so the log's cost does not matter; out of line, so the hot path stays small).
+#[inline(never)]
+fn no_recipe(ctx: &impl EbpfContext, cookie: u64) {
+    aya_log_ebpf::warn!(ctx, "attach cookie {} has no recipe", cookie);
 }
 
 /// The six System V argument registers, read at constant offsets: the verifier refuses a
@@ -126,6 +119,20 @@ fn read_field(args: &[u64; 6], rule: &FieldRule) -> u64 {
     }
 }
 
+/// The recipe's fields: only its `used_fields` first rules are looked at (most roles read one
+/// or two), unrolled rather than a loop over all of them.
+#[inline(always)]
+fn read_fields(args: &[u64; 6], recipe: &Recipe) -> [u64; MAX_FIELDS] {
+    let n = recipe.used_fields;
+    let [r0, r1, r2, r3] = &recipe.fields;
+    let f0 = if n > 0 { read_field(args, r0) } else { 0 };
+    let f1 = if n > 1 { read_field(args, r1) } else { 0 };
+    let f2 = if n > 2 { read_field(args, r2) } else { 0 };
+    let f3 = if n > 3 { read_field(args, r3) } else { 0 };
+    [f0, f1, f2, f3]
+}
+
+#[inline(always)]
 fn try_entry(ctx: &ProbeContext) -> Result<(), ()> {
     let cookie = cookie(ctx);
     let recipe = recipe(ctx, cookie).ok_or(())?;
@@ -136,15 +143,30 @@ fn try_entry(ctx: &ProbeContext) -> Result<(), ()> {
     let instance = traced_instance((pid_tgid >> 32) as u32, now).ok_or(())?;
 
     let args = arg_registers(ctx);
+    let fields = read_fields(&args, recipe);
     let (origin, this, depth) = context::innermost(pid_tgid);
-    let kind = if recipe.kind == RecipeKind::Context as u8 {
-        EventKind::ContextEnter
-    } else {
-        EventKind::Call
-    };
-    let mut ev = new_event(recipe, kind, pid_tgid, instance, now);
-    for (out, rule) in ev.fields.iter_mut().zip(recipe.fields.iter()) {
-        *out = read_field(&args, rule);
+
+    if recipe.kind == RecipeKind::Call as u8 {
+        // The hot path (kernel binaries, device calls): written once, straight into the ring.
+        emit::event(
+            recipe.ring,
+            &Header {
+                ts_ns: now,
+                instance,
+                pid_tgid,
+                role: recipe.role,
+                kind: EventKind::Call,
+                origin,
+                depth: depth as u8,
+                parent_origin: 0,
+                library: recipe.library,
+                context_this: this,
+                parent_this: 0,
+            },
+            &fields,
+            0,
+        );
+        return Ok(());
     }
 
     if recipe.kind == RecipeKind::Context as u8 {
@@ -154,31 +176,51 @@ fn try_entry(ctx: &ProbeContext) -> Result<(), ()> {
             CONTEXT_NAMED_BY_COOKIE => cookie,
             arg => args.get(arg as usize).copied().unwrap_or(0),
         };
-        let depth = context::push(pid_tgid, recipe.origin, own).ok_or(())?;
-        ev.origin = recipe.origin;
-        ev.depth = depth as u8;
-        ev.context_this = own;
-        ev.parent_origin = origin;
-        ev.parent_this = this;
-        submit(recipe.ring, &ev);
+        let new_depth = context::push(pid_tgid, recipe.origin, own).ok_or(())?;
+        emit::event(
+            recipe.ring,
+            &Header {
+                ts_ns: now,
+                instance,
+                pid_tgid,
+                role: recipe.role,
+                kind: EventKind::ContextEnter,
+                origin: recipe.origin,
+                depth: new_depth as u8,
+                parent_origin: origin,
+                library: recipe.library,
+                context_this: own,
+                parent_this: this,
+            },
+            &fields,
+            0,
+        );
         return Ok(());
     }
 
-    ev.origin = origin;
-    ev.context_this = this;
-    ev.depth = depth as u8;
-
     if recipe.kind == RecipeKind::CallWithReturn as u8 {
+        let mut ev = Event::new(
+            EventKind::Call,
+            recipe.role,
+            now,
+            instance,
+            (pid_tgid >> 32) as u32,
+            pid_tgid as u32,
+        );
+        ev.library = recipe.library;
+        ev.origin = origin;
+        ev.context_this = this;
+        ev.depth = depth as u8;
+        ev.fields = fields;
         let key = PendingKey { pid_tgid, cookie };
         if PENDING.insert(&key, &ev, 0).is_err() {
             count(Counter::PendingMapFull);
         }
-    } else if recipe.kind == RecipeKind::Call as u8 {
-        submit(recipe.ring, &ev);
     }
     Ok(())
 }
 
+#[inline(always)]
 fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
     let cookie = cookie(ctx);
     let recipe = recipe(ctx, cookie).ok_or(())?;
@@ -197,29 +239,43 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
             count(Counter::ReturnWithoutEntry);
             return Err(());
         }
-        let mut ev = new_event(recipe, EventKind::ContextExit, pid_tgid, instance, now);
-        ev.origin = origin;
-        ev.depth = depth as u8;
-        ev.context_this = this;
-        submit(recipe.ring, &ev);
+        emit::event(
+            recipe.ring,
+            &Header {
+                ts_ns: now,
+                instance,
+                pid_tgid,
+                role: recipe.role,
+                kind: EventKind::ContextExit,
+                origin,
+                depth: depth as u8,
+                parent_origin: 0,
+                library: recipe.library,
+                context_this: this,
+                parent_this: 0,
+            },
+            &[0; MAX_FIELDS],
+            0,
+        );
         return Ok(());
     }
 
     if recipe.kind == RecipeKind::CallWithReturn as u8 {
         let key = PendingKey { pid_tgid, cookie };
-        // SAFETY: copied out before the entry is removed.
-        let Some(entry) = (unsafe { PENDING.get(&key) }).copied() else {
+        let Some(entry) = PENDING.get_ptr_mut(&key) else {
             if registered_instance((pid_tgid >> 32) as u32).is_none() {
                 return Ok(()); // not traced: its entry kept nothing
             }
             count(Counter::ReturnWithoutEntry);
             return Err(());
         };
-        let _ = PENDING.remove(&key);
-        let mut ev = entry;
+        // Completed in the map and sent from there (no copy on the stack), then removed.
+        // SAFETY: the map value of this thread's own key; only this thread writes it.
+        let ev = unsafe { &mut *entry };
         ev.ret = ctx.ret::<u64>();
         ev.ts_ns = now;
-        submit(recipe.ring, &ev);
+        submit(recipe.ring, ev);
+        let _ = PENDING.remove(&key);
     }
     Ok(())
 }
