@@ -430,50 +430,77 @@ fn many_buffers_per_pair(
     let env: Vec<(String, String)> = env.iter().cloned().chain([preload]).collect();
     let sites = baseline::sites(tracer, lib, &["bank_allocate", "bank_free"])?;
     let traps: usize = sites.iter().map(|s| 1 + s.with_return as usize).sum();
-    let oracle = scratch.join("many_buffers-pairs.json");
-    let command: Vec<String> = vec![
-        python.to_string(),
-        crate::root()
-            .join("tests/ttnn/workload.py")
-            .display()
-            .to_string(),
-        "many_buffers".into(),
-        PAIRS.to_string(),
-        "--oracle".into(),
-        oracle.display().to_string(),
-        "--run-dir".into(),
-        scratch.join("run").display().to_string(),
-    ];
-    // The loop past the workload's calibration (graph capture) iterations: its thread's CPU
-    // time (the traps are charged to it; other work on a busy machine is not).
-    let workload = |_: &str| -> Result<f64> {
-        let o: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&oracle)?)?;
-        let s = o["extra"]["uncaptured_loop_cpu_s"]
-            .as_f64()
-            .context("oracle extra.uncaptured_loop_cpu_s")?;
-        Ok(s * 1e9)
-    };
-    let p = ProbeRun {
-        tracer,
-        lib,
-        sites: &sites,
-        scratch,
-        envs: &env,
-        disturbed: Default::default(),
-    };
-    compare_tracers(
-        &format!(
-            "real runtime many_buffers ({} allocate + free pairs)",
-            PAIRS - CALIBRATION
-        ),
-        &p,
-        &command,
-        &workload,
-        (PAIRS - CALIBRATION) as f64,
+    ttnn_loop(
+        &ProbeRun {
+            tracer,
+            lib,
+            sites: &sites,
+            scratch,
+            envs: &env,
+            disturbed: Default::default(),
+        },
+        &TtnnLoop {
+            python,
+            scenario: "many_buffers",
+            iterations: PAIRS,
+            // The loop past the workload's calibration (graph capture) iterations.
+            cpu_key: "uncaptured_loop_cpu_s",
+            calls: PAIRS - CALIBRATION,
+            label: format!(
+                "real runtime many_buffers ({} allocate + free pairs)",
+                PAIRS - CALIBRATION
+            ),
+        },
         traps,
         runs,
     )?;
     Ok(())
+}
+
+/// A loop of the ttnn workload (`workload.py SCENARIO ITERATIONS`) whose thread CPU time the
+/// oracle reports (`extra.<cpu_key>`, seconds, over `calls` probed calls).
+struct TtnnLoop<'a> {
+    python: &'a str,
+    scenario: &'a str,
+    iterations: u32,
+    cpu_key: &'a str,
+    calls: u32,
+    label: String,
+}
+
+/// Per-call figures of a ttnn workload loop against the baselines ([`compare_tracers`]): the
+/// loop's thread CPU time (the traps are charged to it; other work on a busy machine is not).
+fn ttnn_loop(p: &ProbeRun<'_>, l: &TtnnLoop<'_>, traps: usize, runs: usize) -> Result<f64> {
+    let oracle = p.scratch.join(format!("{}-loop.json", l.scenario));
+    let command: Vec<String> = vec![
+        l.python.to_string(),
+        crate::root()
+            .join("tests/ttnn/workload.py")
+            .display()
+            .to_string(),
+        l.scenario.into(),
+        l.iterations.to_string(),
+        "--oracle".into(),
+        oracle.display().to_string(),
+        "--run-dir".into(),
+        p.scratch.join("run").display().to_string(),
+    ];
+    let workload = |_: &str| -> Result<f64> {
+        let o: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&oracle)?)?;
+        let s = o["extra"][l.cpu_key]
+            .as_f64()
+            .with_context(|| format!("oracle extra.{}", l.cpu_key))?;
+        Ok(s * 1e9)
+    };
+    compare_tracers(
+        &l.label,
+        p,
+        &command,
+        &workload,
+        l.calls as f64,
+        traps,
+        runs,
+    )
 }
 
 /// Arming and disarming uprobes on the real library, one multi-uprobe link per program against

@@ -35,15 +35,19 @@ pub struct Site {
     pub file: Option<std::path::PathBuf>,
 }
 
-/// The attach points of `roles` in `lib`, as `tt-tracer probes --json` resolves them.
-pub fn sites(tracer: &Path, lib: &Path, roles: &[&str]) -> Result<Vec<Site>> {
+/// `tt-tracer probes --json --lib LIB`.
+fn probes_json(tracer: &Path, lib: &Path) -> Result<serde_json::Value> {
     let out = Command::new(tracer)
         .args(["probes", "--json", "--lib"])
         .arg(lib)
         .output()
         .context("tt-tracer probes")?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("tt-tracer probes --json output")?;
+    serde_json::from_slice(&out.stdout).context("tt-tracer probes --json output")
+}
+
+/// The attach points of `roles` in `lib`, as `tt-tracer probes --json` resolves them.
+pub fn sites(tracer: &Path, lib: &Path, roles: &[&str]) -> Result<Vec<Site>> {
+    let v = probes_json(tracer, lib)?;
     let mut sites = Vec::new();
     for role in roles {
         let r = v["roles"]
@@ -69,13 +73,7 @@ pub fn sites(tracer: &Path, lib: &Path, roles: &[&str]) -> Result<Vec<Site>> {
 /// The attach points of `roles` for the ttnn operation `op` (its full type) in the libraries
 /// found beside `lib`, as `tt-tracer probes --json` resolves them.
 pub fn operation_sites(tracer: &Path, lib: &Path, roles: &[&str], op: &str) -> Result<Vec<Site>> {
-    let out = Command::new(tracer)
-        .args(["probes", "--json", "--lib"])
-        .arg(lib)
-        .output()
-        .context("tt-tracer probes")?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("tt-tracer probes --json output")?;
+    let v = probes_json(tracer, lib)?;
     let mut sites = Vec::new();
     for c in v["companions"].as_array().into_iter().flatten() {
         let file = std::path::PathBuf::from(c["library"].as_str().context("companion path")?);

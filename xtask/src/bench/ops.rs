@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
-use super::{baseline, compare_tracers, ProbeRun};
+use super::{baseline, ttnn_loop, ProbeRun, TtnnLoop};
 
 /// Launches timed per run (past the workload's warm-up).
 const LAUNCHES: u32 = 20000;
@@ -44,41 +44,23 @@ pub fn op_cost(
         ],
     )?);
     let traps: usize = sites.iter().map(|s| 1 + s.with_return as usize).sum();
-    let oracle = scratch.join("op_loop.json");
-    let command: Vec<String> = vec![
-        python.to_string(),
-        crate::root()
-            .join("tests/ttnn/workload.py")
-            .display()
-            .to_string(),
-        "op_loop".into(),
-        LAUNCHES.to_string(),
-        "--oracle".into(),
-        oracle.display().to_string(),
-        "--run-dir".into(),
-        scratch.join("run").display().to_string(),
-    ];
-    let workload = |_: &str| -> Result<f64> {
-        let o: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&oracle)?)?;
-        let s = o["extra"]["loop_cpu_s"]
-            .as_f64()
-            .context("oracle extra.loop_cpu_s")?;
-        Ok(s * 1e9)
-    };
-    let p = ProbeRun {
-        tracer,
-        lib,
-        sites: &sites,
-        scratch,
-        envs: &env,
-        disturbed: Default::default(),
-    };
-    compare_tracers(
-        &format!("real runtime op launch ({LAUNCHES} × ttnn.add, program cache warm)"),
-        &p,
-        &command,
-        &workload,
-        LAUNCHES as f64,
+    ttnn_loop(
+        &ProbeRun {
+            tracer,
+            lib,
+            sites: &sites,
+            scratch,
+            envs: &env,
+            disturbed: Default::default(),
+        },
+        &TtnnLoop {
+            python,
+            scenario: "op_loop",
+            iterations: LAUNCHES,
+            cpu_key: "loop_cpu_s",
+            calls: LAUNCHES,
+            label: format!("real runtime op launch ({LAUNCHES} × ttnn.add, program cache warm)"),
+        },
         traps,
         runs,
     )?;
