@@ -50,7 +50,7 @@ pub fn event(ring: u8, h: &Header, fields: &[u64; MAX_FIELDS], ret: u64) {
     } else {
         (&EVENTS, payload_wakeup(), Counter::PayloadRingFull)
     };
-    let ids = (h.pid_tgid >> 32) | (h.pid_tgid << 32); // tgid at +16, tid at +20
+    let ids = h.pid_tgid.rotate_left(32); // tgid at +16, tid at +20
     let tags = h.role as u64
         | (h.kind as u64) << 16
         | (h.origin as u64) << 24
