@@ -102,7 +102,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Waits until none of our tt-tracer processes is left (their probes are detached after they
-/// exit, in a helper; a run measured meanwhile would pay for the previous run's teardown).
+/// exit, in a helper; a run measured meanwhile would pay for the previous run's teardown);
+/// returns how long that took, in seconds.
 fn wait_for_detach() -> f64 {
     let t = Instant::now();
     while tracers_running().0 {
@@ -111,10 +112,12 @@ fn wait_for_detach() -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-/// Whether a `tt-tracer` process runs: (one of this checkout's binaries — ours, still
-/// detaching — , another one — someone else's, which the figures must not wait for).
+/// Whether a `tt-tracer` process runs: (one of this bench's — in its process group, e.g. a
+/// detach helper, which keeps its tracer's group while its executable and working directory
+/// are already unreadable as it exits —, another one — someone else's, in a group of its own,
+/// which the figures must not wait for).
 fn tracers_running() -> (bool, bool) {
-    let root = crate::root();
+    let group = process_group(Path::new("/proc/self/stat"));
     let (mut ours, mut foreign) = (false, false);
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let is_tracer = std::fs::read_to_string(e.path().join("comm"))
@@ -130,18 +133,15 @@ fn tracers_running() -> (bool, bool) {
         if !is_tracer || zombie {
             continue;
         }
-        // An exiting process has lost its exe link before it has closed its descriptors, and
-        // closing a uprobe's takes a grace period each: ours (the detach helper) until it is
-        // gone, as nobody else's can be told apart then.
-        match std::fs::read_link(e.path().join("exe")) {
-            Ok(exe) if !exe.starts_with(&root) => foreign = true,
-            _ => ours = true,
+        match process_group(&e.path().join("stat")) == group {
+            true => ours = true,
+            false => foreign = true,
         }
     }
     (ours, foreign)
 }
 
-/// Whether another checkout's `tt-tracer` runs (a system-wide one probes our processes too).
+/// Whether another `tt-tracer` runs (a system-wide one probes our processes too).
 fn foreign_tracer_running() -> bool {
     tracers_running().1
 }
@@ -151,28 +151,6 @@ fn process_group(stat: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(stat).ok()?;
     let (_, rest) = text.rsplit_once(')')?;
     rest.split_whitespace().nth(2)?.parse().ok()
-}
-
-/// Waits until no tt-tracer process of this bench's process group is left (other checkouts'
-/// tracers run in groups of their own; a detach helper keeps its tracer's group, while its
-/// executable and working directory are already unreadable as it exits); returns how long that
-/// took, in seconds.
-fn wait_for_own_detach() -> f64 {
-    let t = Instant::now();
-    let group = process_group(Path::new("/proc/self/stat"));
-    let ours = |e: std::fs::DirEntry| {
-        std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "tt-tracer")
-            && process_group(&e.path().join("stat")) == group
-    };
-    while std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(ours)
-    {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    t.elapsed().as_secs_f64()
 }
 
 fn time_secs(cmd: &mut Command) -> Result<f64> {
@@ -531,7 +509,7 @@ fn attach_cost(tracer: &Path, lib: &Path, a: &BenchArgs) -> Result<()> {
         ("multi-uprobe links", &[][..]),
         ("per-point uprobes ", &["--no-multi-attach"][..]),
     ] {
-        wait_for_own_detach();
+        wait_for_detach();
         let mut times = Vec::new();
         for _ in 0..a.back_to_back {
             let mut cmd = Command::new(tracer);
@@ -542,7 +520,7 @@ fn attach_cost(tracer: &Path, lib: &Path, a: &BenchArgs) -> Result<()> {
                 .args(["--", "/bin/true"]);
             times.push(time_secs(&mut cmd)? * 1e3);
         }
-        let drained = wait_for_own_detach();
+        let drained = wait_for_detach();
         let shown: Vec<String> = times.iter().map(|t| format!("{t:.0}")).collect();
         let n = times.len();
         let (first, last) = (n.min(3), n.saturating_sub(3));
