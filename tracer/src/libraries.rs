@@ -338,20 +338,23 @@ fn operations(
     library: &Resolution,
     armed: Vec<(u64, crate::resolve::ops::Op)>,
 ) -> impl Iterator<Item = (u64, OpInfo)> + '_ {
-    let probed = |role: Role, path: &str| {
-        library.role(role).is_some_and(|r| {
-            r.attach
-                .iter()
-                .any(|a| a.op.as_ref().is_some_and(|o| o.path() == path))
-        })
+    // The operations each signal is probed for (looked up once per armed operation).
+    let probed = |role: Role| -> std::collections::HashSet<&str> {
+        library
+            .role(role)
+            .into_iter()
+            .flat_map(|r| r.attach.iter())
+            .filter_map(|a| a.op.as_ref().map(|o| o.path()))
+            .collect()
     };
+    let (hit, enqueue) = (probed(Role::OpCacheHit), probed(Role::OpEnqueue));
     armed.into_iter().map(move |(cookie, op)| {
         let info = OpInfo {
             name: op.name().unwrap_or(op.path()).to_string(),
             path: op.path().to_string(),
             cache: CacheProbes {
-                hit: probed(Role::OpCacheHit, op.path()),
-                enqueue: probed(Role::OpEnqueue, op.path()),
+                hit: hit.contains(op.path()),
+                enqueue: enqueue.contains(op.path()),
             },
         };
         (cookie, info)

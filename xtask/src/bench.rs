@@ -153,6 +153,22 @@ fn process_group(stat: &Path) -> Option<u32> {
     rest.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// `cargo run --release -p tt-tracer --example NAME --`: arguments follow.
+fn example(name: &str) -> Command {
+    let mut c = crate::cargo();
+    c.args([
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        "tt-tracer",
+        "--example",
+        name,
+        "--",
+    ]);
+    c
+}
+
 fn time_secs(cmd: &mut Command) -> Result<f64> {
     let t = Instant::now();
     let st = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
@@ -195,35 +211,14 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         };
     // Resolution of every role in the real 35 MB library, against reading it alone.
     if let (true, Some(real_lib)) = (want(Figure::Resolve), &real_lib) {
-        crate::run(
-            crate::cargo()
-                .args([
-                    "run",
-                    "--release",
-                    "-q",
-                    "-p",
-                    "tt-tracer",
-                    "--example",
-                    "resolve_bench",
-                    "--",
-                ])
-                .arg(real_lib),
-        )?;
+        crate::run(example("resolve_bench").arg(real_lib))?;
     }
     if let (true, Some(real_lib)) = (want(Figure::Attach), &real_lib) {
         attach_cost(&tracer, Path::new(real_lib), &a)?;
     }
     // Collector memory per live device buffer.
     if want(Figure::Memory) {
-        crate::run(crate::cargo().args([
-            "run",
-            "--release",
-            "-q",
-            "-p",
-            "tt-tracer",
-            "--example",
-            "ledger_memory",
-        ]))?;
+        crate::run(&mut example("ledger_memory"))?;
     }
     // Kill → cleanup-record latency over many kills; the event rate one thread sustains.
     if want(Figure::Kill) {
@@ -402,23 +397,16 @@ fn many_buffers_per_pair(
     scratch: &Path,
     runs: usize,
 ) -> Result<()> {
-    baseline::ensure_bpftrace()?;
-    let (lib, preload) = baseline::private_copy(lib)?;
-    let lib = lib.as_path();
-    let env: Vec<(String, String)> = env.iter().cloned().chain([preload]).collect();
-    let sites = baseline::sites(tracer, lib, &["bank_allocate", "bank_free"])?;
-    let traps: usize = sites.iter().map(|s| 1 + s.with_return as usize).sum();
     ttnn_loop(
-        &ProbeRun {
+        &TtnnRuntime {
             tracer,
             lib,
-            sites: &sites,
-            scratch,
-            envs: &env,
-            disturbed: Default::default(),
-        },
-        &TtnnLoop {
             python,
+            env,
+            scratch,
+        },
+        &|lib| baseline::sites(tracer, lib, &["bank_allocate", "bank_free"]),
+        &TtnnLoop {
             scenario: "many_buffers",
             iterations: PAIRS,
             // The loop past the workload's calibration (graph capture) iterations.
@@ -429,16 +417,24 @@ fn many_buffers_per_pair(
                 PAIRS - CALIBRATION
             ),
         },
-        traps,
         runs,
     )?;
     Ok(())
 }
 
+/// The real runtime a ttnn figure runs on.
+struct TtnnRuntime<'a> {
+    tracer: &'a Path,
+    /// The real libtt_metal.so.
+    lib: &'a Path,
+    python: &'a str,
+    env: &'a [(String, String)],
+    scratch: &'a Path,
+}
+
 /// A loop of the ttnn workload (`workload.py SCENARIO ITERATIONS`) whose thread CPU time the
 /// oracle reports (`extra.<cpu_key>`, seconds, over `calls` probed calls).
 struct TtnnLoop<'a> {
-    python: &'a str,
     scenario: &'a str,
     iterations: u32,
     cpu_key: &'a str,
@@ -448,10 +444,30 @@ struct TtnnLoop<'a> {
 
 /// Per-call figures of a ttnn workload loop against the baselines ([`compare_tracers`]): the
 /// loop's thread CPU time (the traps are charged to it; other work on a busy machine is not).
-fn ttnn_loop(p: &ProbeRun<'_>, l: &TtnnLoop<'_>, traps: usize, runs: usize) -> Result<f64> {
+/// The workload loads a private copy of the library (see `baseline::private_copy`); `sites`
+/// gives bpftrace's sites in it, the ones tt-tracer probes in that loop.
+fn ttnn_loop(
+    t: &TtnnRuntime<'_>,
+    sites: &dyn Fn(&Path) -> Result<Vec<baseline::Site>>,
+    l: &TtnnLoop<'_>,
+    runs: usize,
+) -> Result<f64> {
+    baseline::ensure_bpftrace()?;
+    let (lib, preload) = baseline::private_copy(t.lib)?;
+    let env: Vec<(String, String)> = t.env.iter().cloned().chain([preload]).collect();
+    let sites = sites(&lib)?;
+    let traps: usize = sites.iter().map(|s| 1 + s.with_return as usize).sum();
+    let p = ProbeRun {
+        tracer: t.tracer,
+        lib: &lib,
+        sites: &sites,
+        scratch: t.scratch,
+        envs: &env,
+        disturbed: Default::default(),
+    };
     let oracle = p.scratch.join(format!("{}-loop.json", l.scenario));
     let command: Vec<String> = vec![
-        l.python.to_string(),
+        t.python.to_string(),
         crate::root()
             .join("tests/ttnn/workload.py")
             .display()
@@ -472,7 +488,7 @@ fn ttnn_loop(p: &ProbeRun<'_>, l: &TtnnLoop<'_>, traps: usize, runs: usize) -> R
     };
     compare_tracers(
         &l.label,
-        p,
+        &p,
         &command,
         &workload,
         l.calls as f64,
@@ -489,17 +505,7 @@ fn ttnn_loop(p: &ProbeRun<'_>, l: &TtnnLoop<'_>, traps: usize, runs: usize) -> R
 fn attach_cost(tracer: &Path, lib: &Path, a: &BenchArgs) -> Result<()> {
     wait_for_detach();
     crate::run(
-        crate::cargo()
-            .args([
-                "run",
-                "--release",
-                "-q",
-                "-p",
-                "tt-tracer",
-                "--example",
-                "attach_bench",
-                "--",
-            ])
+        example("attach_bench")
             .arg(lib)
             .arg(a.attach_points.to_string())
             .arg(a.attach_runs.to_string()),

@@ -141,7 +141,7 @@ impl CircularBuffers {
 pub(crate) type OwnerId = u32;
 
 /// A live allocation. Kept small: the ledger holds one per live buffer.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Allocation {
     pub(crate) size: u64,
     pub(crate) allocated_ns: u64,
@@ -150,8 +150,8 @@ pub(crate) struct Allocation {
     /// A program's kernel binaries (placed inside `program_binaries`): booked as application
     /// kernels, not as an ordinary buffer.
     pub(crate) kernel_binaries: bool,
-    /// The operation running when it was allocated: its row in the process's table, and name.
-    pub(crate) op: Option<(usize, std::sync::Arc<str>)>,
+    /// The operation running when it was allocated (its row in the process's table).
+    pub(crate) op: Option<super::operations::OpId>,
 }
 
 /// Live allocations keyed by (bank, address): DRAM and L1 addresses overlap.
@@ -181,11 +181,13 @@ impl LiveAllocations {
     }
     /// Live allocations of `owner`, oldest first: ordinary buffers, or (`kernel_binaries`)
     /// programs' binary buffers.
+    /// `op_name` names an allocation's operation.
     pub(crate) fn of_owner(
         &self,
         owner: OwnerId,
         now: u64,
         kernel_binaries: bool,
+        op_name: &dyn Fn(super::operations::OpId) -> Option<std::sync::Arc<str>>,
     ) -> Vec<Outstanding> {
         let mut v: Vec<Outstanding> = self
             .map
@@ -197,7 +199,7 @@ impl LiveAllocations {
                 address: *addr,
                 allocated_ns: a.allocated_ns,
                 age_ns: now.saturating_sub(a.allocated_ns),
-                op: a.op.as_ref().map(|(_, name)| name.clone()),
+                op: a.op.and_then(op_name),
             })
             .collect();
         v.sort_by_key(|o| (o.allocated_ns, o.address, o.buffer_type));
@@ -246,7 +248,7 @@ mod tests {
             kernel_binaries: false,
             op: None,
         };
-        assert!(l.insert(1, 0x1000, a.clone()).is_none());
+        assert!(l.insert(1, 0x1000, a).is_none());
         assert!(l.insert(2, 0x1000, a).is_none());
         assert_eq!(l.len(), 2);
         assert_eq!(l.drain_bank(1).len(), 1);

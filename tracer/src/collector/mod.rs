@@ -187,16 +187,15 @@ impl Collector {
                 let start = self.context_starts.remove(&(ev.tgid, ev.tid, ev.depth));
                 (proc.context_exited(role, ev, start), None)
             }
-            EventKind::Call => match Call::decode(role, ev) {
-                // The hit handler and the enqueue both tell a hit: one record.
-                Call::OpCache { hit } => {
+            EventKind::Call => match proc.call(role, Call::decode(role, ev), ev) {
+                Some(record) => (record, None),
+                // Nothing new to tell (a program-cache outcome told already).
+                None => {
                     return Records {
                         started,
-                        record: proc.op_cache(role, hit, ev),
-                        also: None,
+                        ..Default::default()
                     }
                 }
-                call => (proc.call(role, call, ev), None),
             },
             EventKind::ProcessExit | EventKind::LibraryOpened => unreachable!("handled above"),
         };
@@ -412,26 +411,26 @@ impl ProcessLedger {
         }
     }
 
-    /// The operation running on the event's thread, if any.
-    fn current_op(&self, ev: &Event) -> Option<(usize, std::sync::Arc<str>)> {
-        self.operations.current(ev.tid)
-    }
-
     /// Books `f` on the row of the operation running on the event's thread; returns its name.
     fn on_current_op(
         &mut self,
         ev: &Event,
         f: impl FnOnce(&mut OpLedger),
     ) -> Option<std::sync::Arc<str>> {
-        let (i, name) = self.current_op(ev)?;
-        if let Some(row) = self.operations.row(i) {
-            f(row);
-        }
-        Some(name)
+        let row = self.operations.row(self.operations.current(ev.tid)?)?;
+        f(row);
+        Some(row.name.clone())
     }
 
-    fn call(&mut self, role: Role, call: Call, ev: &Event) -> Record {
-        match call {
+    /// Buffers of `owner` still allocated at `now`, each naming its operation.
+    fn outstanding(&self, owner: OwnerId, now: u64) -> Vec<memory::Outstanding> {
+        self.live
+            .of_owner(owner, now, false, &|op| self.operations.name(op))
+    }
+
+    /// The record of a call; None when it tells nothing new.
+    fn call(&mut self, role: Role, call: Call, ev: &Event) -> Option<Record> {
+        Some(match call {
             Call::DeviceOpen { device, chip } => self.device_opened(ev, device, chip),
             Call::KernelBinaryWrite {
                 bytes,
@@ -502,9 +501,8 @@ impl ProcessLedger {
                     op,
                 }
             }
-            Call::OpCache { hit } => self
-                .op_cache(role, hit, ev)
-                .unwrap_or_else(|| self.unmatched(role, ev)),
+            // The hit handler and the enqueue both tell a hit: one record.
+            Call::OpCache { hit } => return self.op_cache(role, hit, ev),
             Call::FirmwareWrite {
                 bytes,
                 chip,
@@ -519,7 +517,7 @@ impl ProcessLedger {
             },
             // A context role reported as a plain call: only a foreign catalog could do that.
             Call::Context => self.unmatched(role, ev),
-        }
+        })
     }
 
     /// An event about something never seen: counted, and told.
@@ -551,7 +549,7 @@ impl ProcessLedger {
                 self.released(ev, address, a);
             } else {
                 self.books(a.owner).clear(a.buffer_type, a.size);
-                if let Some(row) = a.op.and_then(|(i, _)| self.operations.row(i)) {
+                if let Some(row) = a.op.and_then(|op| self.operations.row(op)) {
                     row.live.remove(a.size);
                     row.released_at_close.add(a.size);
                 }
@@ -646,7 +644,7 @@ impl ProcessLedger {
     fn device_closed(&mut self, ev: &Event, device: u64) -> Option<Record> {
         let chip = self.attribution.chip_of(device)?;
         let owner = self.attribution.owner_id(Owner::Chip(chip));
-        let outstanding = self.live.of_owner(owner, ev.ts_ns, false);
+        let outstanding = self.outstanding(owner, ev.ts_ns);
         let d = self.device(chip);
         d.closed_ns = Some(ev.ts_ns);
         d.outstanding_at_close = outstanding;
@@ -664,7 +662,7 @@ impl ProcessLedger {
         let mut outstanding = 0;
         if let Some(m) = mesh {
             let owner = self.attribution.owner_id(Owner::Mesh(m));
-            let o = self.live.of_owner(owner, ev.ts_ns, false);
+            let o = self.outstanding(owner, ev.ts_ns);
             outstanding = o.len() as u64;
             if let Some(ml) = self.meshes.get_mut(&m) {
                 ml.closed_ns = Some(ev.ts_ns);
@@ -707,17 +705,14 @@ impl ProcessLedger {
     fn allocated(&mut self, ev: &Event, bank: u64, size: u64, address: u64) -> Record {
         let (buffer_type, owner) = self.attribution.bank(bank);
         let kernel_binaries = Origin::from_repr(ev.origin) == Some(Origin::Program);
-        let op = self.current_op(ev);
-        if let Some(row) = op.as_ref().and_then(|(i, _)| self.operations.row(*i)) {
-            match kernel_binaries {
-                true => row.kernels.add(size),
-                false => {
-                    row.buffers.entry(buffer_type).or_default().add(size);
-                    row.live.add(size);
-                }
+        let op = self.operations.current(ev.tid);
+        let op_name = self.on_current_op(ev, |row| match kernel_binaries {
+            true => row.kernels.add(size),
+            false => {
+                row.buffers.entry(buffer_type).or_default().add(size);
+                row.live.add(size);
             }
-        }
-        let op_name = op.as_ref().map(|(_, name)| name.clone());
+        });
         let a = Allocation {
             size,
             allocated_ns: ev.ts_ns,
@@ -791,7 +786,7 @@ impl ProcessLedger {
             };
         }
         self.books(a.owner).free(a.buffer_type, a.size);
-        if let Some(row) = a.op.and_then(|(i, _)| self.operations.row(i)) {
+        if let Some(row) = a.op.and_then(|op| self.operations.row(op)) {
             row.live.remove(a.size);
         }
         let (chip, mesh) = self.placement(a.owner);
@@ -824,7 +819,7 @@ impl ProcessLedger {
         }
         let mut leaks: Vec<Leak> = Vec::new();
         for id in self.attribution.owner_ids() {
-            for buffer in self.live.of_owner(id, ev.ts_ns, false) {
+            for buffer in self.outstanding(id, ev.ts_ns) {
                 leaks.push(Leak {
                     owner: self.attribution.owner_name(id),
                     buffer,

@@ -7,11 +7,16 @@
 //! ([`super::Collector::name_operations`]). Operations nest (one may launch another): the
 //! innermost one on the thread owns what happens.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, num::NonZeroU16, sync::Arc};
 
 use serde::Serialize;
 
 use super::{ledger::Tally, memory::BufferType};
+
+/// An operation type's row in a process's table, as a live allocation keeps it: the index
+/// plus one, in 16 bits, so that an allocation stays small (a process has a few hundred
+/// operation types at most; past 65,535 its buffers are booked without one).
+pub(crate) type OpId = NonZeroU16;
 
 /// An armed `op_launch` attach point's operation, as the session resolved it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,14 +162,20 @@ impl Operations {
         Some((self.table[frame.op].name.clone(), first))
     }
 
-    /// The operation running on `tid`: its index and name.
-    pub(super) fn current(&self, tid: u32) -> Option<(usize, Arc<str>)> {
+    /// The operation running on `tid`.
+    pub(super) fn current(&self, tid: u32) -> Option<OpId> {
         let f = self.running.get(&tid)?.last()?;
-        Some((f.op, self.table[f.op].name.clone()))
+        u16::try_from(f.op + 1).ok().and_then(OpId::new)
     }
 
-    pub(super) fn row(&mut self, op: usize) -> Option<&mut OpLedger> {
-        self.table.get_mut(op)
+    pub(super) fn row(&mut self, op: OpId) -> Option<&mut OpLedger> {
+        self.table.get_mut(usize::from(op.get()) - 1)
+    }
+
+    pub(super) fn name(&self, op: OpId) -> Option<Arc<str>> {
+        self.table
+            .get(usize::from(op.get()) - 1)
+            .map(|r| r.name.clone())
     }
 
     /// The thread is gone (its process exited): its launches never end.

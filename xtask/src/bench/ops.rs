@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
-use super::{baseline, ttnn_loop, ProbeRun, TtnnLoop};
+use super::{baseline, ttnn_loop, TtnnLoop, TtnnRuntime};
 
 /// Launches timed per run (past the workload's warm-up).
 const LAUNCHES: u32 = 20000;
@@ -23,45 +23,50 @@ pub fn op_cost(
     scratch: &Path,
     runs: usize,
 ) -> Result<()> {
-    baseline::ensure_bpftrace()?;
-    let (lib, preload) = baseline::private_copy(lib)?;
-    let lib = lib.as_path();
-    let env: Vec<(String, String)> = env.iter().cloned().chain([preload]).collect();
-    let mut sites = baseline::operation_sites(
-        tracer,
-        lib,
-        &["op_launch", "op_enqueue", "op_cache_hit"],
-        OP,
-    )?;
-    sites.extend(baseline::sites(
-        tracer,
-        lib,
-        &[
-            "bank_allocate",
-            "bank_free",
-            "workload_enqueue",
-            "cb_free_all",
-        ],
-    )?);
-    let traps: usize = sites.iter().map(|s| 1 + s.with_return as usize).sum();
-    ttnn_loop(
-        &ProbeRun {
+    // The operation's own sites, and libtt_metal's that fire in the loop.
+    let sites = |lib: &Path| -> Result<Vec<baseline::Site>> {
+        let mut sites = baseline::operation_sites(
             tracer,
             lib,
-            sites: &sites,
-            scratch,
-            envs: &env,
-            disturbed: Default::default(),
-        },
-        &TtnnLoop {
+            &["op_launch", "op_enqueue", "op_cache_hit"],
+            OP,
+        )?;
+        sites.extend(baseline::sites(
+            tracer,
+            lib,
+            &[
+                "bank_allocate",
+                "bank_free",
+                "workload_enqueue",
+                "cb_free_all",
+            ],
+        )?);
+        println!(
+            "  {} sites, {} traps per launch for bpftrace",
+            sites.len(),
+            sites
+                .iter()
+                .map(|s| 1 + s.with_return as usize)
+                .sum::<usize>()
+        );
+        Ok(sites)
+    };
+    ttnn_loop(
+        &TtnnRuntime {
+            tracer,
+            lib,
             python,
+            env,
+            scratch,
+        },
+        &sites,
+        &TtnnLoop {
             scenario: "op_loop",
             iterations: LAUNCHES,
             cpu_key: "loop_cpu_s",
             calls: LAUNCHES,
             label: format!("real runtime op launch ({LAUNCHES} × ttnn.add, program cache warm)"),
         },
-        traps,
         runs,
     )?;
     // What tt-tracer told per launch (its last run's report).
@@ -82,8 +87,7 @@ pub fn op_cost(
         .sum();
     let events = r["events"].as_f64().unwrap_or(0.0);
     println!(
-        "  {} sites, {traps} traps per launch for bpftrace; tt-tracer: {events} events for {launches} launches ({:.1} per launch, whole process)",
-        sites.len(),
+        "  tt-tracer: {events} events for {launches} launches ({:.1} per launch, whole process)",
         events / launches.max(1) as f64
     );
     Ok(())
